@@ -1,0 +1,104 @@
+// Every failure the relay can report, declared once with a stable code and the SMTP reply it
+// maps to. Callers branch on `code`, never on message text; the inbound stage turns any error
+// into a reply with toReply() and nothing else decides a reply code.
+//
+// Policy (SPEC "On the wire"): problems that are the relay's or the account's, not the
+// message's, are temporary (4xx) so the MTA keeps the message and retries.
+import { formatReply, reply, type Reply } from '../upstream/reply.js';
+
+export type RelayErrorCode =
+  | 'AUTH_REQUIRED'
+  | 'AUTH_FAILED'
+  | 'AUTH_NEEDS_TLS'
+  | 'SENDER_NOT_ALLOWED'
+  | 'NO_ROUTE'
+  | 'TOKEN_UNAVAILABLE'
+  | 'UPSTREAM_AUTH_REJECTED'
+  | 'UPSTREAM_CONNECT_FAILED'
+  | 'UPSTREAM_CLOSED'
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_TLS'
+  | 'UPSTREAM_PROTOCOL'
+  | 'POOL_BUSY'
+  | 'ACCOUNT_LIMIT'
+  | 'TOO_MANY_RECIPIENTS'
+  | 'MESSAGE_TOO_BIG'
+  | 'SHUTTING_DOWN'
+  | 'INTERNAL';
+
+interface ErrorSpec {
+  reply: Reply;
+}
+
+// RFC 5321 §4.2.2/§4.3.2 and RFC 3463 for the codes; RFC 4954 §6 for the AUTH ones.
+const SPECS: Record<RelayErrorCode, ErrorSpec> = {
+  AUTH_REQUIRED: { reply: reply(530, '5.7.0 Authentication required') },
+  AUTH_FAILED: { reply: reply(535, '5.7.8 Authentication credentials invalid') },
+  AUTH_NEEDS_TLS: { reply: reply(538, '5.7.11 Encryption required for requested authentication mechanism') },
+  SENDER_NOT_ALLOWED: { reply: reply(550, '5.7.1 Sender address not allowed for this account') },
+  NO_ROUTE: { reply: reply(550, '5.7.1 No account is configured to send as this address') },
+  TOKEN_UNAVAILABLE: { reply: reply(454, '4.7.0 Temporary authentication failure: no access token for the account, try again later') },
+  UPSTREAM_AUTH_REJECTED: { reply: reply(454, '4.7.0 Temporary authentication failure: the provider refused the account\'s token, try again later') },
+  UPSTREAM_CONNECT_FAILED: { reply: reply(451, '4.4.1 Provider unreachable, try again later') },
+  UPSTREAM_CLOSED: { reply: reply(451, '4.4.2 Provider closed the connection, try again later') },
+  UPSTREAM_TIMEOUT: { reply: reply(451, '4.4.2 Provider timed out, try again later') },
+  UPSTREAM_TLS: { reply: reply(451, '4.7.5 Could not secure the connection to the provider, try again later') },
+  UPSTREAM_PROTOCOL: { reply: reply(451, '4.5.0 Unexpected reply from the provider, try again later') },
+  POOL_BUSY: { reply: reply(451, '4.4.5 All connections of the account are busy, try again later') },
+  ACCOUNT_LIMIT: { reply: reply(451, '4.7.1 Account over its sending limits, try again later') },
+  TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients') },
+  MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size') },
+  SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later') },
+  INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later') },
+};
+
+export class RelayError extends Error {
+  readonly code: RelayErrorCode;
+  readonly reply: Reply;
+
+  /**
+   * @param detail for logs only; never put a secret here. The MTA sees `reply`.
+   * @param replyOverride a more precise reply than the code's default (same class of code).
+   */
+  constructor(code: RelayErrorCode, detail?: string, options?: { cause?: unknown; reply?: Reply }) {
+    const r = options?.reply ?? SPECS[code].reply;
+    super(detail ? `${code}: ${detail}` : `${code}: ${formatReply(r)}`, { cause: options?.cause });
+    this.name = 'RelayError';
+    this.code = code;
+    this.reply = r;
+  }
+}
+
+/** An upstream reply we pass through to the MTA as it is (or nearly: see upstreamReplyForClient). */
+export class UpstreamReplyError extends Error {
+  readonly reply: Reply;
+  constructor(r: Reply) {
+    super(`upstream replied ${formatReply(r)}`);
+    this.name = 'UpstreamReplyError';
+    this.reply = r;
+  }
+}
+
+export const relayError = (code: RelayErrorCode, detail?: string, cause?: unknown) =>
+  new RelayError(code, detail, { cause });
+
+/**
+ * The reply the MTA gets for an upstream reply. Faithful except that an upstream 421 (the
+ * provider closing its channel) must not reach the MTA as 421, which would close *our*
+ * session with it: it becomes 451 with the provider's own text.
+ */
+export function upstreamReplyForClient(r: Reply): Reply {
+  if (r.code === 421) return { code: 451, lines: r.lines };
+  return r;
+}
+
+/** The one place that turns anything thrown on a message's path into the MTA's reply. */
+export function toReply(err: unknown): Reply {
+  if (err instanceof RelayError) return err.reply;
+  if (err instanceof UpstreamReplyError) return upstreamReplyForClient(err.reply);
+  return SPECS.INTERNAL.reply;
+}
+
+export function defaultReply(code: RelayErrorCode): Reply {
+  return SPECS[code].reply;
+}

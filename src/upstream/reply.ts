@@ -1,0 +1,34 @@
+// An SMTP reply as read off the wire (RFC 5321 §4.2): a three-digit code and one or more text
+// lines. The enhanced status code (RFC 3463), when the server sends one, stays in the text
+// so the reply can be handed to the MTA exactly as the provider wrote it.
+
+export interface Reply {
+  code: number;
+  /** Text of each line, without the code and separator; at least one (possibly empty) line. */
+  lines: string[];
+}
+
+const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)/;
+
+export function reply(code: number, ...lines: string[]): Reply {
+  return { code, lines: lines.length ? lines : [''] };
+}
+
+/** The enhanced status code the reply carries on its first line, if any ("5.7.1"). */
+export function enhancedCode(r: Reply): string | null {
+  const m = ENHANCED.exec(r.lines[0] ?? '');
+  return m ? m[0] : null;
+}
+
+export function textCarriesEnhancedCode(text: string): boolean {
+  return ENHANCED.test(text);
+}
+
+export const isPositive = (r: Reply): boolean => r.code >= 200 && r.code < 300;
+export const isTransient = (r: Reply): boolean => r.code >= 400 && r.code < 500;
+export const isPermanent = (r: Reply): boolean => r.code >= 500;
+
+/** One-line rendering for logs and error messages. */
+export function formatReply(r: Reply): string {
+  return `${r.code} ${r.lines.join(' / ')}`.trimEnd();
+}
