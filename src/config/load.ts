@@ -1,0 +1,152 @@
+// Reading relay.yaml: YAML → ${ENV} expansion → schema validation → provider resolution and
+// checks that need the host (files readable, source_ip present). Every failure is a ConfigError
+// naming the key path, so `serve` and `check-config` can exit 2 with a message an operator can act on.
+import { existsSync, readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from './errors.js';
+import { PROVIDER_DEFAULTS, isProviderKind } from './providers.js';
+import { configSchema, type Config, type ProviderConfig, type RawConfig } from './schema.js';
+
+export const DEFAULT_CONFIG_FILE = 'relay.yaml';
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** Replaces `${NAME}` in every string value; a variable that is not set is a config error. */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_, name: string) => {
+      const v = env[name];
+      if (v === undefined) throw new ConfigError(`environment variable ${name} is not set`, formatPath(path));
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k])]));
+  }
+  return value;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
+
+function describeIssues(error: z.ZodError): ConfigError {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys;
+    const at = formatPath([...issue.path, keys[0]!]);
+    return new ConfigError(`unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`, at);
+  }
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
+  return new ConfigError(issue.message + more, formatPath(issue.path));
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Check that source_ip addresses exist on this host (off in unit tests of other hosts' configs). */
+  checkHost?: boolean;
+}
+
+/** Validates an already-parsed document; `file` anchors relative paths (null: the current directory). */
+export function buildConfig(doc: unknown, file: string | null, opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const expanded = expandEnv(doc ?? {}, env);
+  const parsed = configSchema.safeParse(expanded);
+  if (!parsed.success) throw describeIssues(parsed.error);
+  return resolveConfig(parsed.data, file, opts.checkHost ?? true);
+}
+
+export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
+  const abs = resolve(file);
+  if (!existsSync(abs)) throw new ConfigError(`file ${abs} does not exist`);
+  const doc = parseDocument(readFileSync(abs, 'utf8'), { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length) throw new ConfigError(`${abs} is not valid YAML: ${doc.errors[0]!.message}`);
+  return buildConfig(doc.toJS(), abs, opts);
+}
+
+/**
+ * `--config FILE` if given (it must exist); else ./relay.yaml if present; else the built-in
+ * defaults, which the caller announces.
+ */
+export function loadConfig(file: string | undefined, opts: LoadOptions = {}): Config {
+  if (file) return loadConfigFile(file, opts);
+  if (existsSync(DEFAULT_CONFIG_FILE)) return loadConfigFile(DEFAULT_CONFIG_FILE, opts);
+  return buildConfig({}, null, opts);
+}
+
+function resolveProviders(raw: RawConfig): Record<string, ProviderConfig> {
+  const out: Record<string, ProviderConfig> = {};
+  const names = new Set([...Object.keys(PROVIDER_DEFAULTS), ...Object.keys(raw.providers)]);
+  for (const name of names) {
+    const o = raw.providers[name] ?? {};
+    const kind = o.kind ?? (isProviderKind(name) ? name : undefined);
+    if (!kind) throw new ConfigError('a provider not named google or microsoft must set kind: google | microsoft', `providers.${name}.kind`);
+    const base = PROVIDER_DEFAULTS[kind];
+    out[name] = {
+      name,
+      kind,
+      tokenUrl: o.token_url ?? base.tokenUrl,
+      scope: o.scope ?? base.scope,
+      smtp: { ...base.smtp, ...o.smtp },
+      caFile: o.ca_file ?? base.caFile,
+    };
+  }
+  return out;
+}
+
+function localAddresses(): Set<string> {
+  const set = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) set.add(a.address);
+  return set;
+}
+
+function readable(path: string, at: string): void {
+  try {
+    readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, at);
+  }
+}
+
+function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean): Config {
+  const base = file ? dirname(file) : process.cwd();
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const providers = resolveProviders(raw);
+  for (const p of Object.values(providers)) {
+    if (p.caFile) {
+      p.caFile = abs(p.caFile);
+      readable(p.caFile, `providers.${p.name}.ca_file`);
+    }
+  }
+
+  const seen = new Map<string, number>();
+  const addrs = checkHost ? localAddresses() : null;
+  raw.accounts.forEach((a, i) => {
+    const at = (k: string) => `accounts[${i}].${k}`;
+    if (!providers[a.provider]) {
+      throw new ConfigError(`unknown provider "${a.provider}" (known: ${Object.keys(providers).join(', ')})`, at('provider'));
+    }
+    const dup = seen.get(a.email);
+    if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, at('email'));
+    seen.set(a.email, i);
+    if (a.min_idle > a.max_connections) throw new ConfigError(`must not exceed max_connections (${a.max_connections})`, at('min_idle'));
+    if (a.source_ip && addrs && !addrs.has(a.source_ip)) {
+      throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
+    }
+  });
+
+  const inbound = { ...raw.inbound };
+  if (inbound.tls) {
+    inbound.tls = { cert_file: abs(inbound.tls.cert_file), key_file: abs(inbound.tls.key_file) };
+    readable(inbound.tls.cert_file, 'inbound.tls.cert_file');
+    readable(inbound.tls.key_file, 'inbound.tls.key_file');
+  }
+  const store = 'path' in raw.store ? { path: abs(raw.store.path) } : raw.store;
+  return { ...raw, inbound, store, providers, source: file };
+}

@@ -1,0 +1,88 @@
+// Which account sends a transaction (SPEC "Routing"):
+//  1. an authenticated session sends through its own account; with `senders` set, MAIL FROM
+//     must match one of them;
+//  2. an unauthenticated session from a trusted network is routed by MAIL FROM, an exact
+//     address winning over a *@domain pattern;
+//  3. anyone else must authenticate: the relay is never open.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { RelayError } from '../relay/errors.js';
+import type { Account } from './account.js';
+
+export interface SessionIdentity {
+  /** The account the session authenticated as, if it did. */
+  account: Account | null;
+  remoteAddress: string;
+}
+
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1);
+
+/** `*@domain` matches any address at that domain; anything else matches itself. */
+export function matchesSender(pattern: string, address: string): boolean {
+  return pattern.startsWith('*@') ? domainOf(address) === pattern.slice(2) : pattern === address;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export class Router {
+  private readonly byEmail = new Map<string, Account>();
+  private readonly exact = new Map<string, Account>();
+  private readonly byDomain = new Map<string, Account>();
+  private readonly trusted = new BlockList();
+
+  constructor(accounts: readonly Account[], trustedNetworks: readonly string[]) {
+    // First configured wins when two accounts claim the same sender: config order is the operator's priority.
+    for (const a of accounts) {
+      this.byEmail.set(a.email, a);
+      for (const s of a.senders) {
+        const map = s.startsWith('*@') ? this.byDomain : this.exact;
+        const key = s.startsWith('*@') ? s.slice(2) : s;
+        if (!map.has(key)) map.set(key, a);
+      }
+    }
+    for (const net of trustedNetworks) {
+      const [addr, bits] = net.split('/') as [string, string | undefined];
+      const type = isIPv6(addr) ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.trusted.addAddress(addr, type);
+      else this.trusted.addSubnet(addr, Number(bits), type);
+    }
+  }
+
+  account(email: string): Account | null {
+    return this.byEmail.get(email) ?? null;
+  }
+
+  isTrusted(remoteAddress: string): boolean {
+    // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d.
+    const v4 = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+    if (isIPv4(v4)) return this.trusted.check(v4, 'ipv4');
+    return isIPv6(remoteAddress) && this.trusted.check(remoteAddress, 'ipv6');
+  }
+
+  /**
+   * The account for AUTH PLAIN/LOGIN credentials, or null. The password comparison takes the
+   * same time whatever the input (digests of equal length), so timing leaks nothing.
+   */
+  authenticate(username: string, password: string): Account | null {
+    const account = this.byEmail.get(username.trim().toLowerCase());
+    const expected = digest(account?.password ?? '\0no-password');
+    const ok = timingSafeEqual(expected, digest(password));
+    return ok && account?.password != null ? account : null;
+  }
+
+  /** The account that sends a transaction with this MAIL FROM, or the RelayError to answer. */
+  route(session: SessionIdentity, mailFrom: string): Account {
+    const from = mailFrom.toLowerCase();
+    if (session.account) {
+      const { senders } = session.account;
+      if (senders.length && !senders.some((p) => matchesSender(p, from))) {
+        throw new RelayError('SENDER_NOT_ALLOWED', `${session.account.email} may not send as ${from || '<>'}`);
+      }
+      return session.account;
+    }
+    if (!this.isTrusted(session.remoteAddress)) throw new RelayError('AUTH_REQUIRED');
+    const account = this.exact.get(from) ?? (from ? this.byDomain.get(domainOf(from)) : undefined);
+    if (!account) throw new RelayError('NO_ROUTE', `no account sends as ${from || '<>'}`);
+    return account;
+  }
+}

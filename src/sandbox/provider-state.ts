@@ -1,0 +1,471 @@
+// What the sandbox mail provider knows, shared by its two faces: the OAuth2 token endpoint hands
+// out access tokens, the submission server accepts them in AUTH XOAUTH2. Keeping both behind one
+// object is what lets a test revoke, expire or rotate something on one side and watch the relay
+// meet the consequence on the other, exactly as with Google or Microsoft.
+//
+// Nothing here does I/O; the clock is injectable so expiry can be tested without waiting.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export type ProviderKind = 'google' | 'microsoft';
+
+/** The OAuth2 error codes (RFC 6749 §5.2) the sandbox token endpoint can answer with. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'temporarily_unavailable'
+  | 'server_error';
+
+/** The scope Microsoft requires for SMTP submission (client credentials flows use `.default`). */
+export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
+/** The single scope Google grants for SMTP/IMAP/POP access with XOAUTH2. */
+export const GOOGLE_MAIL_SCOPE = 'https://mail.google.com/';
+
+export interface SandboxAccountInput {
+  email: string;
+  kind: ProviderKind;
+  /** Generated when omitted. Several accounts may share one client (one OAuth app, many mailboxes). */
+  clientId?: string;
+  /** Generated when omitted; `null` registers a public client that must not present a secret. */
+  clientSecret?: string | null;
+  /** Generated when omitted. */
+  refreshToken?: string;
+}
+
+/** What a relay needs to be configured for an account. Holds secrets: never log it. */
+export interface SandboxCredentials {
+  email: string;
+  kind: ProviderKind;
+  clientId: string;
+  clientSecret: string | null;
+  refreshToken: string;
+}
+
+export interface SandboxStateOptions {
+  /** Lifetime of issued access tokens, seconds (default 3600, like both real providers). */
+  tokenLifetimeSec?: number;
+  /**
+   * Whether a refresh grant returns a new refresh token and invalidates the one presented.
+   * Default: Microsoft rotates (its v2.0 endpoint returns a new refresh token on every grant),
+   * Google does not.
+   */
+  rotateRefreshTokens?: Partial<Record<ProviderKind, boolean>>;
+  /** Clock in epoch milliseconds; injectable so tests can move past an expiry instantly. */
+  now?: () => number;
+}
+
+/** A refresh-token grant as it arrived, already separated from the HTTP transport. */
+export interface RefreshGrantRequest {
+  clientId: string | null;
+  clientSecret: string | null;
+  refreshToken: string | null;
+  scope: string | null;
+}
+
+export type GrantResult =
+  | {
+      ok: true;
+      email: string;
+      kind: ProviderKind;
+      accessToken: string;
+      expiresIn: number;
+      scope: string;
+      /** Present only when this account's refresh tokens rotate. */
+      refreshToken?: string;
+    }
+  | {
+      ok: false;
+      /** The account the request was attributed to, when it could be (for counting and faults). */
+      email: string | null;
+      kind: ProviderKind | null;
+      status: 400 | 401;
+      error: OAuthErrorCode;
+      description: string;
+      /** Microsoft's AADSTS number, reported in `error_codes`. */
+      aadsts?: number;
+    };
+
+export interface AccessTokenCheck {
+  email: string;
+  expired: boolean;
+}
+
+/** One request seen by the token endpoint. Deliberately carries no secret. */
+export interface TokenRequestRecord {
+  at: Date;
+  path: string;
+  grantType: string | null;
+  /** The account the refresh token belongs to (current or rotated-away), null if unknown. */
+  email: string | null;
+  kind: ProviderKind | null;
+  /** Public identifier of the OAuth client; not a secret. */
+  clientId: string | null;
+  /** The `scope` parameter exactly as received, null when absent. */
+  scope: string | null;
+  /** HTTP status answered; null while the request is still pending or when it was dropped. */
+  status: number | null;
+  /** OAuth error code answered, if any. */
+  error: string | null;
+  /** Description of the injected fault that shaped the answer, if any. */
+  fault: string | null;
+  durationMs: number | null;
+}
+
+interface AccountRecord {
+  email: string;
+  kind: ProviderKind;
+  clientId: string;
+  clientSecret: string | null;
+  refreshToken: string;
+  grantRevoked: boolean;
+}
+
+interface AccessTokenRecord {
+  email: string;
+  expiresAt: number;
+  revoked: boolean;
+}
+
+const DEFAULT_ROTATION: Record<ProviderKind, boolean> = { google: false, microsoft: true };
+
+/** Scopes Microsoft accepts but does not echo back: they describe the grant, not the resource. */
+const OIDC_SCOPES = new Set(['offline_access', 'openid', 'profile', 'email']);
+
+function random(prefix: string): string {
+  return prefix + randomBytes(24).toString('base64url');
+}
+
+function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+// Compares secrets in constant time. Hashing first gives equal-length inputs, which
+// timingSafeEqual requires, without leaking the secret's length through an early return.
+function secretEquals(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+export class SandboxState {
+  readonly now: () => number;
+  private lifetimeSec: number;
+  private readonly rotation: Record<ProviderKind, boolean>;
+  private readonly accounts = new Map<string, AccountRecord>();
+  /** Every refresh token ever issued, current or rotated away, to the account it belonged to. */
+  private readonly refreshTokenOwners = new Map<string, string>();
+  private readonly accessTokens = new Map<string, AccessTokenRecord>();
+  private readonly requestLog: TokenRequestRecord[] = [];
+
+  constructor(options: SandboxStateOptions = {}) {
+    const lifetime = options.tokenLifetimeSec ?? 3600;
+    assertPositiveSeconds(lifetime, 'tokenLifetimeSec');
+    this.lifetimeSec = lifetime;
+    this.rotation = { ...DEFAULT_ROTATION, ...options.rotateRefreshTokens };
+    this.now = options.now ?? Date.now;
+  }
+
+  // ---- accounts ------------------------------------------------------------------------
+
+  /** Registers a mailbox and returns its credentials (generated where not given). */
+  addAccount(input: SandboxAccountInput): SandboxCredentials {
+    const email = normaliseEmail(input.email);
+    if (!email.includes('@')) throw new Error(`sandbox: account email must be an address, got "${email}"`);
+    if (input.kind !== 'google' && input.kind !== 'microsoft') {
+      throw new Error(`sandbox: account kind must be "google" or "microsoft", got "${String(input.kind)}"`);
+    }
+    if (this.accounts.has(email)) throw new Error(`sandbox: account ${email} is already registered`);
+    const refreshToken = input.refreshToken ?? random('sbx-rt-');
+    if (this.refreshTokenOwners.has(refreshToken)) {
+      // Refresh tokens identify the account in a grant request, so they must be unique.
+      throw new Error(`sandbox: the refresh token given for ${email} is already in use by another account`);
+    }
+    const record: AccountRecord = {
+      email,
+      kind: input.kind,
+      clientId: input.clientId ?? random('sbx-client-'),
+      clientSecret: input.clientSecret === undefined ? random('sbx-secret-') : input.clientSecret,
+      refreshToken,
+      grantRevoked: false,
+    };
+    this.accounts.set(email, record);
+    this.refreshTokenOwners.set(refreshToken, email);
+    return this.credentialsOf(record);
+  }
+
+  /** Current credentials of an account (the refresh token changes when it rotates). */
+  credentials(email: string): SandboxCredentials {
+    return this.credentialsOf(this.account(email));
+  }
+
+  /** Registered accounts, without secrets. */
+  listAccounts(): Array<{ email: string; kind: ProviderKind; grantRevoked: boolean }> {
+    return [...this.accounts.values()].map((a) => ({ email: a.email, kind: a.kind, grantRevoked: a.grantRevoked }));
+  }
+
+  hasAccount(email: string): boolean {
+    return this.accounts.has(normaliseEmail(email));
+  }
+
+  kindOf(email: string): ProviderKind {
+    return this.account(email).kind;
+  }
+
+  /** The user withdrew consent / an admin revoked the app: the refresh token now gets invalid_grant. */
+  revokeGrant(email: string): void {
+    this.account(email).grantRevoked = true;
+  }
+
+  /** Undoes revokeGrant (as if the user consented again and kept the same refresh token). */
+  restoreGrant(email: string): void {
+    this.account(email).grantRevoked = false;
+  }
+
+  // ---- access tokens -------------------------------------------------------------------
+
+  get tokenLifetimeSec(): number {
+    return this.lifetimeSec;
+  }
+
+  /** Changes the lifetime of tokens issued from now on; tokens already out keep theirs. */
+  setTokenLifetime(seconds: number): void {
+    assertPositiveSeconds(seconds, 'tokenLifetimeSec');
+    this.lifetimeSec = seconds;
+  }
+
+  setRotation(kind: ProviderKind, rotate: boolean): void {
+    this.rotation[kind] = rotate;
+  }
+
+  /**
+   * Issues an access token for an account without going through the token endpoint, for tests
+   * of the submission side that do not care how the token was obtained.
+   */
+  issueAccessToken(email: string, lifetimeSec: number = this.lifetimeSec): string {
+    const account = this.account(email);
+    const token = random('sbx-at-');
+    this.accessTokens.set(token, { email: account.email, expiresAt: this.now() + lifetimeSec * 1000, revoked: false });
+    return token;
+  }
+
+  /**
+   * What the submission server learns from a bearer token: whose it is and whether it is still
+   * alive. Unknown and revoked tokens are both null: a real provider cannot tell them apart either.
+   */
+  checkAccessToken(token: string): AccessTokenCheck | null {
+    const record = this.accessTokens.get(token);
+    if (!record || record.revoked) return null;
+    return { email: record.email, expired: this.now() >= record.expiresAt };
+  }
+
+  /** Revokes every access token issued to the account (they fail AUTH from now on). */
+  revokeAccessTokens(email: string): number {
+    const key = normaliseEmail(email);
+    let n = 0;
+    for (const record of this.accessTokens.values()) {
+      if (record.email === key && !record.revoked) {
+        record.revoked = true;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Makes every access token of the account expired now, e.g. to provoke the 535 → refresh → retry path. */
+  expireAccessTokens(email: string): number {
+    const key = normaliseEmail(email);
+    const now = this.now();
+    let n = 0;
+    for (const record of this.accessTokens.values()) {
+      if (record.email === key && record.expiresAt > now) {
+        record.expiresAt = now;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Number of access tokens issued to the account (or to all) that are still valid. */
+  liveAccessTokens(email?: string): number {
+    const key = email === undefined ? undefined : normaliseEmail(email);
+    const now = this.now();
+    let n = 0;
+    for (const record of this.accessTokens.values()) {
+      if ((key === undefined || record.email === key) && !record.revoked && record.expiresAt > now) n++;
+    }
+    return n;
+  }
+
+  // ---- the refresh grant ---------------------------------------------------------------
+
+  /** Which account a refresh token belongs (or belonged) to; used to attribute requests and faults. */
+  accountForRefreshToken(refreshToken: string | null): { email: string; kind: ProviderKind } | null {
+    if (!refreshToken) return null;
+    const email = this.refreshTokenOwners.get(refreshToken);
+    const account = email === undefined ? undefined : this.accounts.get(email);
+    return account ? { email: account.email, kind: account.kind } : null;
+  }
+
+  /**
+   * Decides a refresh_token grant the way the real endpoints do, in their order: the client must
+   * authenticate, Microsoft then wants the SMTP scope, and only then is the refresh token looked at.
+   * `pathKind` words the errors when the request cannot be attributed to an account.
+   */
+  grantRefreshToken(req: RefreshGrantRequest, pathKind: ProviderKind): GrantResult {
+    const owner = this.accountForRefreshToken(req.refreshToken);
+    const account = owner ? this.accounts.get(owner.email) : undefined;
+    const kind = account?.kind ?? pathKind;
+    const fail = (status: 400 | 401, error: OAuthErrorCode, aadsts?: number): GrantResult => ({
+      ok: false,
+      email: account?.email ?? null,
+      kind: account?.kind ?? null,
+      status,
+      error,
+      description: errorDescription(kind, error, aadsts),
+      ...(kind === 'microsoft' && aadsts !== undefined ? { aadsts } : {}),
+    });
+
+    if (!req.clientId) return fail(400, 'invalid_request', 900144);
+    // The client is authenticated against the clients the sandbox knows, independently of the
+    // refresh token, so a wrong secret is invalid_client even with a valid refresh token.
+    // Accounts normally share a client (one OAuth app, many mailboxes); prefer the refresh
+    // token's own account so two apps that happen to reuse an id cannot be confused.
+    const client = account && account.clientId === req.clientId ? account : this.findClient(req.clientId);
+    if (!client) return fail(401, 'invalid_client', 700016);
+    if (client.clientSecret === null) {
+      if (req.clientSecret) return fail(401, 'invalid_client', 700025);
+    } else if (!req.clientSecret || !secretEquals(req.clientSecret, client.clientSecret)) {
+      return fail(401, 'invalid_client', 7000215);
+    }
+    if (kind === 'microsoft') {
+      const scopes = (req.scope ?? '').split(/\s+/).filter(Boolean);
+      if (!scopes.some((s) => s.toLowerCase() === MICROSOFT_SMTP_SCOPE.toLowerCase())) {
+        return fail(400, 'invalid_scope', 70011);
+      }
+    }
+    if (!req.refreshToken) return fail(400, 'invalid_request', 900144);
+    if (!account || account.clientId !== req.clientId) return fail(400, 'invalid_grant', 9002313);
+    if (account.refreshToken !== req.refreshToken) return fail(400, 'invalid_grant', 70000); // rotated away
+    if (account.grantRevoked) return fail(400, 'invalid_grant', 50173);
+
+    const accessToken = this.issueAccessToken(account.email);
+    const result: GrantResult = {
+      ok: true,
+      email: account.email,
+      kind: account.kind,
+      accessToken,
+      expiresIn: this.lifetimeSec,
+      scope: account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(req.scope ?? ''),
+    };
+    if (this.rotation[account.kind]) {
+      const next = random('sbx-rt-');
+      account.refreshToken = next;
+      this.refreshTokenOwners.set(next, account.email);
+      result.refreshToken = next;
+    }
+    return result;
+  }
+
+  // ---- request log ---------------------------------------------------------------------
+
+  recordTokenRequest(record: TokenRequestRecord): void {
+    this.requestLog.push(record);
+  }
+
+  /** Requests the token endpoint received for one account, or in total. */
+  tokenRequests(email?: string): number {
+    if (email === undefined) return this.requestLog.length;
+    const key = normaliseEmail(email);
+    return this.requestLog.filter((r) => r.email === key).length;
+  }
+
+  /** The request log (oldest first), optionally for one account. Contains no secrets. */
+  tokenRequestLog(email?: string): readonly TokenRequestRecord[] {
+    if (email === undefined) return this.requestLog;
+    const key = normaliseEmail(email);
+    return this.requestLog.filter((r) => r.email === key);
+  }
+
+  /** Forgets the request log. Accounts, grants and issued tokens stay. */
+  resetCounters(): void {
+    this.requestLog.length = 0;
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private account(email: string): AccountRecord {
+    const record = this.accounts.get(normaliseEmail(email));
+    if (!record) throw new Error(`sandbox: no account ${normaliseEmail(email)}`);
+    return record;
+  }
+
+  private findClient(clientId: string): AccountRecord | undefined {
+    for (const account of this.accounts.values()) if (account.clientId === clientId) return account;
+    return undefined;
+  }
+
+  private credentialsOf(a: AccountRecord): SandboxCredentials {
+    return { email: a.email, kind: a.kind, clientId: a.clientId, clientSecret: a.clientSecret, refreshToken: a.refreshToken };
+  }
+}
+
+function assertPositiveSeconds(value: number, name: string): void {
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`sandbox: ${name} must be a positive number of seconds`);
+}
+
+/** Microsoft echoes the resource scopes it granted, without the OpenID ones. */
+function grantedMicrosoftScope(requested: string): string {
+  return requested
+    .split(/\s+/)
+    .filter((s) => s && !OIDC_SCOPES.has(s.toLowerCase()))
+    .join(' ');
+}
+
+// Error texts as the real endpoints word them, so log lines and operator messages built from
+// them look the same against the sandbox as in production. None includes a request value.
+const GOOGLE_ERRORS: Record<OAuthErrorCode, string> = {
+  invalid_request: 'Missing required parameter',
+  invalid_client: 'Unauthorized',
+  invalid_grant: 'Token has been expired or revoked.',
+  unauthorized_client: 'Unauthorized',
+  unsupported_grant_type: 'Invalid grant_type',
+  invalid_scope: 'Invalid scope',
+  temporarily_unavailable: 'The service is temporarily unavailable.',
+  server_error: 'Internal error',
+};
+
+const MICROSOFT_ERRORS: Record<number, string> = {
+  900144: "AADSTS900144: The request body must contain the following parameter: 'grant_type, client_id or refresh_token'.",
+  700016: 'AADSTS700016: Application was not found in the directory.',
+  700025: "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+  7000215: 'AADSTS7000215: Invalid client secret provided.',
+  70011: `AADSTS70011: The provided request must include a 'scope' input parameter that contains ${MICROSOFT_SMTP_SCOPE}.`,
+  9002313: 'AADSTS9002313: Invalid request. Request is malformed or invalid.',
+  70000: "AADSTS70000: The provided value for the 'refresh_token' is not valid.",
+  50173: 'AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.',
+  70008: 'AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.',
+  90014: "AADSTS90014: The required field 'grant_type' is missing from the credential.",
+  70003: 'AADSTS70003: The app requested an unsupported grant type.',
+  50001: 'AADSTS50001: The service is temporarily unavailable.',
+};
+
+/** AADSTS numbers used when an error code is injected without one. */
+export const DEFAULT_AADSTS: Record<OAuthErrorCode, number> = {
+  invalid_request: 900144,
+  invalid_client: 7000215,
+  invalid_grant: 70008,
+  unauthorized_client: 700016,
+  unsupported_grant_type: 70003,
+  invalid_scope: 70011,
+  temporarily_unavailable: 50001,
+  server_error: 50001,
+};
+
+export function errorDescription(kind: ProviderKind, error: OAuthErrorCode, aadsts?: number): string {
+  if (kind === 'google') return GOOGLE_ERRORS[error];
+  const code = aadsts ?? DEFAULT_AADSTS[error];
+  return MICROSOFT_ERRORS[code] ?? `AADSTS${code}: ${error}`;
+}

@@ -1,0 +1,454 @@
+// The sandbox OAuth2 token endpoint: the refresh_token grant of RFC 6749 §6, answered the way
+// oauth2.googleapis.com and login.microsoftonline.com answer it (field names, status codes, error
+// wording), plus the ways those endpoints fail in production — slow, 5xx, revoked grants — made
+// switchable at run time so the relay's token cache can be tested against each of them.
+//
+// The grant decision itself lives in SandboxState; this file is only HTTP and fault injection.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import {
+  DEFAULT_AADSTS,
+  errorDescription,
+  type OAuthErrorCode,
+  type ProviderKind,
+  type SandboxState,
+  type TokenRequestRecord,
+} from './provider-state.js';
+
+export interface TokenEndpointOptions {
+  /** Listen address; default 127.0.0.1 (the sandbox is never meant to be reachable from outside). */
+  host?: string;
+  /** Default 0: the OS picks a free port, so parallel test files never collide. */
+  port?: number;
+  /** Latency added to every request, ms (e.g. 300 to approximate the real endpoints in benchmarks). */
+  latencyMs?: number;
+}
+
+/**
+ * A failure to inject. Each shape is one way real token endpoints fail:
+ * - `{ status }`: an HTTP error not from the OAuth layer (a 500/503 from the front end); the body
+ *   is `body` if given, else a generic JSON error.
+ * - `{ error }`: an OAuth error answer (`invalid_grant` when a grant is revoked, …), HTTP 400 unless
+ *   `status` says otherwise (`invalid_client` defaults to 401, like the real ones).
+ * - `{ delayMs }`: the endpoint stalls this long and then answers normally; `Infinity` never answers.
+ *   Delays combine with a later error fault (stall, then fail).
+ * - `{ drop: true }`: the connection is closed without an answer.
+ */
+export type TokenFault =
+  | { status: number; body?: string }
+  | { error: OAuthErrorCode; description?: string; status?: number }
+  | { delayMs: number }
+  | { drop: true };
+
+export interface TokenFaultOptions {
+  /** Only requests for this account (matched by its refresh token, current or rotated-away). */
+  email?: string;
+  /** Fire this many times, then stop; unlimited when omitted. */
+  times?: number;
+}
+
+export interface TokenFaultInfo {
+  id: number;
+  fault: TokenFault;
+  email: string | null;
+  remaining: number | null;
+  fired: number;
+}
+
+type FaultEntry = TokenFaultInfo;
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+export class SandboxTokenEndpoint {
+  private readonly server: Server;
+  private readonly host: string;
+  private readonly requestedPort: number;
+  private latencyMs: number;
+  private faults: FaultEntry[] = [];
+  private nextFaultId = 1;
+  private stopped = false;
+  /** Pending sleeps, resolved early on stop() so no handler outlives the server. */
+  private readonly sleepers = new Set<{ timer: NodeJS.Timeout | null; resolve: () => void }>();
+
+  constructor(
+    private readonly state: SandboxState,
+    options: TokenEndpointOptions = {},
+  ) {
+    this.host = options.host ?? '127.0.0.1';
+    this.requestedPort = options.port ?? 0;
+    this.latencyMs = validMs(options.latencyMs ?? 0, 'latencyMs');
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch(() => {
+        // A handler bug must not take the test process down; answer like a front end would.
+        if (!res.headersSent && !res.destroyed) sendJson(res, 500, { error: 'server_error' });
+        else res.destroy();
+      });
+    });
+  }
+
+  /** Starts listening; resolves with the port and the base URL (`http://127.0.0.1:PORT`). */
+  async start(): Promise<{ port: number; url: string }> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.requestedPort, this.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return { port: this.port, url: this.baseUrl };
+  }
+
+  get port(): number {
+    const address = this.server.address() as AddressInfo | null;
+    if (!address) throw new Error('sandbox token endpoint is not listening');
+    return address.port;
+  }
+
+  get baseUrl(): string {
+    const host = this.host.includes(':') ? `[${this.host}]` : this.host;
+    return `http://${host}:${this.port}`;
+  }
+
+  /** The token URL to configure for a provider kind (`…/google/token`, `…/microsoft/token`). */
+  url(kind: ProviderKind): string {
+    return `${this.baseUrl}/${kind}/token`;
+  }
+
+  /** Latency added to every request from now on (0 to remove). */
+  setLatency(ms: number): void {
+    this.latencyMs = validMs(ms, 'latencyMs');
+  }
+
+  /** Adds a fault; account-specific faults are consulted before global ones. Returns its id. */
+  injectFault(fault: TokenFault, options: TokenFaultOptions = {}): number {
+    validateFault(fault);
+    if (options.times !== undefined && !(Number.isInteger(options.times) && options.times > 0)) {
+      throw new Error('sandbox token fault: times must be a positive integer');
+    }
+    const entry: FaultEntry = {
+      id: this.nextFaultId++,
+      fault,
+      email: options.email === undefined ? null : options.email.trim().toLowerCase(),
+      remaining: options.times ?? null,
+      fired: 0,
+    };
+    this.faults.push(entry);
+    return entry.id;
+  }
+
+  /** Removes one fault by id, all faults of an account, or (no argument) every fault. */
+  clearFaults(target?: number | string): void {
+    if (target === undefined) this.faults = [];
+    else if (typeof target === 'number') this.faults = this.faults.filter((f) => f.id !== target);
+    else {
+      const email = target.trim().toLowerCase();
+      this.faults = this.faults.filter((f) => f.email !== email);
+    }
+  }
+
+  /** Active faults and how often each fired. */
+  listFaults(): readonly TokenFaultInfo[] {
+    return this.faults.map((f) => ({ ...f }));
+  }
+
+  /** Makes the account's refresh token answer invalid_grant (consent withdrawn). */
+  revokeGrant(email: string): void {
+    this.state.revokeGrant(email);
+  }
+
+  /** Requests received for an account, or in total (faulted and failed ones included). */
+  requests(email?: string): number {
+    return this.state.tokenRequests(email);
+  }
+
+  /** The request log, without secrets. */
+  log(email?: string): readonly TokenRequestRecord[] {
+    return this.state.tokenRequestLog(email);
+  }
+
+  /** Closes the listener and every open connection, including ones held by a stalled request. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const sleeper of this.sleepers) {
+      if (sleeper.timer) clearTimeout(sleeper.timer);
+      sleeper.resolve();
+    }
+    this.sleepers.clear();
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Keep-alive connections (fetch keeps them) would hold close() open until they idle out.
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  // ---- request handling ----------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = Date.now();
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const pathKind: ProviderKind = path.toLowerCase().includes('microsoft') ? 'microsoft' : 'google';
+    const body = await readBody(req);
+
+    if (this.latencyMs > 0) await this.sleep(this.latencyMs);
+    if (this.stopped) return;
+
+    const form = body === null ? null : parseForm(req, body);
+    const basic = parseBasicAuth(req.headers.authorization);
+    const refreshToken = form?.get('refresh_token') ?? null;
+    const owner = this.state.accountForRefreshToken(refreshToken);
+    const record: TokenRequestRecord = {
+      at: new Date(started),
+      path,
+      grantType: form?.get('grant_type') ?? null,
+      email: owner?.email ?? null,
+      kind: owner?.kind ?? null,
+      clientId: form?.get('client_id') ?? basic?.clientId ?? null,
+      scope: form?.get('scope') ?? null,
+      status: null,
+      error: null,
+      fault: null,
+      durationMs: null,
+    };
+    // Recorded on arrival, not on answer, so a request held by a stall is already counted.
+    this.state.recordTokenRequest(record);
+    const kind = owner?.kind ?? pathKind;
+    const answer = (status: number, payload: Record<string, unknown> | string): void => {
+      record.status = status;
+      record.durationMs = Date.now() - started;
+      if (typeof payload !== 'string' && typeof payload.error === 'string') record.error = payload.error;
+      if (res.destroyed || res.writableEnded) return; // the client gave up while we stalled
+      if (typeof payload === 'string') {
+        res.writeHead(status, { 'Content-Type': 'text/html; charset=UTF-8', 'Content-Length': Buffer.byteLength(payload) });
+        res.end(payload);
+      } else sendJson(res, status, payload);
+    };
+    const oauthError = (status: number, error: OAuthErrorCode, description?: string, aadsts?: number): void =>
+      answer(status, errorBody(kind, error, description ?? errorDescription(kind, error, aadsts), aadsts));
+
+    // Faults come before validation: a front end that fails does so whatever the request said.
+    for (const entry of this.matchingFaults(owner?.email ?? null)) {
+      const fault = entry.fault;
+      record.fault = record.fault ? `${record.fault}, ${describeFault(fault)}` : describeFault(fault);
+      if ('delayMs' in fault) {
+        await this.sleep(fault.delayMs);
+        if (this.stopped) return;
+        continue;
+      }
+      if ('drop' in fault) {
+        record.durationMs = Date.now() - started;
+        req.socket.destroy();
+        return;
+      }
+      if ('error' in fault) {
+        oauthError(fault.status ?? (fault.error === 'invalid_client' ? 401 : 400), fault.error, fault.description);
+        return;
+      }
+      answer(fault.status, fault.body ?? { error: 'server_error', error_description: 'Sandbox: injected failure' });
+      return;
+    }
+
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      answer(405, { error: 'invalid_request', error_description: 'Method not allowed' });
+      return;
+    }
+    if (body === null) {
+      answer(413, { error: 'invalid_request', error_description: 'Request body too large' });
+      return;
+    }
+    if (!form) {
+      oauthError(400, 'invalid_request', 'Expected a form-urlencoded body');
+      return;
+    }
+    const grantType = form.get('grant_type');
+    if (!grantType) {
+      oauthError(400, 'invalid_request', undefined, 90014);
+      return;
+    }
+    if (grantType !== 'refresh_token') {
+      oauthError(400, 'unsupported_grant_type');
+      return;
+    }
+    // RFC 6749 §2.3.1: client credentials in the body or in HTTP Basic, not both.
+    const bodyClientId = form.get('client_id');
+    const bodySecret = form.get('client_secret');
+    if (basic && (bodySecret !== null || (bodyClientId !== null && bodyClientId !== basic.clientId))) {
+      oauthError(400, 'invalid_request', 'Client authentication must use only one method');
+      return;
+    }
+    const result = this.state.grantRefreshToken(
+      {
+        clientId: basic?.clientId ?? bodyClientId,
+        clientSecret: basic?.clientSecret ?? bodySecret,
+        refreshToken,
+        scope: form.get('scope'),
+      },
+      pathKind,
+    );
+    if (!result.ok) {
+      oauthError(result.status, result.error, result.description, result.aadsts);
+      return;
+    }
+    answer(200, successBody(result.kind, result));
+  }
+
+  /** Active faults for a request, account-specific first, each consuming one of its `times`. */
+  private matchingFaults(email: string | null): FaultEntry[] {
+    const candidates = [
+      ...this.faults.filter((f) => f.email !== null && f.email === email),
+      ...this.faults.filter((f) => f.email === null),
+    ];
+    const selected: FaultEntry[] = [];
+    for (const entry of candidates) {
+      selected.push(entry);
+      entry.fired++;
+      if (entry.remaining !== null) entry.remaining--;
+      // Only delays let the request go on to a later fault or to the real answer.
+      if (!('delayMs' in entry.fault)) break;
+    }
+    this.faults = this.faults.filter((f) => f.remaining === null || f.remaining > 0);
+    return selected;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const sleeper = { timer: null as NodeJS.Timeout | null, resolve };
+      // An infinite stall has no timer: it ends only when stop() resolves it.
+      if (Number.isFinite(ms)) {
+        sleeper.timer = setTimeout(() => {
+          this.sleepers.delete(sleeper);
+          resolve();
+        }, ms);
+      }
+      this.sleepers.add(sleeper);
+    });
+  }
+}
+
+// ---- wire formats ------------------------------------------------------------------------
+
+function successBody(
+  kind: ProviderKind,
+  r: { accessToken: string; expiresIn: number; scope: string; refreshToken?: string },
+): Record<string, unknown> {
+  // Field order as each provider sends it; clients must not care, but a diff against a capture
+  // of the real thing should be empty.
+  if (kind === 'google') {
+    return {
+      access_token: r.accessToken,
+      expires_in: r.expiresIn,
+      ...(r.refreshToken ? { refresh_token: r.refreshToken } : {}),
+      scope: r.scope,
+      token_type: 'Bearer',
+    };
+  }
+  return {
+    token_type: 'Bearer',
+    scope: r.scope,
+    expires_in: r.expiresIn,
+    ext_expires_in: r.expiresIn,
+    access_token: r.accessToken,
+    ...(r.refreshToken ? { refresh_token: r.refreshToken } : {}),
+  };
+}
+
+function errorBody(kind: ProviderKind, error: OAuthErrorCode, description: string, aadsts?: number): Record<string, unknown> {
+  if (kind === 'google') return { error, error_description: description };
+  // Microsoft appends trace data to the description (on CRLF-separated lines, which a client that
+  // logs the description must cope with) and repeats it in separate fields.
+  const code = aadsts ?? DEFAULT_AADSTS[error];
+  const traceId = randomUUID();
+  const correlationId = randomUUID();
+  const timestamp = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return {
+    error,
+    error_description: `${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${timestamp}`,
+    error_codes: [code],
+    timestamp,
+    trace_id: traceId,
+    correlation_id: correlationId,
+    error_uri: `https://login.microsoftonline.com/error?code=${code}`,
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, payload: Record<string, unknown>): void {
+  const text = JSON.stringify(payload);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    // RFC 6749 §5.1: token responses must not be cached.
+    'Cache-Control': 'no-store',
+    Pragma: 'no-cache',
+  });
+  res.end(text);
+}
+
+/** Reads the body; null when it exceeds the limit (the sandbox is not a place for large uploads). */
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(tooLarge ? null : Buffer.concat(chunks)));
+    // An aborted request still resolves; the answer then goes nowhere, which is fine.
+    req.on('error', () => resolve(tooLarge ? null : Buffer.concat(chunks)));
+  });
+}
+
+function parseForm(req: IncomingMessage, body: Buffer): URLSearchParams | null {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') return null;
+  return new URLSearchParams(body.toString('utf8'));
+}
+
+function parseBasicAuth(header: string | undefined): { clientId: string; clientSecret: string } | null {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (!m?.[1]) return null;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return null;
+  try {
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
+    const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, ' '));
+    return { clientId: decode(decoded.slice(0, colon)), clientSecret: decode(decoded.slice(colon + 1)) };
+  } catch {
+    return null;
+  }
+}
+
+function validateFault(fault: TokenFault): void {
+  if ('delayMs' in fault) {
+    if (!(fault.delayMs >= 0)) throw new Error('sandbox token fault: delayMs must be >= 0 (Infinity stalls forever)');
+  } else if ('error' in fault) {
+    if (fault.status !== undefined) validStatus(fault.status);
+  } else if ('status' in fault) {
+    validStatus(fault.status);
+  } else if (!('drop' in fault)) {
+    throw new Error('sandbox token fault: expected one of status, error, delayMs, drop');
+  }
+}
+
+function validStatus(status: number): void {
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw new Error('sandbox token fault: status must be an HTTP status code');
+  }
+}
+
+function validMs(ms: number, name: string): number {
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`sandbox: ${name} must be a finite number of milliseconds >= 0`);
+  return ms;
+}
+
+function describeFault(fault: TokenFault): string {
+  if ('delayMs' in fault) return `delay ${fault.delayMs}ms`;
+  if ('drop' in fault) return 'drop';
+  if ('error' in fault) return `error ${fault.error}`;
+  return `status ${fault.status}`;
+}

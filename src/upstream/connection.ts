@@ -1,0 +1,752 @@
+// One connection to a provider's submission server (smtp.gmail.com / smtp.office365.com),
+// driven command by command so that every upstream reply reaches the MTA as it was given.
+//
+// Why not nodemailer's SMTPConnection: its send() carries on to DATA when only some
+// recipients were accepted (reporting the others in `rejected`), so it cannot hand the MTA
+// the upstream reply to each RCPT, and it cannot stop a message half-way without sending the
+// terminating dot. The relay needs both: per-RCPT replies (SPEC "Reply fidelity") and a DATA
+// phase that can be abandoned without ever completing a truncated message.
+//
+// Shape: one socket, one ReplyReader, and a FIFO of commands awaiting replies. Replies are
+// matched to commands strictly in order, which is what makes PIPELINING (RFC 2920) safe.
+// Every wait is bounded; a timeout leaves the session in an unknown state, so it destroys
+// the connection and nothing can reuse it.
+//
+// Secrets: the XOAUTH2 string is written to the socket and dropped. It is never kept on this
+// object, in a queued command's label, or in an error (UpstreamAuthError carries the server's
+// reply only, scrubbed of the token in case a server echoes it).
+import net from 'node:net';
+import tls from 'node:tls';
+import type { SmtpSecurity } from '../config/schema.js';
+import { RelayError, type RelayErrorCode } from '../relay/errors.js';
+import { DotStuffer } from './dot-stuffer.js';
+import { formatReply, reply as makeReply, type Reply } from './reply.js';
+import { ReplyParseError, ReplyReader } from './reply-reader.js';
+import { xoauth2String } from './xoauth2.js';
+
+export interface UpstreamTimeouts {
+  /** TCP connect + TLS handshake(s) + greeting. */
+  connectMs: number;
+  /** Each command's reply. */
+  commandMs: number;
+  /** The reply to the end of DATA, and each wait for the socket to drain while sending the body. */
+  dataMs: number;
+}
+
+export interface UpstreamOpenOptions {
+  host: string;
+  port: number;
+  security: SmtpSecurity;
+  /** Extra CA certificate(s) to trust (the sandbox CA); the system roots stay trusted. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** SNI and the name the certificate must carry; defaults to host (unless host is an IP). */
+  servername?: string;
+  /** Local address to connect from (an account's source_ip). */
+  localAddress?: string | null;
+  ehloName: string;
+  timeouts: UpstreamTimeouts;
+}
+
+/**
+ * The outcome of data(). In every case data() has consumed `body` to its end (unless the
+ * body itself threw), so the inbound side can reply at once.
+ *  - kind 'reply', stage 'final': the whole message and the terminator were sent; `reply` is
+ *    the upstream's reply to the end of DATA, whatever its code.
+ *  - kind 'reply', stage 'command': DATA itself was not answered 354 (`reply` is that answer);
+ *    no byte of the body was sent. The connection stays usable (unless the reply was 421).
+ *  - kind 'reply', stage 'early': the upstream answered (4xx/5xx) while the body was being
+ *    sent; the message was not completed and the connection has been destroyed.
+ *  - kind 'too-big': the body exceeded maxBytes; the terminator was never sent and the
+ *    connection has been destroyed, so the upstream discards the partial message.
+ * `bytes` counts the body as received from `body` (before dot-stuffing), including drained bytes.
+ */
+export type DataResult =
+  | { kind: 'reply'; stage: 'final' | 'command' | 'early'; reply: Reply; bytes: number }
+  | { kind: 'too-big'; bytes: number };
+
+/** Called once when the connection is gone: with the failure, or null when closed locally (quit/destroy). */
+export type CloseListener = (reason: RelayError | null) => void;
+
+/** The provider refused AUTH XOAUTH2. Carries its reply; never the token. */
+export class UpstreamAuthError extends RelayError {
+  /** The final reply (the 535 after Google's 334 challenge, or whatever non-235 came). */
+  readonly upstreamReply: Reply;
+  /** Google's error challenge, decoded from the 334 (e.g. { status: '400', schemes: 'Bearer', scope }). */
+  readonly challenge?: Record<string, unknown>;
+
+  constructor(user: string, upstreamReply: Reply, challenge?: Record<string, unknown>) {
+    super('UPSTREAM_AUTH_REJECTED', `provider refused XOAUTH2 for ${user}: ${formatReply(upstreamReply)}`);
+    this.name = 'UpstreamAuthError';
+    this.upstreamReply = upstreamReply;
+    if (challenge !== undefined) this.challenge = challenge;
+  }
+}
+
+/**
+ * A MAIL/RCPT argument that would break the command line (CR, LF or NUL: command injection).
+ * Thrown synchronously by mail()/rcpt() before anything is sent; the connection stays usable.
+ * Code INTERNAL (nothing upstream is at fault) with a permanent 501 reply for the MTA.
+ */
+export class UnsafeArgumentError extends RelayError {
+  constructor(what: string) {
+    super('INTERNAL', `${what} contains CR, LF or NUL`, {
+      reply: makeReply(501, '5.5.2 Syntax error: control character in address or parameter'),
+    });
+    this.name = 'UnsafeArgumentError';
+  }
+}
+
+interface Pending {
+  /** The verb, for error messages. Never the command line (AUTH carries the token). */
+  label: string;
+  /** 0 = no timer (the end-of-DATA entry while the body is still being sent). */
+  timeoutMs: number;
+  /** RFC 2920: EHLO, DATA, QUIT, NOOP, AUTH... must end a pipelined group; nothing is sent behind them. */
+  groupEnd: boolean;
+  resolve: (r: Reply) => void;
+  reject: (e: RelayError) => void;
+}
+
+type Phase = 'opening' | 'ready' | 'closed';
+
+const UNSAFE = /[\r\n\0]/;
+const QUIT_TIMEOUT_MS = 2_000;
+const noop = (): void => {};
+
+export class UpstreamConnection {
+  readonly host: string;
+  readonly port: number;
+  /** Date.now() when the connection became ready (after EHLO, and STARTTLS if any). */
+  openedAt = 0;
+  /** Date.now() of the last successful authenticate(), else null. */
+  authenticatedAt: number | null = null;
+  /** The XOAUTH2 user the connection is authenticated as, else null. */
+  authenticatedUser: string | null = null;
+  /** MAIL FROM commands sent on this connection (transactions begun, whatever their outcome). */
+  transactions = 0;
+  /** EHLO keywords (upper case) to their parameters ('' when none). Empty after HELO. */
+  extensions: ReadonlyMap<string, string> = new Map();
+  /** Whether the session is encrypted (implicit TLS or after STARTTLS). */
+  secure = false;
+
+  private socket: net.Socket;
+  private readonly raw: net.Socket;
+  private readonly timeouts: UpstreamTimeouts;
+  private readonly reader: ReplyReader;
+  private phase: Phase = 'opening';
+  /** Set while a TLS handshake runs: socket failures then mean UPSTREAM_TLS. */
+  private handshaking = false;
+  private inflight: Pending[] = [];
+  private queued: Array<{ p: Pending; line: string }> = [];
+  private timer: NodeJS.Timeout | null = null;
+  /** Wakes a wait (socket drain, TLS handshake) when a reply arrives or the connection fails. */
+  private interrupt: (() => void) | null = null;
+  private closeListeners: CloseListener[] = [];
+  private closeReason: RelayError | null = null;
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly onError = (err: Error): void => this.fail(this.socketError(err));
+  private readonly onSocketClose = (): void =>
+    this.fail(new RelayError(this.closedCode(), this.handshaking ? 'connection closed during the TLS handshake' : 'connection closed by the provider'));
+  private readonly onTimeout = (): void => this.timedOut();
+
+  private constructor(socket: net.Socket, opts: UpstreamOpenOptions) {
+    this.socket = socket;
+    this.raw = socket;
+    this.host = opts.host;
+    this.port = opts.port;
+    this.timeouts = opts.timeouts;
+    this.reader = new ReplyReader((r) => this.onReply(r));
+    socket.on('data', this.onData);
+    socket.on('error', this.onError);
+    socket.on('close', this.onSocketClose);
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  /**
+   * Connects, reads the greeting, says EHLO, and for 'starttls' upgrades (never downgrades:
+   * no STARTTLS offered is UPSTREAM_TLS) and says EHLO again. Certificates are always verified.
+   * Rejects with RelayError UPSTREAM_CONNECT_FAILED | UPSTREAM_TLS | UPSTREAM_TIMEOUT | UPSTREAM_PROTOCOL.
+   */
+  static async open(opts: UpstreamOpenOptions): Promise<UpstreamConnection> {
+    const deadline = Date.now() + opts.timeouts.connectMs;
+    const remaining = (): number => Math.max(1, deadline - Date.now());
+
+    const raw = await connectTcp(opts, remaining());
+    const conn = new UpstreamConnection(raw, opts);
+    try {
+      if (opts.security === 'tls') await conn.upgrade(opts, remaining());
+
+      const greeting = await conn.expect('greeting', remaining());
+      if (greeting.code !== 220) {
+        throw new RelayError('UPSTREAM_CONNECT_FAILED', `greeting was ${formatReply(greeting)}`);
+      }
+      await conn.hello(opts);
+
+      if (opts.security === 'starttls') {
+        // Refusing here is the whole point of 'starttls': a server (or a man in the middle
+        // stripping the keyword) that does not offer it must not get our token in clear.
+        if (!conn.extensions.has('STARTTLS')) {
+          throw new RelayError('UPSTREAM_TLS', `${opts.host}:${opts.port} does not offer STARTTLS`);
+        }
+        const r = await conn.command('STARTTLS', 'STARTTLS\r\n', opts.timeouts.commandMs, true);
+        if (r.code !== 220) throw new RelayError('UPSTREAM_TLS', `STARTTLS refused: ${formatReply(r)}`);
+        // STARTTLS response injection (CVE-2011-0411 and kin): bytes that arrived in clear
+        // after the 220 would otherwise be read as replies inside the TLS session.
+        if (conn.reader.hasPending) throw new RelayError('UPSTREAM_TLS', 'data received in clear after the STARTTLS reply');
+        await conn.upgrade(opts, remaining());
+        await conn.hello(opts);
+      }
+      conn.phase = 'ready';
+      conn.openedAt = Date.now();
+      return conn;
+    } catch (err) {
+      conn.closeListeners = [];
+      conn.fail(null);
+      throw err instanceof RelayError ? err : new RelayError('UPSTREAM_CONNECT_FAILED', errorText(err), { cause: err });
+    }
+  }
+
+  /** EHLO (HELO only when security is 'none'), and the extensions it advertises. */
+  private async hello(opts: UpstreamOpenOptions): Promise<void> {
+    const ehlo = await this.command('EHLO', `EHLO ${opts.ehloName}\r\n`, this.timeouts.commandMs, true);
+    if (ehlo.code === 250) {
+      this.extensions = parseExtensions(ehlo);
+      return;
+    }
+    if (opts.security !== 'none') throw new RelayError('UPSTREAM_PROTOCOL', `EHLO refused: ${formatReply(ehlo)}`);
+    const helo = await this.command('HELO', `HELO ${opts.ehloName}\r\n`, this.timeouts.commandMs, true);
+    if (helo.code !== 250) throw new RelayError('UPSTREAM_PROTOCOL', `HELO refused: ${formatReply(helo)}`);
+    this.extensions = new Map();
+  }
+
+  /** Wraps the TCP socket in TLS (implicit TLS or after STARTTLS) and verifies the certificate. */
+  private async upgrade(opts: UpstreamOpenOptions, timeoutMs: number): Promise<void> {
+    // From here on the TLS layer reads the raw socket; nothing may read it in clear.
+    this.raw.off('data', this.onData);
+    this.reader.reset();
+    this.handshaking = true;
+    const servername = opts.servername ?? (net.isIP(opts.host) ? undefined : opts.host);
+    const secure = tls.connect({
+      socket: this.raw,
+      host: opts.host,
+      ...(servername ? { servername } : {}),
+      ...(opts.ca ? { ca: withSystemRoots(opts.ca) } : {}),
+      minVersion: 'TLSv1.2',
+      rejectUnauthorized: true,
+    });
+    this.socket = secure;
+    secure.on('error', this.onError);
+    secure.on('close', this.onSocketClose);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.fail(new RelayError('UPSTREAM_TIMEOUT', `TLS handshake with ${opts.host}:${opts.port} timed out`));
+        }, timeoutMs);
+        const done = (): void => {
+          clearTimeout(timer);
+          this.interrupt = null;
+          secure.off('secureConnect', done);
+          if (this.phase === 'closed') reject(this.closeReason ?? new RelayError('UPSTREAM_TLS', 'TLS handshake failed'));
+          else resolve();
+        };
+        secure.once('secureConnect', done);
+        this.interrupt = done;
+      });
+    } finally {
+      this.handshaking = false;
+    }
+    secure.on('data', this.onData);
+    this.secure = true;
+  }
+
+  // ---------------------------------------------------------------- public commands
+
+  /**
+   * AUTH XOAUTH2 with the initial response. 235 → resolves. Google's 334 error challenge →
+   * an empty line, then the final reply (535) → UpstreamAuthError with that reply and the
+   * decoded challenge. Any other reply → UpstreamAuthError with it. The connection stays
+   * usable after a refusal (a retry with a fresh token may follow).
+   */
+  async authenticate(user: string, accessToken: string): Promise<void> {
+    this.ensureReady();
+    const secret = xoauth2String(user, accessToken);
+    let r = await this.command('AUTH', `AUTH XOAUTH2 ${secret}\r\n`, this.timeouts.commandMs, true);
+    let challenge: Record<string, unknown> | undefined;
+    if (r.code === 334) {
+      challenge = decodeChallenge(r.lines[0] ?? '');
+      // RFC 4954 §4 / Google's protocol: an empty client response ends the exchange.
+      r = await this.command('AUTH', '\r\n', this.timeouts.commandMs, true);
+    }
+    if (r.code === 235) {
+      this.authenticatedUser = user;
+      this.authenticatedAt = Date.now();
+      return;
+    }
+    throw new UpstreamAuthError(user, scrubReply(r, [accessToken, secret]), challenge);
+  }
+
+  /**
+   * MAIL FROM:<from>[ params]. Resolves with the reply whatever its code. Throws
+   * UnsafeArgumentError synchronously for CR/LF/NUL in `from` or `params`.
+   */
+  mail(from: string, params?: string): Promise<Reply> {
+    checkArgument(from, 'MAIL FROM address');
+    if (params) checkArgument(params, 'MAIL FROM parameters');
+    this.ensureReady();
+    this.transactions++;
+    return this.command('MAIL', params ? `MAIL FROM:<${from}> ${params}\r\n` : `MAIL FROM:<${from}>\r\n`, this.timeouts.commandMs, false);
+  }
+
+  /** RCPT TO:<to>[ params]. Resolves with the reply whatever its code. Same validation as mail(). */
+  rcpt(to: string, params?: string): Promise<Reply> {
+    checkArgument(to, 'RCPT TO address');
+    if (params) checkArgument(params, 'RCPT TO parameters');
+    this.ensureReady();
+    return this.command('RCPT', params ? `RCPT TO:<${to}> ${params}\r\n` : `RCPT TO:<${to}>\r\n`, this.timeouts.commandMs, false);
+  }
+
+  /**
+   * DATA, then the body (dot-stuffed, line ends normalised) with backpressure, then the
+   * terminator; see DataResult. Always consumes `body` to its end. Rejects with RelayError
+   * UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL when the connection fails (after
+   * draining the body), or with the body's own error if iterating it throws (the connection is
+   * then destroyed, as a transaction with a partial body must never be completed).
+   */
+  async data(body: AsyncIterable<Buffer>, opts: { maxBytes?: number } = {}): Promise<DataResult> {
+    const it = body[Symbol.asyncIterator]();
+    let bytes = 0;
+    let reply: Reply;
+    try {
+      this.ensureReady();
+      reply = await this.command('DATA', 'DATA\r\n', this.timeouts.commandMs, true);
+    } catch (err) {
+      await drain(it);
+      throw err;
+    }
+    if (reply.code !== 354) {
+      bytes = await drain(it);
+      return { kind: 'reply', stage: 'command', reply, bytes };
+    }
+
+    // The reply to the end of DATA is queued now, so that a reply the server sends early
+    // (while we are still streaming) is matched to it and not treated as unsolicited.
+    let final: Reply | null = null;
+    let failure: RelayError | null = null;
+    const end: Pending = {
+      label: 'end of DATA',
+      timeoutMs: 0,
+      groupEnd: true,
+      resolve: (r) => {
+        final = r;
+      },
+      reject: (e) => {
+        failure = e;
+      },
+    };
+    const finalReply = new Promise<Reply>((resolve, reject) => {
+      end.resolve = (r) => {
+        final = r;
+        resolve(r);
+      };
+      end.reject = (e) => {
+        failure = e;
+        reject(e);
+      };
+    });
+    finalReply.catch(noop); // observed below, or deliberately abandoned
+    this.inflight.push(end);
+
+    const maxBytes = opts.maxBytes ?? Infinity;
+    const stuffer = new DotStuffer();
+    const socket = this.socket;
+    let streaming = true;
+    let tooBig = false;
+    for (;;) {
+      let step: IteratorResult<Buffer>;
+      try {
+        step = await it.next();
+      } catch (err) {
+        // The MTA's side broke: what was sent is a partial message, which must never be
+        // completed, and the session's state is unknown. Drop the connection.
+        if (streaming) this.fail(null);
+        throw err;
+      }
+      if (step.done) break;
+      const chunk = step.value;
+      bytes += chunk.length;
+      if (!streaming) continue; // draining
+      if (final !== null || failure !== null) {
+        streaming = false;
+        continue;
+      }
+      if (bytes > maxBytes) {
+        // Without the terminator the upstream discards what it got when the connection drops.
+        tooBig = true;
+        streaming = false;
+        this.fail(null);
+        continue;
+      }
+      const out = stuffer.push(chunk);
+      if (out.length !== 0 && !socket.write(out)) await this.writable();
+    }
+
+    if (tooBig) return { kind: 'too-big', bytes };
+    if (failure !== null && final === null) throw failure;
+    if (final !== null) {
+      // Answered before the terminator: the message is incomplete upstream, whatever the code.
+      const early: Reply = final;
+      this.fail(null);
+      if (early.code < 400) {
+        throw new RelayError('UPSTREAM_PROTOCOL', `reply before the end of DATA: ${formatReply(early)}`);
+      }
+      return { kind: 'reply', stage: 'early', reply: early, bytes };
+    }
+
+    socket.write(stuffer.end());
+    end.timeoutMs = this.timeouts.dataMs;
+    if (this.inflight[0] === end) this.armTimer();
+    reply = await finalReply;
+    return { kind: 'reply', stage: 'final', reply, bytes };
+  }
+
+  /** RSET; resolves with the reply whatever its code. */
+  rset(): Promise<Reply> {
+    this.ensureReady();
+    return this.command('RSET', 'RSET\r\n', this.timeouts.commandMs, false);
+  }
+
+  /** NOOP; resolves with the reply whatever its code (a liveness probe for idle connections). */
+  noop(): Promise<Reply> {
+    this.ensureReady();
+    return this.command('NOOP', 'NOOP\r\n', this.timeouts.commandMs, true);
+  }
+
+  /** QUIT, waiting at most min(commandMs, 2 s) for the reply, then close. Never rejects. */
+  async quit(): Promise<void> {
+    if (this.phase !== 'ready') {
+      this.fail(null);
+      return;
+    }
+    try {
+      await this.command('QUIT', 'QUIT\r\n', Math.min(this.timeouts.commandMs, QUIT_TIMEOUT_MS), true);
+    } catch {
+      // best effort
+    }
+    this.fail(null);
+  }
+
+  /** Closes the socket now; anything pending rejects with UPSTREAM_CLOSED. */
+  destroy(): void {
+    this.fail(null);
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /** Open, ready, not closed, no 421 or timeout seen: may carry a transaction. */
+  get isUsable(): boolean {
+    return this.phase === 'ready';
+  }
+
+  get isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  get supportsPipelining(): boolean {
+    return this.extensions.has('PIPELINING');
+  }
+
+  /** SIZE advertised by the server (RFC 1870), or null when none or unlimited (0). */
+  get maxMessageSize(): number | null {
+    const v = this.extensions.get('SIZE');
+    const n = v ? Number.parseInt(v, 10) : 0;
+    return Number.isFinite(n) && n > 0 ? n : null;
+  }
+
+  /** AUTH mechanisms advertised (upper case). */
+  get authMechanisms(): ReadonlySet<string> {
+    const v = this.extensions.get('AUTH');
+    return new Set(v ? v.toUpperCase().split(/\s+/).filter(Boolean) : []);
+  }
+
+  /**
+   * Registers a listener for the end of the connection (server drop, unsolicited 421, failure,
+   * or local quit/destroy). Called once; immediately (next tick) if already closed.
+   * Returns a function that unregisters it.
+   */
+  onClose(listener: CloseListener): () => void {
+    if (this.phase === 'closed') {
+      const reason = this.closeReason;
+      process.nextTick(() => listener(reason));
+      return noop;
+    }
+    this.closeListeners.push(listener);
+    return () => {
+      const i = this.closeListeners.indexOf(listener);
+      if (i !== -1) this.closeListeners.splice(i, 1);
+    };
+  }
+
+  // ---------------------------------------------------------------- machinery
+
+  private ensureReady(): void {
+    if (this.phase !== 'ready') {
+      throw this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is not open');
+    }
+  }
+
+  /** Sends a command line (or queues it behind a group-ending command) and awaits its reply. */
+  private command(label: string, line: string, timeoutMs: number, groupEnd: boolean): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.phase === 'closed') {
+        reject(this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is closed'));
+        return;
+      }
+      const p: Pending = { label, timeoutMs, groupEnd, resolve, reject };
+      if (this.canSend()) this.send(p, line);
+      else this.queued.push({ p, line });
+    });
+  }
+
+  /** Awaits a reply that no command asked for yet (the greeting). */
+  private expect(label: string, timeoutMs: number): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.phase === 'closed') {
+        reject(this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is closed'));
+        return;
+      }
+      this.inflight.push({ label, timeoutMs, groupEnd: true, resolve, reject });
+      if (this.inflight.length === 1) this.armTimer();
+    });
+  }
+
+  private canSend(): boolean {
+    const n = this.inflight.length;
+    if (n === 0) return this.queued.length === 0;
+    // RFC 2920 §3.1: only with PIPELINING, and never behind a command that ends a group.
+    return this.queued.length === 0 && this.phase === 'ready' && this.supportsPipelining && !this.inflight[n - 1]!.groupEnd;
+  }
+
+  private send(p: Pending, line: string): void {
+    this.inflight.push(p);
+    this.socket.write(line);
+    if (this.inflight.length === 1) this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const head = this.inflight[0];
+    if (head && head.timeoutMs > 0) this.timer = setTimeout(this.onTimeout, head.timeoutMs);
+  }
+
+  private timedOut(): void {
+    this.timer = null;
+    const head = this.inflight[0];
+    if (!head) return;
+    if (head.label === 'QUIT') {
+      this.fail(null);
+      return;
+    }
+    this.fail(new RelayError('UPSTREAM_TIMEOUT', `no reply to ${head.label} from ${this.host}:${this.port} within ${head.timeoutMs} ms`));
+  }
+
+  private receive(chunk: Buffer): void {
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      if (err instanceof ReplyParseError) this.fail(new RelayError('UPSTREAM_PROTOCOL', err.message));
+      else throw err;
+    }
+  }
+
+  private onReply(r: Reply): void {
+    if (this.phase === 'closed') return;
+    const p = this.inflight.shift();
+    if (!p) {
+      // Nothing was asked. A 421 is the server closing an idle connection (RFC 5321 §3.8);
+      // anything else means replies no longer line up with commands.
+      this.fail(
+        r.code === 421
+          ? new RelayError('UPSTREAM_CLOSED', `provider closed the connection: ${formatReply(r)}`)
+          : new RelayError('UPSTREAM_PROTOCOL', `unsolicited reply ${formatReply(r)}`),
+      );
+      return;
+    }
+    this.armTimer();
+    p.resolve(r);
+    if (this.interrupt) this.interrupt();
+    if (r.code === 421 && p.label !== 'QUIT') {
+      // The server is closing the channel (RFC 5321 §3.8): its reply goes to the caller, and
+      // the connection must not carry anything more.
+      this.fail(new RelayError('UPSTREAM_CLOSED', `provider closed the connection: ${formatReply(r)}`));
+      return;
+    }
+    while (this.queued.length !== 0 && this.inflightAllowsNext()) {
+      const q = this.queued.shift()!;
+      this.send(q.p, q.line);
+    }
+  }
+
+  private inflightAllowsNext(): boolean {
+    const n = this.inflight.length;
+    return n === 0 || (this.supportsPipelining && !this.inflight[n - 1]!.groupEnd);
+  }
+
+  /** Waits until the socket drained, a reply arrived, or the connection failed. */
+  private writable(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const socket = this.socket;
+      const timer = setTimeout(() => {
+        this.fail(new RelayError('UPSTREAM_TIMEOUT', `provider stopped reading the message for ${this.timeouts.dataMs} ms`));
+      }, this.timeouts.dataMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        socket.off('drain', done);
+        this.interrupt = null;
+        resolve();
+      };
+      socket.once('drain', done);
+      this.interrupt = done;
+    });
+  }
+
+  /**
+   * Ends the connection, once: rejects everything pending, destroys the socket and tells
+   * the close listeners. `reason` null means a local close (quit, destroy, abandoned DATA).
+   */
+  private fail(reason: RelayError | null): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.closeReason = reason;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const err = reason ?? new RelayError('UPSTREAM_CLOSED', 'connection closed locally');
+    const inflight = this.inflight;
+    const queued = this.queued;
+    this.inflight = [];
+    this.queued = [];
+    for (const p of inflight) p.reject(err);
+    for (const q of queued) q.p.reject(err);
+    if (this.interrupt) this.interrupt();
+    this.socket.destroy();
+    if (this.raw !== this.socket) this.raw.destroy();
+    const listeners = this.closeListeners;
+    this.closeListeners = [];
+    for (const l of listeners) {
+      try {
+        l(reason);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  private closedCode(): RelayErrorCode {
+    if (this.handshaking) return 'UPSTREAM_TLS';
+    return this.phase === 'opening' ? 'UPSTREAM_CONNECT_FAILED' : 'UPSTREAM_CLOSED';
+  }
+
+  private socketError(err: Error): RelayError {
+    return new RelayError(this.closedCode(), `${this.host}:${this.port}: ${errorText(err)}`, { cause: err });
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function connectTcp(opts: UpstreamOpenOptions, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const local = opts.localAddress ?? undefined;
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      ...(local ? { localAddress: local, family: net.isIP(local) } : {}),
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new RelayError('UPSTREAM_TIMEOUT', `connecting to ${opts.host}:${opts.port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new RelayError('UPSTREAM_CONNECT_FAILED', `${opts.host}:${opts.port}: ${errorText(err)}`, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+/** `ca` adds to the trusted roots instead of replacing them (Node's `ca` option replaces). */
+function withSystemRoots(ca: string | Buffer | Array<string | Buffer>): Array<string | Buffer> {
+  return [...tls.rootCertificates, ...(Array.isArray(ca) ? ca : [ca])];
+}
+
+/** EHLO reply lines after the first: "SIZE 35882577" → SIZE → "35882577"; old "AUTH=LOGIN" too. */
+export function parseExtensions(ehlo: Reply): Map<string, string> {
+  const map = new Map<string, string>();
+  for (let i = 1; i < ehlo.lines.length; i++) {
+    const line = ehlo.lines[i]!.trim();
+    if (!line) continue;
+    const sp = line.search(/[ =]/);
+    const key = (sp === -1 ? line : line.slice(0, sp)).toUpperCase();
+    const value = sp === -1 ? '' : line.slice(sp + 1).trim();
+    const prev = map.get(key);
+    map.set(key, key === 'AUTH' && prev ? `${prev} ${value}` : value);
+  }
+  return map;
+}
+
+function decodeChallenge(text: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8'));
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A reply that repeats a secret (a misbehaving server echoing the AUTH line) loses it. */
+function scrubReply(r: Reply, secrets: string[]): Reply {
+  let changed = false;
+  const lines = r.lines.map((line) => {
+    let out = line;
+    for (const s of secrets) {
+      if (s && out.includes(s)) {
+        out = out.split(s).join('[redacted]');
+        changed = true;
+      }
+    }
+    return out;
+  });
+  return changed ? { code: r.code, lines } : r;
+}
+
+function checkArgument(value: string, what: string): void {
+  if (UNSAFE.test(value)) throw new UnsafeArgumentError(what);
+}
+
+async function drain(it: AsyncIterator<Buffer>): Promise<number> {
+  let bytes = 0;
+  for (;;) {
+    const step = await it.next();
+    if (step.done) return bytes;
+    bytes += step.value.length;
+  }
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}
