@@ -2,6 +2,7 @@
 // checks that need the host (files readable, source_ip present). Every failure is a ConfigError
 // naming the key path, so `serve` and `check-config` can exit 2 with a message an operator can act on.
 import { existsSync, readFileSync } from 'node:fs';
+import { BlockList, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -66,7 +67,8 @@ export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
   const abs = resolve(file);
   if (!existsSync(abs)) throw new ConfigError(`file ${abs} does not exist`);
   const doc = parseDocument(readFileSync(abs, 'utf8'), { uniqueKeys: true, prettyErrors: true });
-  if (doc.errors.length) throw new ConfigError(`${abs} is not valid YAML: ${doc.errors[0]!.message}`);
+  // Only the first line of the parser's message: the rest quotes the file, secrets included.
+  if (doc.errors.length) throw new ConfigError(`${abs} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   return buildConfig(doc.toJS(), abs, opts);
 }
 
@@ -100,10 +102,13 @@ function resolveProviders(raw: RawConfig): Record<string, ProviderConfig> {
   return out;
 }
 
-function localAddresses(): Set<string> {
-  const set = new Set<string>();
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) set.add(a.address);
-  return set;
+/** Whether `ip` is an address of this host, whatever its spelling (BlockList compares parsed addresses). */
+export function hostHasAddress(ip: string, interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces()): boolean {
+  const list = new BlockList();
+  for (const addrs of Object.values(interfaces)) {
+    for (const a of addrs ?? []) list.addAddress(a.address, a.family === 'IPv6' ? 'ipv6' : 'ipv4');
+  }
+  return list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
 }
 
 function readable(path: string, at: string): void {
@@ -126,7 +131,6 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
   }
 
   const seen = new Map<string, number>();
-  const addrs = checkHost ? localAddresses() : null;
   raw.accounts.forEach((a, i) => {
     const at = (k: string) => `accounts[${i}].${k}`;
     if (!providers[a.provider]) {
@@ -136,7 +140,7 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
     if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, at('email'));
     seen.set(a.email, i);
     if (a.min_idle > a.max_connections) throw new ConfigError(`must not exceed max_connections (${a.max_connections})`, at('min_idle'));
-    if (a.source_ip && addrs && !addrs.has(a.source_ip)) {
+    if (a.source_ip && checkHost && !hostHasAddress(a.source_ip)) {
       throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
     }
   });
@@ -146,6 +150,10 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
     inbound.tls = { cert_file: abs(inbound.tls.cert_file), key_file: abs(inbound.tls.key_file) };
     readable(inbound.tls.cert_file, 'inbound.tls.cert_file');
     readable(inbound.tls.key_file, 'inbound.tls.key_file');
+  }
+  const loopback = /^(127\.|::1$|localhost$)/.test(raw.http.host);
+  if (raw.http.enabled && !loopback && !raw.http.bearer_token) {
+    throw new ConfigError('http.host is not a loopback address: set http.bearer_token (16+ characters) to protect the API', 'http.bearer_token');
   }
   const store = 'path' in raw.store ? { path: abs(raw.store.path) } : raw.store;
   return { ...raw, inbound, store, providers, source: file };

@@ -139,7 +139,11 @@ export const configSchema = z
       ])
       .default({ path: './data/relay.db' }),
     http: hostPort('127.0.0.1', 9090)
-      .extend({ enabled: z.boolean().default(true) })
+      .extend({
+        enabled: z.boolean().default(true),
+        /** Required when host is not a loopback address. */
+        bearer_token: z.string().min(16).optional(),
+      })
       .default({ host: '127.0.0.1', port: 9090, enabled: true }),
     log: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

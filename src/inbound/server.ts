@@ -15,6 +15,7 @@ import {
 } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../config/schema.js';
+import { Metrics } from '../obs/metrics.js';
 import { RelayError, toReply } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
 import type { RelayTransaction } from '../relay/transaction.js';
@@ -76,6 +77,7 @@ class InboundSmtpServer extends SMTPServer {
 export interface InboundDeps {
   relay: Relay;
   logger: Logger;
+  metrics?: Metrics;
 }
 
 const isLoopback = (ip: string) => ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');
@@ -239,6 +241,12 @@ export class InboundServer {
   }
 
   private logTransaction(session: SMTPServerSession, tx: RelayTransaction | null, code: number, started: number, error?: string): void {
+    const { metrics } = this.deps;
+    if (metrics && tx) {
+      const account = tx.account.email;
+      metrics.messages.inc({ account, outcome: Metrics.outcome(code) });
+      metrics.relayLatency.observe({ account }, (performance.now() - started) / 1000);
+    }
     const log = this.deps.logger;
     if (!log.isLevelEnabled('info')) return;
     log.info(

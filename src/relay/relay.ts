@@ -3,6 +3,7 @@
 // the returned transaction.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { Metrics } from '../obs/metrics.js';
 import type { Account } from '../routing/account.js';
 import { Router, type SessionIdentity } from '../routing/router.js';
 import type { Store } from '../store/store.js';
@@ -20,6 +21,7 @@ const SWEEP_INTERVAL_MS = 1_000;
 export interface RelayDeps {
   store: Store;
   logger: Logger;
+  metrics?: Metrics;
   /** Replaces the real connector (tests). */
   connector?: Connector;
 }
@@ -44,7 +46,14 @@ export class Relay {
         retryMinMs: t.retry_min_ms,
         retryMaxMs: t.retry_max_ms,
       },
-      { store: deps.store, logger: deps.logger },
+      {
+        store: deps.store,
+        logger: deps.logger,
+        onRefresh: (account, ok, ms) => {
+          deps.metrics?.tokenRefreshes.inc({ account, result: ok ? 'ok' : 'failed' });
+          deps.metrics?.tokenRefreshLatency.observe({ account }, ms / 1000);
+        },
+      },
     );
     const u = config.upstream;
     const connect =

@@ -65,6 +65,7 @@ export class SandboxTokenEndpoint {
   private readonly host: string;
   private readonly requestedPort: number;
   private latencyMs: number;
+  private readonly defaultLatencyMs: number;
   private faults: FaultEntry[] = [];
   private nextFaultId = 1;
   private stopped = false;
@@ -78,6 +79,7 @@ export class SandboxTokenEndpoint {
     this.host = options.host ?? '127.0.0.1';
     this.requestedPort = options.port ?? 0;
     this.latencyMs = validMs(options.latencyMs ?? 0, 'latencyMs');
+    this.defaultLatencyMs = this.latencyMs;
     this.server = createServer((req, res) => {
       this.handle(req, res).catch(() => {
         // A handler bug must not take the test process down; answer like a front end would.
@@ -118,6 +120,12 @@ export class SandboxTokenEndpoint {
   /** Latency added to every request from now on (0 to remove). */
   setLatency(ms: number): void {
     this.latencyMs = validMs(ms, 'latencyMs');
+  }
+
+  /** Clears faults and restores the latency given at construction. The request log lives in the state. */
+  reset(): void {
+    this.faults = [];
+    this.latencyMs = this.defaultLatencyMs;
   }
 
   /** Adds a fault; account-specific faults are consulted before global ones. Returns its id. */

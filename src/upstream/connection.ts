@@ -111,6 +111,8 @@ type Phase = 'opening' | 'ready' | 'closed';
 
 const UNSAFE = /[\r\n\0]/;
 const QUIT_TIMEOUT_MS = 2_000;
+/** Up to this size the last body chunk is copied to join the terminator in one write. */
+const SMALL_WRITE = 16 * 1024;
 const noop = (): void => {};
 
 export class UpstreamConnection {
@@ -172,12 +174,16 @@ export class UpstreamConnection {
     const deadline = Date.now() + opts.timeouts.connectMs;
     const remaining = (): number => Math.max(1, deadline - Date.now());
 
+    checkArgument(opts.ehloName, 'EHLO name');
     const raw = await connectTcp(opts, remaining());
     const conn = new UpstreamConnection(raw, opts);
+    // Expected from the first byte on, so the greeting can never arrive "unsolicited".
+    const greetingReply = conn.expect('greeting', remaining());
+    greetingReply.catch(noop); // awaited below; may fail first during a TLS handshake
     try {
       if (opts.security === 'tls') await conn.upgrade(opts, remaining());
 
-      const greeting = await conn.expect('greeting', remaining());
+      const greeting = await greetingReply;
       if (greeting.code !== 220) {
         throw new RelayError('UPSTREAM_CONNECT_FAILED', `greeting was ${formatReply(greeting)}`);
       }
@@ -229,10 +235,9 @@ export class UpstreamConnection {
     const servername = opts.servername ?? (net.isIP(opts.host) ? undefined : opts.host);
     const secure = tls.connect({
       socket: this.raw,
-      host: opts.host,
+      host: opts.host, // the name the certificate is checked against (with servername)
       ...(servername ? { servername } : {}),
-      ...(opts.ca ? { ca: withSystemRoots(opts.ca) } : {}),
-      minVersion: 'TLSv1.2',
+      secureContext: secureContextFor(opts.ca),
       rejectUnauthorized: true,
     });
     this.socket = secure;
@@ -293,7 +298,6 @@ export class UpstreamConnection {
   mail(from: string, params?: string): Promise<Reply> {
     checkArgument(from, 'MAIL FROM address');
     if (params) checkArgument(params, 'MAIL FROM parameters');
-    this.ensureReady();
     this.transactions++;
     return this.command('MAIL', params ? `MAIL FROM:<${from}> ${params}\r\n` : `MAIL FROM:<${from}>\r\n`, this.timeouts.commandMs, false);
   }
@@ -302,19 +306,21 @@ export class UpstreamConnection {
   rcpt(to: string, params?: string): Promise<Reply> {
     checkArgument(to, 'RCPT TO address');
     if (params) checkArgument(params, 'RCPT TO parameters');
-    this.ensureReady();
     return this.command('RCPT', params ? `RCPT TO:<${to}> ${params}\r\n` : `RCPT TO:<${to}>\r\n`, this.timeouts.commandMs, false);
   }
 
   /**
    * DATA, then the body (dot-stuffed, line ends normalised) with backpressure, then the
-   * terminator; see DataResult. Always consumes `body` to its end. Rejects with RelayError
+   * terminator; see DataResult. `body` is typically the inbound message stream (a Readable
+   * is an AsyncIterable<Buffer>); a plain array of Buffers works too. Do not run other
+   * commands on the connection while data() is in progress. Always consumes `body` to its end. Rejects with RelayError
    * UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL when the connection fails (after
    * draining the body), or with the body's own error if iterating it throws (the connection is
    * then destroyed, as a transaction with a partial body must never be completed).
    */
-  async data(body: AsyncIterable<Buffer>, opts: { maxBytes?: number } = {}): Promise<DataResult> {
-    const it = body[Symbol.asyncIterator]();
+  async data(body: AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number } = {}): Promise<DataResult> {
+    const it: AsyncIterator<Buffer> | Iterator<Buffer> =
+      Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]();
     let bytes = 0;
     let reply: Reply;
     try {
@@ -331,35 +337,30 @@ export class UpstreamConnection {
 
     // The reply to the end of DATA is queued now, so that a reply the server sends early
     // (while we are still streaming) is matched to it and not treated as unsolicited.
-    let final: Reply | null = null;
-    let failure: RelayError | null = null;
-    const end: Pending = {
-      label: 'end of DATA',
-      timeoutMs: 0,
-      groupEnd: true,
-      resolve: (r) => {
-        final = r;
-      },
-      reject: (e) => {
-        failure = e;
-      },
-    };
+    const st: { final: Reply | null; failure: RelayError | null } = { final: null, failure: null };
+    let end!: Pending;
     const finalReply = new Promise<Reply>((resolve, reject) => {
-      end.resolve = (r) => {
-        final = r;
-        resolve(r);
-      };
-      end.reject = (e) => {
-        failure = e;
-        reject(e);
+      end = {
+        label: 'end of DATA',
+        timeoutMs: 0, // armed once the terminator is written
+        groupEnd: true,
+        resolve: (r) => {
+          st.final = r;
+          resolve(r);
+        },
+        reject: (e) => {
+          st.failure = e;
+          reject(e);
+        },
       };
     });
-    finalReply.catch(noop); // observed below, or deliberately abandoned
+    finalReply.catch(noop); // awaited below, or deliberately abandoned
     this.inflight.push(end);
 
     const maxBytes = opts.maxBytes ?? Infinity;
     const stuffer = new DotStuffer();
     const socket = this.socket;
+    let held: Buffer | null = null;
     let streaming = true;
     let tooBig = false;
     for (;;) {
@@ -376,7 +377,7 @@ export class UpstreamConnection {
       const chunk = step.value;
       bytes += chunk.length;
       if (!streaming) continue; // draining
-      if (final !== null || failure !== null) {
+      if (st.final !== null || st.failure !== null) {
         streaming = false;
         continue;
       }
@@ -388,14 +389,19 @@ export class UpstreamConnection {
         continue;
       }
       const out = stuffer.push(chunk);
-      if (out.length !== 0 && !socket.write(out)) await this.writable();
+      if (out.length === 0) continue;
+      // One chunk is held back so that the last one leaves together with the terminator
+      // (one TLS record and one syscall for a typical message, instead of two).
+      const prev = held;
+      held = out;
+      if (prev !== null && !socket.write(prev)) await this.writable();
     }
 
     if (tooBig) return { kind: 'too-big', bytes };
-    if (failure !== null && final === null) throw failure;
-    if (final !== null) {
+    if (st.final === null && st.failure !== null) throw st.failure;
+    if (st.final !== null) {
       // Answered before the terminator: the message is incomplete upstream, whatever the code.
-      const early: Reply = final;
+      const early = st.final;
       this.fail(null);
       if (early.code < 400) {
         throw new RelayError('UPSTREAM_PROTOCOL', `reply before the end of DATA: ${formatReply(early)}`);
@@ -403,7 +409,17 @@ export class UpstreamConnection {
       return { kind: 'reply', stage: 'early', reply: early, bytes };
     }
 
-    socket.write(stuffer.end());
+    const terminator = stuffer.end();
+    if (held === null) {
+      socket.write(terminator);
+    } else if (held.length <= SMALL_WRITE) {
+      socket.write(Buffer.concat([held, terminator], held.length + terminator.length));
+    } else {
+      socket.cork();
+      socket.write(held);
+      socket.write(terminator);
+      socket.uncork();
+    }
     end.timeoutMs = this.timeouts.dataMs;
     if (this.inflight[0] === end) this.armTimer();
     reply = await finalReply;
@@ -412,13 +428,11 @@ export class UpstreamConnection {
 
   /** RSET; resolves with the reply whatever its code. */
   rset(): Promise<Reply> {
-    this.ensureReady();
     return this.command('RSET', 'RSET\r\n', this.timeouts.commandMs, false);
   }
 
   /** NOOP; resolves with the reply whatever its code (a liveness probe for idle connections). */
   noop(): Promise<Reply> {
-    this.ensureReady();
     return this.command('NOOP', 'NOOP\r\n', this.timeouts.commandMs, true);
   }
 
@@ -491,15 +505,18 @@ export class UpstreamConnection {
 
   private ensureReady(): void {
     if (this.phase !== 'ready') {
-      throw this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is not open');
+      throw this.closedError();
     }
   }
 
-  /** Sends a command line (or queues it behind a group-ending command) and awaits its reply. */
+  /**
+   * Sends a command line (or queues it behind a group-ending command) and awaits its reply.
+   * On a closed connection it rejects (never throws) with the reason it closed.
+   */
   private command(label: string, line: string, timeoutMs: number, groupEnd: boolean): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       if (this.phase === 'closed') {
-        reject(this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is closed'));
+        reject(this.closedError());
         return;
       }
       const p: Pending = { label, timeoutMs, groupEnd, resolve, reject };
@@ -512,7 +529,7 @@ export class UpstreamConnection {
   private expect(label: string, timeoutMs: number): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       if (this.phase === 'closed') {
-        reject(this.closeReason ?? new RelayError('UPSTREAM_CLOSED', 'connection is closed'));
+        reject(this.closedError());
         return;
       }
       this.inflight.push({ label, timeoutMs, groupEnd: true, resolve, reject });
@@ -646,6 +663,12 @@ export class UpstreamConnection {
     }
   }
 
+  /** For a call made after the end: a fresh error naming why the connection ended. */
+  private closedError(): RelayError {
+    const why = this.closeReason ? ` (${this.closeReason.message})` : '';
+    return new RelayError('UPSTREAM_CLOSED', `connection is closed${why}`);
+  }
+
   private closedCode(): RelayErrorCode {
     if (this.handshaking) return 'UPSTREAM_TLS';
     return this.phase === 'opening' ? 'UPSTREAM_CONNECT_FAILED' : 'UPSTREAM_CLOSED';
@@ -685,9 +708,26 @@ function connectTcp(opts: UpstreamOpenOptions, timeoutMs: number): Promise<net.S
   });
 }
 
-/** `ca` adds to the trusted roots instead of replacing them (Node's `ca` option replaces). */
-function withSystemRoots(ca: string | Buffer | Array<string | Buffer>): Array<string | Buffer> {
-  return [...tls.rootCertificates, ...(Array.isArray(ca) ? ca : [ca])];
+type CaOption = UpstreamOpenOptions['ca'];
+let defaultContext: tls.SecureContext | null = null;
+const contextsByObject = new WeakMap<object, tls.SecureContext>();
+const contextsByString = new Map<string, tls.SecureContext>();
+
+/**
+ * TLS 1.2+, and `ca` added to the system roots (Node's own `ca` option would replace them).
+ * Built once per `ca` value: loading ~140 roots costs ~20 ms, too much for every connection.
+ */
+function secureContextFor(ca: CaOption): tls.SecureContext {
+  if (!ca) return (defaultContext ??= tls.createSecureContext({ minVersion: 'TLSv1.2' }));
+  const cached = typeof ca === 'string' ? contextsByString.get(ca) : contextsByObject.get(ca);
+  if (cached) return cached;
+  const context = tls.createSecureContext({
+    minVersion: 'TLSv1.2',
+    ca: [...tls.rootCertificates, ...(Array.isArray(ca) ? ca : [ca])],
+  });
+  if (typeof ca === 'string') contextsByString.set(ca, context);
+  else contextsByObject.set(ca, context);
+  return context;
 }
 
 /** EHLO reply lines after the first: "SIZE 35882577" → SIZE → "35882577"; old "AUTH=LOGIN" too. */
@@ -734,7 +774,7 @@ function checkArgument(value: string, what: string): void {
   if (UNSAFE.test(value)) throw new UnsafeArgumentError(what);
 }
 
-async function drain(it: AsyncIterator<Buffer>): Promise<number> {
+async function drain(it: AsyncIterator<Buffer> | Iterator<Buffer>): Promise<number> {
   let bytes = 0;
   for (;;) {
     const step = await it.next();

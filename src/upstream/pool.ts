@@ -227,21 +227,24 @@ export class AccountPool<C extends PoolableConnection> {
 
   private async openTracked(): Promise<Lease<C>> {
     this.opening++;
+    let opened: Opened<C>;
     try {
-      const { conn, tokenExpiresAt } = await this.open();
-      this.openedTotal++;
-      this.openFailures = 0;
-      const lease: Lease<C> = { conn, uses: 0, openedAt: this.now(), tokenExpiresAt, idleSince: this.now(), closed: false };
-      conn.onClose(() => this.onConnectionClosed(lease));
-      return lease;
+      opened = await this.open();
     } catch (e) {
-      this.openFailures++;
-      throw e;
-    } finally {
       this.opening--;
+      this.openFailures++;
       // A failed open frees a slot a waiter may use.
       queueMicrotask(() => this.dispatch());
+      throw e;
     }
+    // The caller adds the lease to busy/idle synchronously, so the count never dips in between.
+    this.opening--;
+    this.openedTotal++;
+    this.openFailures = 0;
+    const { conn, tokenExpiresAt } = opened;
+    const lease: Lease<C> = { conn, uses: 0, openedAt: this.now(), tokenExpiresAt, idleSince: this.now(), closed: false };
+    conn.onClose(() => this.onConnectionClosed(lease));
+    return lease;
   }
 
   /** The provider dropped a connection (idle timeout, 421): forget it and top min_idle up again. */

@@ -1,0 +1,105 @@
+// The operator's HTTP port: /healthz (the process answers), /readyz (listener up and every
+// account that is not known-broken has a token), /metrics (Prometheus), /api/status (JSON).
+// Loopback by default; on any other address every request needs the configured bearer token.
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Metrics } from '../obs/metrics.js';
+import type { Relay } from '../relay/relay.js';
+
+export interface AdminDeps {
+  relay: Relay;
+  metrics: Metrics;
+  isListening: () => boolean;
+  inboundSessions: () => number;
+  bearerToken: string | null;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export class AdminServer {
+  private readonly server: Server;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((e: Error) => send(res, 500, { error: e.message }));
+    });
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const addr = this.server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Ready: listening, and no account is still waiting for its first token. */
+  ready(): { ready: boolean; waiting: string[] } {
+    const waiting = this.deps.relay.tokens
+      .status()
+      .filter((s) => s.health === 'pending' || (s.health === 'healthy' && !this.deps.relay.tokens.current(s.email)))
+      .map((s) => s.email);
+    return { ready: this.deps.isListening() && waiting.length === 0, waiting };
+  }
+
+  status() {
+    const { relay } = this.deps;
+    return {
+      listening: this.deps.isListening(),
+      inbound_sessions: this.deps.inboundSessions(),
+      accounts: relay.tokens.status().map((t) => ({
+        email: t.email,
+        provider: relay.router.account(t.email)?.provider.name ?? null,
+        health: t.health,
+        token_expires_at: t.expiresAt ? new Date(t.expiresAt).toISOString() : null,
+        last_refresh_at: t.lastRefreshAt ? new Date(t.lastRefreshAt).toISOString() : null,
+        last_error: t.lastError,
+        connections: relay.pools.get(t.email)?.stats ?? null,
+      })),
+    };
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.deps.bearerToken;
+    if (!token) return true;
+    const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    return timingSafeEqual(digest(given), digest(token));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.authorized(req)) return send(res, 401, { error: 'bearer token required' });
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return send(res, 405, { error: 'method not allowed' });
+    switch (path) {
+      case '/healthz':
+        return send(res, 200, { ok: true });
+      case '/readyz': {
+        const r = this.ready();
+        return send(res, r.ready ? 200 : 503, r);
+      }
+      case '/metrics': {
+        const body = await this.deps.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
+        res.end(body);
+        return;
+      }
+      case '/api/status':
+        return send(res, 200, this.status());
+      default:
+        return send(res, 404, { error: 'not found' });
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}

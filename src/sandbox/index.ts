@@ -1,0 +1,38 @@
+// The sandbox mail provider: a local stand-in for Google's and Microsoft's token endpoints and
+// submission servers, for `xoauth2-relay demo` and the integration tests. Not for production use:
+// its TLS key is public (fixtures/sandbox-tls/README.md).
+export { SandboxProvider, type SandboxAccount, type SandboxProviderOptions } from './provider.js';
+export {
+  SandboxState,
+  GOOGLE_MAIL_SCOPE,
+  MICROSOFT_SMTP_SCOPE,
+  type AccessTokenCheck,
+  type OAuthErrorCode,
+  type ProviderKind,
+  type SandboxAccountInput,
+  type SandboxCredentials,
+  type SandboxStateOptions,
+  type TokenRequestRecord,
+} from './provider-state.js';
+export {
+  SandboxTokenEndpoint,
+  type TokenEndpointOptions,
+  type TokenFault,
+  type TokenFaultInfo,
+  type TokenFaultOptions,
+} from './token-endpoint.js';
+export {
+  SandboxSubmissionServer,
+  SANDBOX_TLS_FILES,
+  type AcceptedMessage,
+  type AuthAttempt,
+  type AuthOutcome,
+  type ConnectionInfo,
+  type SmtpFaultInfo,
+  type SmtpFaultPoint,
+  type SmtpFaultRule,
+  type SubmissionSecurity,
+  type SubmissionServerOptions,
+  type SubmissionStats,
+  type SubmissionStyle,
+} from './submission-server.js';

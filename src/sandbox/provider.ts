@@ -1,0 +1,111 @@
+// One sandbox mail provider: a token endpoint and a submission server sharing one SandboxState,
+// so a token issued by the first is what the second accepts. Used by `xoauth2-relay demo` and by
+// the integration tests; everything listens on 127.0.0.1 and ephemeral ports, needs no network,
+// and stops completely with stop().
+import { readFileSync } from 'node:fs';
+import { SandboxState, type ProviderKind, type SandboxAccountInput, type SandboxCredentials } from './provider-state.js';
+import {
+  SANDBOX_TLS_FILES,
+  SandboxSubmissionServer,
+  type AcceptedMessage,
+  type SubmissionServerOptions,
+} from './submission-server.js';
+import { SandboxTokenEndpoint } from './token-endpoint.js';
+
+export interface SandboxProviderOptions {
+  /** Listen address of both servers; default 127.0.0.1. */
+  host?: string;
+  /** Latency added to every token request, ms (benchmarks use ~300 to resemble the real endpoints). */
+  tokenLatencyMs?: number;
+  /** Lifetime of issued access tokens, s; default 3600. */
+  tokenLifetimeSec?: number;
+  /** Refresh-token rotation per kind; default Microsoft rotates, Google does not. */
+  rotateRefreshTokens?: Partial<Record<ProviderKind, boolean>>;
+  /** Clock for token expiry, epoch ms; injectable for tests. */
+  now?: () => number;
+  /** Options of the submission server (its host defaults to `host`). */
+  submission?: SubmissionServerOptions;
+}
+
+/** Credentials of a sandbox account plus where to use them. Holds secrets: never log it. */
+export interface SandboxAccount extends SandboxCredentials {
+  tokenUrl: string;
+  smtpHost: string;
+  smtpPort: number;
+}
+
+export class SandboxProvider {
+  readonly state: SandboxState;
+  readonly tokens: SandboxTokenEndpoint;
+  readonly smtp: SandboxSubmissionServer;
+  /** Absolute path of the CA certificate that signed the submission server's certificate. */
+  readonly caFile: string = SANDBOX_TLS_FILES.ca;
+  readonly host: string;
+
+  private constructor(options: SandboxProviderOptions) {
+    this.host = options.host ?? '127.0.0.1';
+    this.state = new SandboxState({
+      ...(options.tokenLifetimeSec !== undefined ? { tokenLifetimeSec: options.tokenLifetimeSec } : {}),
+      ...(options.rotateRefreshTokens !== undefined ? { rotateRefreshTokens: options.rotateRefreshTokens } : {}),
+      ...(options.now !== undefined ? { now: options.now } : {}),
+    });
+    this.tokens = new SandboxTokenEndpoint(this.state, { host: this.host, latencyMs: options.tokenLatencyMs ?? 0 });
+    this.smtp = new SandboxSubmissionServer(this.state, { host: this.host, ...options.submission });
+  }
+
+  /** Starts both servers; if the second fails to start, the first is stopped again. */
+  static async start(options: SandboxProviderOptions = {}): Promise<SandboxProvider> {
+    const provider = new SandboxProvider(options);
+    try {
+      await provider.tokens.start();
+      await provider.smtp.start();
+    } catch (err) {
+      await provider.stop();
+      throw err;
+    }
+    return provider;
+  }
+
+  get smtpPort(): number {
+    return this.smtp.port;
+  }
+
+  get smtpHost(): string {
+    return this.smtp.hostname;
+  }
+
+  /** PEM text of `caFile`, for clients that take the CA inline (nodemailer's `tls.ca`). */
+  caPem(): string {
+    return readFileSync(this.caFile, 'utf8');
+  }
+
+  tokenUrl(kind: ProviderKind): string {
+    return this.tokens.url(kind);
+  }
+
+  /** Registers a mailbox; missing client id/secret/refresh token are generated. */
+  addAccount(input: SandboxAccountInput): SandboxAccount {
+    const credentials = this.state.addAccount(input);
+    return { ...credentials, tokenUrl: this.tokenUrl(credentials.kind), smtpHost: this.smtpHost, smtpPort: this.smtpPort };
+  }
+
+  /** Messages the submission server accepted, oldest first. */
+  get messages(): readonly AcceptedMessage[] {
+    return this.smtp.messages;
+  }
+
+  /**
+   * Forgets counters, logs, accepted messages and faults on both sides, and restores the token
+   * latency and closeAfterMessages given at start. Accounts, grants and issued tokens stay, so
+   * a running relay is not disturbed.
+   */
+  reset(): void {
+    this.state.resetCounters();
+    this.tokens.reset();
+    this.smtp.reset();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.tokens.stop(), this.smtp.stop()]);
+  }
+}
