@@ -198,8 +198,12 @@ export class UpstreamConnection {
         const r = await conn.command('STARTTLS', 'STARTTLS\r\n', opts.timeouts.commandMs, true);
         if (r.code !== 220) throw new RelayError('UPSTREAM_TLS', `STARTTLS refused: ${formatReply(r)}`);
         // STARTTLS response injection (CVE-2011-0411 and kin): bytes that arrived in clear
-        // after the 220 would otherwise be read as replies inside the TLS session.
-        if (conn.reader.hasPending) throw new RelayError('UPSTREAM_TLS', 'data received in clear after the STARTTLS reply');
+        // after the 220 would otherwise be read as replies inside the TLS session. A whole
+        // injected reply has already closed the connection (unsolicited); a partial one is
+        // still buffered.
+        if (conn.phase === 'closed' || conn.reader.hasPending) {
+          throw new RelayError('UPSTREAM_TLS', 'data received in clear after the STARTTLS reply');
+        }
         await conn.upgrade(opts, remaining());
         await conn.hello(opts);
       }
@@ -228,6 +232,7 @@ export class UpstreamConnection {
 
   /** Wraps the TCP socket in TLS (implicit TLS or after STARTTLS) and verifies the certificate. */
   private async upgrade(opts: UpstreamOpenOptions, timeoutMs: number): Promise<void> {
+    if (this.phase === 'closed') throw this.closedError();
     // From here on the TLS layer reads the raw socket; nothing may read it in clear.
     this.raw.off('data', this.onData);
     this.reader.reset();
@@ -247,6 +252,7 @@ export class UpstreamConnection {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.fail(new RelayError('UPSTREAM_TIMEOUT', `TLS handshake with ${opts.host}:${opts.port} timed out`));
+          done();
         }, timeoutMs);
         const done = (): void => {
           clearTimeout(timer);
@@ -282,6 +288,8 @@ export class UpstreamConnection {
       challenge = decodeChallenge(r.lines[0] ?? '');
       // RFC 4954 §4 / Google's protocol: an empty client response ends the exchange.
       r = await this.command('AUTH', '\r\n', this.timeouts.commandMs, true);
+      // Still inside the SASL exchange: any later command would be read as SASL data.
+      if (r.code === 334) this.fail(null);
     }
     if (r.code === 235) {
       this.authenticatedUser = user;
@@ -312,11 +320,11 @@ export class UpstreamConnection {
   /**
    * DATA, then the body (dot-stuffed, line ends normalised) with backpressure, then the
    * terminator; see DataResult. `body` is typically the inbound message stream (a Readable
-   * is an AsyncIterable<Buffer>); a plain array of Buffers works too. Do not run other
-   * commands on the connection while data() is in progress. Always consumes `body` to its end. Rejects with RelayError
-   * UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL when the connection fails (after
-   * draining the body), or with the body's own error if iterating it throws (the connection is
-   * then destroyed, as a transaction with a partial body must never be completed).
+   * is an AsyncIterable<Buffer>); an array of Buffers works too. Always consumes `body` to
+   * its end. Rejects with RelayError UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL
+   * when the connection fails (after draining the body), or with the body's own error if
+   * iterating it throws (the connection is then destroyed: a transaction with a partial body
+   * must never be completed). No other command may be issued while data() runs.
    */
   async data(body: AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number } = {}): Promise<DataResult> {
     const it: AsyncIterator<Buffer> | Iterator<Buffer> =

@@ -458,14 +458,36 @@ describe('UpstreamConnection against scripted servers', () => {
     expect(err.code).toBe('UPSTREAM_PROTOCOL');
   });
 
-  it('refuses replies injected in clear after the STARTTLS 220', async () => {
+  it.each(['250-inj', '250 injected\r\n'])('refuses replies injected in clear after the STARTTLS 220 (%j)', async (injected) => {
     const script: Script = (line, sock) => {
       if (line.startsWith('EHLO')) sock.write('250-fake\r\n250 STARTTLS\r\n');
-      else if (line === 'STARTTLS') sock.write('220 go ahead\r\n250-inj');
+      else if (line === 'STARTTLS') sock.write(`220 go ahead\r\n${injected}`);
     };
     const port = await rawServer(script);
     const err = await rejection(UpstreamConnection.open(options(port)));
     expect(err.code).toBe('UPSTREAM_TLS');
+  });
+
+  it('times out a TLS handshake the server never answers', async () => {
+    const script: Script = (line, sock) => {
+      if (line.startsWith('EHLO')) sock.write('250-fake\r\n250 STARTTLS\r\n');
+      else if (line === 'STARTTLS') sock.write('220 go ahead\r\n'); // then ignores the ClientHello
+    };
+    const port = await rawServer(script);
+    const err = await rejection(UpstreamConnection.open(options(port, { timeouts: { connectMs: 200, commandMs: 3000, dataMs: 3000 } })));
+    expect(err.code).toBe('UPSTREAM_TIMEOUT');
+  });
+
+  it('drops a connection left inside the SASL exchange', async () => {
+    const script: Script = (line, sock) => {
+      if (line.startsWith('AUTH') || line === '') sock.write('334 eyJzdGF0dXMiOiI0MDAifQ==\r\n');
+      else plainSmtp(line, sock);
+    };
+    const port = await rawServer(script);
+    const conn = await open(port, { security: 'none' });
+    const err = (await rejection(conn.authenticate(USER, TOKEN))) as UpstreamAuthError;
+    expect(err.challenge).toEqual({ status: '400' });
+    expect(conn.isUsable).toBe(false);
   });
 
   it('closes on an unsolicited 421 while idle and tells onClose', async () => {
