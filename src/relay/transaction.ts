@@ -63,7 +63,8 @@ export class RelayTransaction {
       try {
         reply = await lease.conn.mail(mailFrom, mailParams(params, lease.conn));
       } catch (e) {
-        pool.release(lease, false);
+        // A refused argument leaves the connection as good as it was; a dead socket does not.
+        pool.release(lease, lease.conn.isUsable);
         if (attempt > 1 || !isConnectionFailure(e)) throw e;
         lease = await pool.acquire(true);
         continue;
@@ -87,7 +88,7 @@ export class RelayTransaction {
     try {
       reply = await lease.conn.rcpt(to);
     } catch (e) {
-      this.drop();
+      if (!lease.conn.isUsable) this.drop();
       throw e;
     }
     if (!isPositive(reply)) {

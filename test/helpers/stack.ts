@@ -1,0 +1,99 @@
+// A sandbox provider and a relay pointed at it, both on 127.0.0.1 ephemeral ports, for
+// integration tests. The relay is the same RelayApp `serve` runs, built from a config document
+// with the keys an operator writes.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
+import { RelayApp } from '../../src/app.js';
+import { buildConfig } from '../../src/config/load.js';
+import { silentLogger } from '../../src/obs/logger.js';
+import { SandboxProvider, type SandboxAccount, type SandboxProviderOptions } from '../../src/sandbox/index.js';
+import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
+import type { Logger } from 'pino';
+
+export const KEY_ENV = { XOAUTH2_RELAY_KEY: 'a'.repeat(64) };
+
+export interface StackAccount {
+  email: string;
+  kind: 'google' | 'microsoft';
+  password?: string;
+  senders?: string[];
+  extra?: Record<string, unknown>;
+}
+
+export interface StackOptions {
+  accounts: StackAccount[];
+  sandbox?: SandboxProviderOptions;
+  /** Top-level config keys merged over the generated ones. */
+  overrides?: Record<string, unknown>;
+  logger?: Logger;
+  /** Reuse a data directory (restart tests). */
+  dir?: string;
+  /** Reuse a running sandbox (restart tests). */
+  provider?: SandboxProvider;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Stack {
+  sandbox: SandboxProvider;
+  app: RelayApp;
+  port: number;
+  dir: string;
+  accounts: Map<string, SandboxAccount>;
+  /** Stops the relay (and the sandbox and data dir unless they were passed in). */
+  stop(): Promise<void>;
+  /** Stops only the relay, leaving sandbox and data for a restart. */
+  stopRelay(): Promise<void>;
+}
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const sandbox = opts.provider ?? (await SandboxProvider.start(opts.sandbox));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'xoauth2-relay-test-'));
+  const accounts = new Map<string, SandboxAccount>();
+  const relayAccounts: SandboxRelayAccount[] = opts.accounts.map((a) => {
+    const account = sandbox.state.hasAccount(a.email)
+      ? { ...sandbox.state.credentials(a.email), tokenUrl: sandbox.tokenUrl(a.kind), smtpHost: sandbox.smtpHost, smtpPort: sandbox.smtpPort }
+      : sandbox.addAccount({ email: a.email, kind: a.kind });
+    accounts.set(a.email, account);
+    return { account, password: a.password, senders: a.senders, extra: a.extra };
+  });
+  const doc = sandboxRelayConfig(sandbox, relayAccounts, { store: { path: join(dir, 'relay.db') }, ...opts.overrides });
+  const config = buildConfig(doc, null, { env: {} });
+  const app = await RelayApp.start(config, { logger: opts.logger ?? silentLogger(), env: opts.env ?? KEY_ENV });
+  const stopRelay = () => app.stop();
+  return {
+    sandbox,
+    app,
+    port: app.smtpPort,
+    dir,
+    accounts,
+    stopRelay,
+    async stop() {
+      await app.stop();
+      if (!opts.provider) await sandbox.stop();
+      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+export function rawMessage(from: string, to: string[], tag: string, bodyLines: string[] = ['Hello.']): string {
+  return [`From: <${from}>`, `To: ${to.map((t) => `<${t}>`).join(', ')}`, `Subject: ${tag}`, `Message-ID: <${tag}@test.example>`, '', ...bodyLines, ''].join('\r\n');
+}
+
+/** A nodemailer transport to the relay: a real SMTP client library, one connection per pool slot. */
+export function relayClient(port: number, auth?: { user: string; pass: string }, maxConnections = 1) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    ignoreTLS: true,
+    pool: true,
+    maxConnections,
+    maxMessages: Infinity,
+    ...(auth ? { auth } : {}),
+  });
+}
