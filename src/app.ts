@@ -47,7 +47,7 @@ export class RelayApp {
 
   /** Tokens and ready connections first, then the listener: the first message waits for nothing. */
   static async start(config: Config, opts: RelayAppOptions): Promise<RelayApp> {
-    const store = openStore(config.store, opts.env ?? process.env);
+    const store = await openStore(config.store, opts.env ?? process.env, opts.logger);
     const app = new RelayApp(config, store, opts.logger);
     try {
       // Health answers from the first moment; readiness waits for the tokens and the listener.

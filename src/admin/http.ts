@@ -63,6 +63,7 @@ export class AdminServer {
         last_refresh_at: t.lastRefreshAt ? new Date(t.lastRefreshAt).toISOString() : null,
         last_error: t.lastError,
         connections: relay.pools.get(t.email)?.stats ?? null,
+        paused: pauseOf(relay, t.email),
       })),
     };
   }
@@ -97,6 +98,12 @@ export class AdminServer {
         return send(res, 404, { error: 'not found' });
     }
   }
+}
+
+/** Why and until when the account is left alone after a provider's quota reply, if it is. */
+function pauseOf(relay: Relay, email: string): { until: string; reason: string } | null {
+  const p = relay.pauses.get(email);
+  return p ? { until: new Date(p.until).toISOString(), reason: p.reason } : null;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -8,8 +8,10 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { PROVIDER_DEFAULTS, isProviderKind } from './providers.js';
-import { configSchema, type Config, type ProviderConfig, type RawConfig } from './schema.js';
+import { MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
+import { PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
+import { configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
+import { readServiceAccountKey, ServiceAccountKeyError } from './service-account-key.js';
 
 export const DEFAULT_CONFIG_FILE = 'relay.yaml';
 
@@ -139,11 +141,15 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
     const dup = seen.get(a.email);
     if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, at('email'));
     seen.set(a.email, i);
-    if (a.min_idle > a.max_connections) throw new ConfigError(`must not exceed max_connections (${a.max_connections})`, at('min_idle'));
+    const maxConnections = a.max_connections ?? PROVIDER_MAX_CONNECTIONS[providers[a.provider]!.kind];
+    if (a.min_idle > maxConnections) throw new ConfigError(`must not exceed max_connections (${maxConnections})`, at('min_idle'));
     if (a.source_ip && checkHost && !hostHasAddress(a.source_ip)) {
       throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
     }
   });
+  const accounts = raw.accounts.map((a, i) =>
+    withProviderDefaults(resolveCredentials(a, providers[a.provider]!, (k) => `accounts[${i}].${k}`, abs), providers[a.provider]!),
+  );
 
   const inbound = { ...raw.inbound };
   if (inbound.tls) {
@@ -156,5 +162,46 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
     throw new ConfigError('http.host is not a loopback address: set http.bearer_token (16+ characters) to protect the API', 'http.bearer_token');
   }
   const store = 'path' in raw.store ? { path: abs(raw.store.path) } : raw.store;
-  return { ...raw, inbound, store, providers, source: file };
+  return { ...raw, accounts, inbound, store, providers, source: file };
+}
+
+/** max_connections and sending limits the account leaves out take its provider kind's defaults. */
+function withProviderDefaults(a: AccountConfig, provider: ProviderConfig): ResolvedAccountConfig {
+  return {
+    ...a,
+    max_connections: a.max_connections ?? PROVIDER_MAX_CONNECTIONS[provider.kind],
+    limits: { ...PROVIDER_LIMITS[provider.kind], ...a.limits },
+  };
+}
+
+/**
+ * Checks what the schema cannot see — which provider kind an `auth:` needs, that a tenant can
+ * be put into the provider's token URL, that the key file is a usable key — and makes the key
+ * file's path absolute.
+ */
+function resolveCredentials(a: AccountConfig, provider: ProviderConfig, at: (key: string) => string, abs: (p: string) => string): AccountConfig {
+  if (a.auth === 'service_account' && provider.kind !== 'google') {
+    throw new ConfigError(`auth: service_account is Google's domain-wide delegation; provider ${provider.name} is ${provider.kind}`, at('auth'));
+  }
+  if (a.auth === 'client_credentials' && provider.kind !== 'microsoft') {
+    throw new ConfigError(`auth: client_credentials is for Microsoft 365 apps; provider ${provider.name} is ${provider.kind}`, at('auth'));
+  }
+  if (a.tenant !== undefined) {
+    if (provider.kind !== 'microsoft') throw new ConfigError(`tenant is for Microsoft accounts; provider ${provider.name} is ${provider.kind}`, at('tenant'));
+    if (a.auth === 'client_credentials' && MULTI_TENANT_NAMES.has(a.tenant.toLowerCase())) {
+      throw new ConfigError(`client_credentials needs the tenant id or domain the app is registered in; "${a.tenant}" cannot issue app-only tokens`, at('tenant'));
+    }
+    if (!withTenant(provider.tokenUrl, a.tenant)) {
+      throw new ConfigError(`providers.${provider.name}.token_url (${provider.tokenUrl}) has no /common/oauth2/ segment for the tenant to replace`, at('tenant'));
+    }
+  }
+  if (a.service_account_file === undefined) return a;
+  const file = abs(a.service_account_file);
+  try {
+    readServiceAccountKey(file, provider.tokenUrl);
+  } catch (e) {
+    if (e instanceof ServiceAccountKeyError) throw new ConfigError(e.message, at('service_account_file'));
+    throw e;
+  }
+  return { ...a, service_account_file: file };
 }

@@ -1,6 +1,7 @@
 // The one source of truth for relay.yaml: every key, its type, its default. Types come from
 // the schema (z.infer), so a key cannot exist in code without existing here.
 import { z } from 'zod';
+import type { AccountLimits } from '../limits/limits.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -40,19 +41,70 @@ const senderPattern = z
     message: 'must be an address (user@domain) or a domain pattern (*@domain)',
   });
 
+/** How an account gets its access tokens: a user's consent, Google domain-wide delegation, or a Microsoft app. */
+export const accountAuth = z.enum(['refresh_token', 'service_account', 'client_credentials']);
+export type AccountAuthKind = z.infer<typeof accountAuth>;
+
+type CredentialKey = 'client_id' | 'client_secret' | 'refresh_token' | 'service_account_file' | 'tenant';
+
+// The credential keys each way of getting tokens needs and must not have, so a half-converted
+// account fails at load time with the key to fix, not at its first token refresh.
+const CREDENTIAL_KEYS: Record<AccountAuthKind, { required: CredentialKey[]; forbidden: CredentialKey[] }> = {
+  refresh_token: { required: ['client_id', 'refresh_token'], forbidden: ['service_account_file'] },
+  service_account: { required: ['service_account_file'], forbidden: ['client_id', 'client_secret', 'refresh_token', 'tenant'] },
+  client_credentials: { required: ['client_id', 'client_secret', 'tenant'], forbidden: ['refresh_token', 'service_account_file'] },
+};
+
+const HINT: Partial<Record<CredentialKey, string>> = {
+  service_account_file: '; for a Google service account set auth: service_account',
+};
+
+function checkCredentialKeys(a: { auth: AccountAuthKind } & Partial<Record<CredentialKey, string>>, ctx: z.RefinementCtx): void {
+  const { required, forbidden } = CREDENTIAL_KEYS[a.auth];
+  const which = `auth is ${a.auth}${a.auth === 'refresh_token' ? ' (the default)' : ''}`;
+  // Forbidden first: an account that names a key file but forgot `auth:` should hear about `auth`.
+  for (const key of forbidden) {
+    if (a[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `not used when ${which}${HINT[key] ?? ''}` });
+  }
+  for (const key of required) {
+    if (a[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `required when ${which}` });
+  }
+}
+
+const limit = positiveInt.nullable();
+
+/**
+ * Sending limits of an account (docs/limits.md). A key left out takes the provider's published
+ * limit (src/limits/limits.ts); null means not counted.
+ */
+export const limitsSchema = z.strictObject({
+  messages_per_minute: limit.optional(),
+  messages_per_hour: limit.optional(),
+  messages_per_day: limit.optional(),
+  recipients_per_day: limit.optional(),
+  recipients_per_message: limit.optional(),
+});
+
 export const accountSchema = z.strictObject({
   email,
   provider: z.string().min(1),
-  client_id: z.string().min(1),
+  auth: accountAuth.default('refresh_token'),
+  client_id: z.string().min(1).optional(),
   client_secret: z.string().min(1).optional(),
-  refresh_token: z.string().min(1),
+  refresh_token: z.string().min(1).optional(),
+  /** Google service account key (JSON, as downloaded); relative to the config file. */
+  service_account_file: z.string().min(1).optional(),
+  /** Microsoft Entra tenant (id or domain) whose token endpoint issues this account's tokens. */
+  tenant: z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a tenant id or domain').optional(),
   password: z.string().min(1).optional(),
   senders: z.array(senderPattern).default([]),
   source_ip: z.ipv4().or(z.ipv6()).nullable().default(null),
-  max_connections: positiveInt.default(5),
+  /** Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google. */
+  max_connections: positiveInt.optional(),
   min_idle: z.number().int().min(0).default(1),
   messages_per_connection: positiveInt.default(100),
-});
+  limits: limitsSchema.optional(),
+}).superRefine(checkCredentialKeys);
 
 const cidr = z.string().refine(
   (s) => {
@@ -81,8 +133,22 @@ export const configSchema = z
         max_message_bytes: positiveInt.default(36_700_160),
         max_recipients: positiveInt.default(100),
         max_connections: positiveInt.default(1000),
-        /** Seconds a client may stay silent before the session is closed with 421. */
+        /**
+         * How long the client may take to send its next complete command after our last reply
+         * before the session is closed with 421. A deadline, not an inactivity timer: a client
+         * dripping one byte at a time is cut off too.
+         */
         idle_timeout_ms: millis.default(300_000),
+        /** How long the client may take to send a whole message, from 354 to the final dot. */
+        data_timeout_ms: millis.default(600_000),
+        /** Errors (5xx replies the relay decided) a session may collect before it is closed with 421. */
+        max_errors_per_session: positiveInt.default(20),
+        /** Failed AUTH attempts from one address, within auth_lockout_ms, before AUTH is refused. */
+        auth_failures_before_lockout: positiveInt.default(10),
+        /** How long an address stays locked out of AUTH (and the window its failures are counted in). */
+        auth_lockout_ms: millis.default(15 * 60_000),
+        /** Each failed AUTH reply is delayed by this much per failure so far from the same address. */
+        auth_failure_delay_ms: z.number().int().min(0).default(1_000),
         hostname: z.string().min(1).optional(),
       })
       .default({
@@ -92,6 +158,11 @@ export const configSchema = z
         max_recipients: 100,
         max_connections: 1000,
         idle_timeout_ms: 300_000,
+        data_timeout_ms: 600_000,
+        max_errors_per_session: 20,
+        auth_failures_before_lockout: 10,
+        auth_lockout_ms: 15 * 60_000,
+        auth_failure_delay_ms: 1_000,
       }),
     providers: z.record(z.string(), providerOverride).default({}),
     accounts: z.array(accountSchema).default([]),
@@ -102,7 +173,11 @@ export const configSchema = z
         request_timeout_ms: millis.default(10_000),
         /** How long start-up waits for the first tokens before opening the listener anyway. */
         startup_wait_ms: millis.default(20_000),
-        startup_concurrency: positiveInt.default(16),
+        /**
+         * Token requests in flight at start-up. Each takes ~300 ms at the real endpoints, so this
+         * bounds start-up at ceil(accounts / this) rounds: 64 keeps a 50-account relay to one.
+         */
+        startup_concurrency: positiveInt.default(64),
         retry_min_ms: millis.default(1_000),
         retry_max_ms: millis.default(300_000),
       })
@@ -110,7 +185,7 @@ export const configSchema = z
         refresh_before_expiry_ms: 15 * 60_000,
         request_timeout_ms: 10_000,
         startup_wait_ms: 20_000,
-        startup_concurrency: 16,
+        startup_concurrency: 64,
         retry_min_ms: 1_000,
         retry_max_ms: 300_000,
       }),
@@ -135,7 +210,11 @@ export const configSchema = z
     store: z
       .union([
         z.strictObject({ path: z.string().min(1) }),
-        z.strictObject({ url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL') }),
+        z.strictObject({
+          url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+          /** Prepended to every key, so several fleets (or tests) can share one Redis. */
+          key_prefix: z.string().min(1).default('xoauth2-relay:'),
+        }),
       ])
       .default({ path: './data/relay.db' }),
     http: hostPort('127.0.0.1', 9090)
@@ -153,6 +232,8 @@ export const configSchema = z
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type AccountConfig = z.infer<typeof accountSchema>;
+/** An account as written (defaults not applied), e.g. what the store keeps. */
+export type AccountInput = z.input<typeof accountSchema>;
 export type SmtpSecurity = z.infer<typeof smtpSecurity>;
 export type ProviderKind = 'google' | 'microsoft';
 
@@ -166,9 +247,16 @@ export interface ProviderConfig {
   caFile: string | null;
 }
 
+/** An account with its provider's defaults filled in. */
+export interface ResolvedAccountConfig extends Omit<AccountConfig, 'max_connections' | 'limits'> {
+  max_connections: number;
+  limits: AccountLimits;
+}
+
 /** The validated config with providers resolved; what the rest of the relay is built from. */
-export interface Config extends Omit<RawConfig, 'providers'> {
+export interface Config extends Omit<RawConfig, 'providers' | 'accounts'> {
   providers: Record<string, ProviderConfig>;
+  accounts: ResolvedAccountConfig[];
   /** The file it came from, or null for the built-in defaults. */
   source: string | null;
 }

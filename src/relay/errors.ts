@@ -21,9 +21,14 @@ export type RelayErrorCode =
   | 'UPSTREAM_PROTOCOL'
   | 'POOL_BUSY'
   | 'ACCOUNT_LIMIT'
+  | 'STORE_UNAVAILABLE'
   | 'TOO_MANY_RECIPIENTS'
   | 'MESSAGE_TOO_BIG'
   | 'SHUTTING_DOWN'
+  | 'AUTH_LOCKED_OUT'
+  | 'TOO_MANY_ERRORS'
+  | 'CLIENT_TIMEOUT'
+  | 'CLIENT_GONE'
   | 'INTERNAL';
 
 interface ErrorSpec {
@@ -46,9 +51,16 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   UPSTREAM_PROTOCOL: { reply: reply(451, '4.5.0 Unexpected reply from the provider, try again later') },
   POOL_BUSY: { reply: reply(451, '4.4.5 All connections of the account are busy, try again later') },
   ACCOUNT_LIMIT: { reply: reply(451, '4.7.1 Account over its sending limits, try again later') },
+  STORE_UNAVAILABLE: { reply: reply(451, '4.3.0 Sending limits cannot be checked (shared state store unreachable), try again later') },
   TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients') },
   MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size') },
   SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later') },
+  // The three below end the session (421, RFC 5321 §3.8): the client is guessing, erring or stalling.
+  AUTH_LOCKED_OUT: { reply: reply(421, '4.7.0 Too many failed authentication attempts from your address, try again later') },
+  TOO_MANY_ERRORS: { reply: reply(421, '4.7.0 Too many errors in this session, closing connection') },
+  CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection') },
+  // The message stream broke off: the client is gone, so the reply is for the log's sake.
+  CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection') },
   INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later') },
 };
 
@@ -97,6 +109,15 @@ export function toReply(err: unknown): Reply {
   if (err instanceof RelayError) return err.reply;
   if (err instanceof UpstreamReplyError) return upstreamReplyForClient(err.reply);
   return SPECS.INTERNAL.reply;
+}
+
+/**
+ * ACCOUNT_LIMIT with when to retry in the text (RFC 5321 leaves 4yz text free; MTAs log it, and
+ * an operator reading a deferral wants the time): "451 4.7.1 <why>, try again in N s".
+ */
+export function accountLimitError(why: string, retryInMs: number, detail: string): RelayError {
+  const seconds = Math.max(1, Math.ceil(retryInMs / 1000));
+  return new RelayError('ACCOUNT_LIMIT', detail, { reply: reply(451, `4.7.1 ${why}, try again in ${seconds} s`) });
 }
 
 export function defaultReply(code: RelayErrorCode): Reply {

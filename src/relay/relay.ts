@@ -1,8 +1,10 @@
-// The relay stage: route → token → connection → transaction. Owns the router, the token cache
-// and one upstream pool per account; the inbound stage calls begin() at MAIL FROM and drives
-// the returned transaction.
+// The relay stage: route → limits → token → connection → transaction. Owns the router, the
+// token cache, the limiter and one upstream pool per account; the inbound stage calls begin()
+// at MAIL FROM and drives the returned transaction.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { Limiter } from '../limits/limiter.js';
+import { AccountPauses } from '../limits/pauses.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Account } from '../routing/account.js';
 import { Router, type SessionIdentity } from '../routing/router.js';
@@ -12,6 +14,7 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import { createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
 import { RelayError } from './errors.js';
+import { LimitedTransaction } from './limited-transaction.js';
 import { RelayTransaction, type MailParams } from './transaction.js';
 
 /** Pooled connections are retired this long before the token they authenticated with expires. */
@@ -30,6 +33,8 @@ export class Relay {
   readonly router: Router;
   readonly tokens: TokenCache;
   readonly pools = new Map<string, AccountPool<UpstreamConnection>>();
+  readonly pauses: AccountPauses;
+  readonly limiter: Limiter;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
@@ -55,6 +60,8 @@ export class Relay {
         },
       },
     );
+    this.pauses = new AccountPauses(deps.store, deps.logger);
+    this.limiter = new Limiter({ store: deps.store, pauses: this.pauses, health: (email) => this.tokens.healthOf(email), logger: deps.logger });
     const u = config.upstream;
     const connect =
       deps.connector ??
@@ -88,6 +95,7 @@ export class Relay {
   async start(): Promise<void> {
     const started = Date.now();
     const { startup_wait_ms: waitMs, startup_concurrency: concurrency } = this.config.tokens;
+    await this.pauses.start();
     await this.tokens.start(this.accounts, { waitMs, concurrency });
     const left = Math.max(0, waitMs - (Date.now() - started));
     const warm = Promise.allSettled(
@@ -107,16 +115,31 @@ export class Relay {
     );
   }
 
-  /** Routes the transaction and opens it upstream; throws a RelayError/UpstreamReplyError to answer. */
-  async begin(identity: SessionIdentity, mailFrom: string, params: MailParams): Promise<RelayTransaction> {
-    const account = this.router.route(identity, mailFrom);
-    const pool = this.pools.get(account.email);
-    if (!pool) throw new RelayError('INTERNAL', `no pool for ${account.email}`);
-    return RelayTransaction.begin(account, pool, mailFrom, params);
+  /**
+   * Routes the transaction, reserves it against the picked account's limits and opens it
+   * upstream; throws a RelayError/UpstreamReplyError to answer. When the provider answers MAIL
+   * with a quota refusal, that account is paused and the next account of the pool is tried.
+   */
+  async begin(identity: SessionIdentity, mailFrom: string, params: MailParams): Promise<LimitedTransaction> {
+    const candidates = this.router.candidates(identity, mailFrom);
+    for (let attempt = 1; ; attempt++) {
+      const { account, reservation } = await this.limiter.pick(candidates);
+      const pool = this.pools.get(account.email);
+      if (!pool) throw new RelayError('INTERNAL', `no pool for ${account.email}`);
+      try {
+        return new LimitedTransaction(await RelayTransaction.begin(account, pool, mailFrom, params), reservation, this.limiter);
+      } catch (e) {
+        reservation.unsent();
+        const answer = this.limiter.providerRefusal(account, e);
+        // A paused account is skipped by the next pick(); the others may still send.
+        if (answer === e || attempt >= candidates.length) throw answer;
+      }
+    }
   }
 
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
+    this.pauses.stop();
     this.tokens.stop();
     await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
   }

@@ -1,15 +1,28 @@
 // The mailbox account: the unit that owns a token, a pool of upstream connections and a set of
 // sender addresses. Built once from config; immutable while the relay runs.
-import type { AccountConfig, Config, ProviderConfig } from '../config/schema.js';
+import { withTenant } from '../config/providers.js';
+import type { AccountAuthKind, Config, ProviderConfig, ResolvedAccountConfig } from '../config/schema.js';
+import type { AccountLimits } from '../limits/limits.js';
 
 export interface Account {
   /** The mailbox address; always the XOAUTH2 `user=`. Lower-case. */
   readonly email: string;
   readonly provider: ProviderConfig;
+  /** Which grant gets its access tokens (src/tokens/account-grant.ts). */
+  readonly auth: AccountAuthKind;
+  /**
+   * The OAuth client the tokens belong to. A service account's client is in its key file, so
+   * there it is the file's path: a token stored for another key file is not reused.
+   */
   readonly clientId: string;
   readonly clientSecret: string | null;
-  /** The refresh token as configured; a rotated one from the store may supersede it. */
-  readonly refreshToken: string;
+  /** The refresh token as configured (auth: refresh_token); a rotated one from the store may supersede it. */
+  readonly refreshToken: string | null;
+  /** Absolute path of the Google service account key (auth: service_account). */
+  readonly serviceAccountFile: string | null;
+  readonly tenant: string | null;
+  /** Where grants are sent: the provider's token URL, in the account's tenant if it names one. */
+  readonly tokenUrl: string;
   /** Inbound AUTH PLAIN/LOGIN password; null: this account cannot be used by AUTH. */
   readonly password: string | null;
   readonly senders: readonly string[];
@@ -17,23 +30,31 @@ export interface Account {
   readonly maxConnections: number;
   readonly minIdle: number;
   readonly messagesPerConnection: number;
+  /** Sending limits, provider defaults filled in (src/limits/limits.ts). */
+  readonly limits: AccountLimits;
 }
 
-export function accountFromConfig(a: AccountConfig, providers: Config['providers']): Account {
+export function accountFromConfig(a: ResolvedAccountConfig, providers: Config['providers']): Account {
   const provider = providers[a.provider];
   if (!provider) throw new Error(`unknown provider ${a.provider}`); // load.ts reports this as a ConfigError first
   return {
     email: a.email,
     provider,
-    clientId: a.client_id,
+    auth: a.auth,
+    clientId: a.client_id ?? `service-account:${a.service_account_file}`,
     clientSecret: a.client_secret ?? null,
-    refreshToken: a.refresh_token,
+    refreshToken: a.refresh_token ?? null,
+    serviceAccountFile: a.service_account_file ?? null,
+    tenant: a.tenant ?? null,
+    // load.ts has checked that a tenant fits the URL.
+    tokenUrl: a.tenant ? (withTenant(provider.tokenUrl, a.tenant) ?? provider.tokenUrl) : provider.tokenUrl,
     password: a.password ?? null,
     senders: a.senders,
     sourceIp: a.source_ip,
     maxConnections: a.max_connections,
     minIdle: a.min_idle,
     messagesPerConnection: a.messages_per_connection,
+    limits: a.limits,
   };
 }
 

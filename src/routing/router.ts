@@ -2,7 +2,8 @@
 //  1. an authenticated session sends through its own account; with `senders` set, MAIL FROM
 //     must match one of them;
 //  2. an unauthenticated session from a trusted network is routed by MAIL FROM, an exact
-//     address winning over a *@domain pattern;
+//     address winning over a *@domain pattern; every account that lists the winning entry is a
+//     candidate (an account pool), in config order, and the relay picks among them;
 //  3. anyone else must authenticate: the relay is never open.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
@@ -26,18 +27,20 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export class Router {
   private readonly byEmail = new Map<string, Account>();
-  private readonly exact = new Map<string, Account>();
-  private readonly byDomain = new Map<string, Account>();
+  private readonly exact = new Map<string, Account[]>();
+  private readonly byDomain = new Map<string, Account[]>();
   private readonly trusted = new BlockList();
 
   constructor(accounts: readonly Account[], trustedNetworks: readonly string[]) {
-    // First configured wins when two accounts claim the same sender: config order is the operator's priority.
+    // Accounts that claim the same sender form a pool, kept in config order (the tie-break).
     for (const a of accounts) {
       this.byEmail.set(a.email, a);
-      for (const s of a.senders) {
+      for (const s of new Set(a.senders)) {
         const map = s.startsWith('*@') ? this.byDomain : this.exact;
         const key = s.startsWith('*@') ? s.slice(2) : s;
-        if (!map.has(key)) map.set(key, a);
+        const pool = map.get(key);
+        if (pool) pool.push(a);
+        else map.set(key, [a]);
       }
     }
     for (const net of trustedNetworks) {
@@ -70,19 +73,28 @@ export class Router {
     return ok && account?.password != null ? account : null;
   }
 
-  /** The account that sends a transaction with this MAIL FROM, or the RelayError to answer. */
+  /** The first-configured candidate: the account that sends when none is over its limits. */
   route(session: SessionIdentity, mailFrom: string): Account {
+    return this.candidates(session, mailFrom)[0]!;
+  }
+
+  /**
+   * The accounts that may send a transaction with this MAIL FROM (never empty), or the
+   * RelayError to answer. An authenticated session keeps its own account: a pool never
+   * reroutes a client that said who it is.
+   */
+  candidates(session: SessionIdentity, mailFrom: string): readonly Account[] {
     const from = mailFrom.toLowerCase();
     if (session.account) {
       const { senders } = session.account;
       if (senders.length && !senders.some((p) => matchesSender(p, from))) {
         throw new RelayError('SENDER_NOT_ALLOWED', `${session.account.email} may not send as ${from || '<>'}`);
       }
-      return session.account;
+      return [session.account];
     }
     if (!this.isTrusted(session.remoteAddress)) throw new RelayError('AUTH_REQUIRED');
-    const account = this.exact.get(from) ?? (from ? this.byDomain.get(domainOf(from)) : undefined);
-    if (!account) throw new RelayError('NO_ROUTE', `no account sends as ${from || '<>'}`);
-    return account;
+    const pool = this.exact.get(from) ?? (from ? this.byDomain.get(domainOf(from)) : undefined);
+    if (!pool) throw new RelayError('NO_ROUTE', `no account sends as ${from || '<>'}`);
+    return pool;
   }
 }

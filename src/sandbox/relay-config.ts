@@ -1,12 +1,18 @@
 // The relay.yaml document for a relay pointed at a sandbox provider. One builder serves `demo`,
 // the integration tests and the benchmarks, so all three exercise the same config surface an
 // operator writes.
+import { NO_LIMITS } from '../limits/limits.js';
 import type { SandboxAccount, SandboxProvider } from './provider.js';
 
 export interface SandboxRelayAccount {
   account: SandboxAccount;
   password?: string;
   senders?: string[];
+  /**
+   * The account's credential keys (auth: service_account / client_credentials and theirs) in
+   * place of the refresh-token ones its sandbox registration gives.
+   */
+  credentials?: Record<string, unknown>;
   /** Any other account key of relay.yaml (max_connections, min_idle, ...). */
   extra?: Record<string, unknown>;
 }
@@ -25,14 +31,19 @@ export function sandboxRelayConfig(
       google: { token_url: sandbox.tokenUrl('google'), smtp, ca_file: sandbox.caFile },
       microsoft: { token_url: sandbox.tokenUrl('microsoft'), smtp, ca_file: sandbox.caFile },
     },
-    accounts: accounts.map(({ account, password, senders, extra }) => ({
+    accounts: accounts.map(({ account, password, senders, credentials, extra }) => ({
       email: account.email,
       provider: account.kind,
-      client_id: account.clientId,
-      ...(account.clientSecret ? { client_secret: account.clientSecret } : {}),
-      refresh_token: account.refreshToken,
+      ...(credentials ?? {
+        client_id: account.clientId,
+        ...(account.clientSecret ? { client_secret: account.clientSecret } : {}),
+        refresh_token: account.refreshToken,
+      }),
       ...(password ? { password } : {}),
       ...(senders ? { senders } : {}),
+      // The sandbox is not Gmail or Exchange: their published sending limits would only slow
+      // the demo and the benchmarks down. Tests of limits set their own (extra.limits).
+      limits: NO_LIMITS,
       ...extra,
     })),
     ...overrides,

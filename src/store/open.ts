@@ -1,10 +1,11 @@
+import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { ConfigError } from '../config/errors.js';
+import { RedisStore } from './redis-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 
-/** The store the config names. */
-export function openStore(cfg: Config['store'], env: NodeJS.ProcessEnv): Store {
+/** The store the config names: the embedded SQLite file, or Redis shared by several instances. */
+export async function openStore(cfg: Config['store'], env: NodeJS.ProcessEnv, logger: Logger): Promise<Store> {
   if ('path' in cfg) return SqliteStore.open(cfg.path, env);
-  throw new ConfigError('the Redis store is not available in this version; use store: { path: ... }', 'store.url');
+  return RedisStore.open({ url: cfg.url, keyPrefix: cfg.key_prefix }, env, logger);
 }

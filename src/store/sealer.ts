@@ -31,6 +31,18 @@ export class Sealer {
     return new Sealer(key);
   }
 
+  /**
+   * Key from XOAUTH2_RELAY_KEY only: a store shared by several instances needs the same key on
+   * every one of them, which a key file generated on one host cannot give.
+   */
+  static fromSharedEnv(env: NodeJS.ProcessEnv): Sealer {
+    const fromEnv = env.XOAUTH2_RELAY_KEY;
+    if (fromEnv === undefined) {
+      throw new ConfigError('a shared store (store.url) needs XOAUTH2_RELAY_KEY, the same on every instance', 'XOAUTH2_RELAY_KEY');
+    }
+    return new Sealer(parseKey(fromEnv, 'XOAUTH2_RELAY_KEY'));
+  }
+
   static fromKey(key: Buffer): Sealer {
     if (key.length !== 32) throw new Error('key must be 32 bytes');
     return new Sealer(key);

@@ -1,20 +1,31 @@
 // The embedded store: one SQLite file (better-sqlite3, synchronous and fast enough for the few
-// writes a token refresh makes), WAL so a crash mid-write never corrupts it.
+// writes a token refresh makes), WAL so a crash mid-write never corrupts it. For one relay
+// process: quota counters live in memory (no I/O on the message path) and are flushed to the
+// file every second and on close, so a restart does not reset the day; a crash loses at most
+// the last second of counts.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Sealer } from './sealer.js';
-import type { Store, TokenRecord } from './store.js';
+import { SqliteAccountTable } from './sqlite-accounts.js';
+import type { AccountPause, AccountStore, Charge, Charged, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
+import { WindowCounters, type BucketRow } from './window-counters.js';
 
-export class SqliteStore implements Store {
+const FLUSH_INTERVAL_MS = 1_000;
+
+export class SqliteStore implements Store, AccountStore {
   private readonly db: Database.Database;
   private readonly select: Database.Statement<[string], { blob: Buffer }>;
   private readonly upsert: Database.Statement<[string, Buffer, number]>;
   private readonly remove: Database.Statement<[string]>;
+  private readonly counters: WindowCounters;
+  private readonly flushTimer: NodeJS.Timeout;
+  private readonly accounts: SqliteAccountTable;
 
   constructor(
     path: string,
     private readonly sealer: Sealer,
+    private readonly now: () => number = Date.now,
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
@@ -30,6 +41,23 @@ export class SqliteStore implements Store {
       'INSERT INTO tokens (email, blob, updated_at) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at',
     );
     this.remove = this.db.prepare('DELETE FROM tokens WHERE email = ?');
+    this.accounts = new SqliteAccountTable(this.db, sealer, now);
+    this.db.exec(`CREATE TABLE IF NOT EXISTS quota (
+      email TEXT NOT NULL,
+      counter TEXT NOT NULL,
+      bucket INTEGER NOT NULL,
+      count INTEGER NOT NULL,
+      PRIMARY KEY (email, counter, bucket)
+    );
+    CREATE TABLE IF NOT EXISTS pauses (
+      email TEXT PRIMARY KEY,
+      until INTEGER NOT NULL,
+      reason TEXT NOT NULL
+    )`);
+    this.counters = new WindowCounters(now);
+    this.counters.load(this.db.prepare('SELECT email, counter, bucket, count FROM quota').all() as BucketRow[]);
+    this.flushTimer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
+    this.flushTimer.unref();
   }
 
   /** The store at `path`, its key from XOAUTH2_RELAY_KEY or `relay.key` beside the database. */
@@ -52,7 +80,55 @@ export class SqliteStore implements Store {
     this.remove.run(email);
   }
 
+  saveAccount(config: StoredAccount['config']): Promise<void> {
+    return this.accounts.saveAccount(config);
+  }
+
+  listAccounts(): Promise<StoredAccount[]> {
+    return this.accounts.listAccounts();
+  }
+
+  deleteAccount(email: string): Promise<boolean> {
+    return this.accounts.deleteAccount(email);
+  }
+
+  async reserve(email: string, charges: readonly Charge[]): Promise<ReserveResult> {
+    return this.counters.reserve(email, charges);
+  }
+
+  async release(email: string, charged: readonly Charged[]): Promise<void> {
+    this.counters.release(email, charged);
+  }
+
+  async savePause(email: string, pause: AccountPause): Promise<void> {
+    this.db
+      .prepare('INSERT INTO pauses (email, until, reason) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET until = excluded.until, reason = excluded.reason')
+      .run(email, pause.until, pause.reason);
+  }
+
+  async loadPauses(): Promise<Map<string, AccountPause>> {
+    const rows = this.db.prepare('SELECT email, until, reason FROM pauses WHERE until > ?').all(this.now()) as Array<AccountPause & { email: string }>;
+    return new Map(rows.map((r) => [r.email, { until: r.until, reason: r.reason }]));
+  }
+
+  /** Writes the counters that changed since the last flush, each replaced whole, in one transaction. */
+  flush(): void {
+    if (!this.db.open) return;
+    const changed = this.counters.takeDirty();
+    if (!changed.length) return;
+    const clear = this.db.prepare('DELETE FROM quota WHERE email = ? AND counter = ?');
+    const insert = this.db.prepare('INSERT INTO quota (email, counter, bucket, count) VALUES (?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const c of changed) {
+        clear.run(c.email, c.counter);
+        for (const [bucket, count] of c.buckets) insert.run(c.email, c.counter, bucket, count);
+      }
+    })();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.flushTimer);
+    this.flush();
     if (this.db.open) this.db.close();
   }
 }

@@ -1,25 +1,121 @@
-// What the relay keeps across restarts. One interface, so the embedded SQLite default and a
-// shared store (Redis) are interchangeable; the message path never touches it (tokens are
-// served from memory), only start-up and token refreshes do.
+// What the relay keeps across restarts and shares between instances. One interface, so the
+// embedded SQLite default and the shared Redis store are interchangeable. The message path
+// touches it only to count against sending limits (and only for accounts that have any);
+// tokens are served from memory, the store sees start-up and refreshes.
+import type { AccountInput } from '../config/schema.js';
 
 /** An account's token state. Every field is secret except `expiresAt` and is sealed at rest. */
 export interface TokenRecord {
   accessToken: string;
   /** Epoch milliseconds. */
   expiresAt: number;
-  /** The refresh token to use next: the provider's rotated one, or the config's. */
-  refreshToken: string;
+  /** The refresh token to use next: the provider's rotated one, or the config's; null for grants without one. */
+  refreshToken: string | null;
   /**
    * The config's refresh_token and client_id this record derives from. When the operator
    * changes either, the record is stale and the config's value wins (issue #2, rotation).
    */
-  configRefreshToken: string;
+  configRefreshToken: string | null;
   clientId: string;
 }
 
-export interface Store {
+/** One rolling-window counter of an account (src/limits/limits.ts defines them). */
+export interface WindowCounter {
+  name: string;
+  limit: number;
+  bucketMs: number;
+  /** The window is `buckets` buckets long; `buckets + 1` are summed (see WINDOWS). */
+  buckets: number;
+}
+
+export interface Charge {
+  counter: WindowCounter;
+  amount: number;
+}
+
+/** Where a reservation was counted, so it can be given back exactly. */
+export interface Charged {
+  counter: string;
+  bucket: number;
+  amount: number;
+}
+
+export type ReserveResult =
+  | { ok: true; charged: Charged[]; /** What each charged counter has left after this charge. */ left: Record<string, number> }
+  | { ok: false; counter: string; limit: number; /** When enough of the window has rolled by for the charge to fit. */ retryInMs: number };
+
+/** An account the provider said is over its quota: not used until `until` (epoch ms). */
+export interface AccountPause {
+  until: number;
+  reason: string;
+}
+
+/** A token refresh that failed on some instance, so the others back off instead of retrying. */
+export interface RefreshFailure {
+  /** The instance that tried (TokenCache.instanceId). */
+  by: string;
+  at: number;
+  retryAt: number;
+  kind: string;
+  message: string;
+}
+
+/**
+ * Coordination between relay instances that share a store. Absent for the embedded store: one
+ * process, whose token cache is its own single-flight.
+ */
+export interface FleetCoordination {
+  /** SET NX with a TTL: true when `owner` now holds `name`. A holder that dies frees it at the TTL. */
+  tryLock(name: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Frees `name` if `owner` still holds it. */
+  unlock(name: string, owner: string): Promise<void>;
+  /** null clears it (after a successful refresh). */
+  saveRefreshFailure(email: string, failure: RefreshFailure | null): Promise<void>;
+  loadRefreshFailure(email: string): Promise<RefreshFailure | null>;
+}
+
+/** What the token cache needs. */
+export interface TokenStore {
   loadToken(email: string): Promise<TokenRecord | null>;
   saveToken(email: string, record: TokenRecord): Promise<void>;
   deleteToken(email: string): Promise<void>;
+  readonly fleet?: FleetCoordination | null;
+}
+
+export interface Store extends TokenStore {
+  /** Charges every counter, or none when any would go over its limit (atomic, fleet-wide with Redis). */
+  reserve(email: string, charges: readonly Charge[]): Promise<ReserveResult>;
+  /** Gives back a reservation that was not used (the message was not sent). */
+  release(email: string, charged: readonly Charged[]): Promise<void>;
+  savePause(email: string, pause: AccountPause): Promise<void>;
+  /** Pauses still in force, by account. */
+  loadPauses(): Promise<Map<string, AccountPause>>;
   close(): Promise<void>;
 }
+
+/**
+ * An account kept in the store rather than in relay.yaml (what `xoauth2-relay auth --store`
+ * saves): its keys exactly as relay.yaml writes them, so loading it goes through the same schema.
+ * Sealed at rest as a whole: it holds secrets (refresh_token, client_secret, password).
+ */
+export interface StoredAccount {
+  /** relay.yaml account keys: email, provider, auth, client_id, client_secret, refresh_token, tenant, ... */
+  config: AccountInput;
+  /** Epoch milliseconds of the last save. */
+  updatedAt: number;
+}
+
+/** A store that can keep accounts. Optional for now: the Redis store does not yet. */
+export interface AccountStore {
+  /** Inserts, or replaces the account with the same email (compared lower-case). */
+  saveAccount(config: AccountInput): Promise<void>;
+  /** Every account, by email. One sealed under another key (XOAUTH2_RELAY_KEY changed) is left out. */
+  listAccounts(): Promise<StoredAccount[]>;
+  /** False when there was no such account. */
+  deleteAccount(email: string): Promise<boolean>;
+}
+
+export const isAccountStore = (store: object): store is AccountStore =>
+  typeof (store as Partial<AccountStore>).saveAccount === 'function' &&
+  typeof (store as Partial<AccountStore>).listAccounts === 'function' &&
+  typeof (store as Partial<AccountStore>).deleteAccount === 'function';

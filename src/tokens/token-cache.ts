@@ -6,12 +6,17 @@
 //  - after a failure: retried with capped exponential backoff and jitter, so a broken endpoint
 //    or a revoked grant is not hammered; messages in the meantime fail fast with 454;
 //  - on demand, when the provider rejected a cached token (535): once, single-flight.
-// Concurrent needs share one request (single-flight per account).
+// Concurrent needs share one request (single-flight per account). With a shared store (Redis)
+// the single flight spans the fleet: one instance takes the account's refresh lock and calls
+// the endpoint, the others wait for the token it stores and read it (fetchInFleet).
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
 import type { Account } from '../routing/account.js';
-import type { Store, TokenRecord } from '../store/store.js';
-import { refreshGrant, TokenGrantError, type Grant, type GrantResult } from './grant.js';
+import type { FleetCoordination, TokenRecord, TokenStore } from '../store/store.js';
+import { accountGrant } from './account-grant.js';
+import { TokenGrantError, type Grant, type GrantFailure, type GrantResult } from './grant.js';
 
 export interface AccessToken {
   value: string;
@@ -38,7 +43,7 @@ export interface TokenCacheOptions {
 }
 
 export interface TokenCacheDeps {
-  store: Store;
+  store: TokenStore;
   logger: Logger;
   grant?: Grant;
   now?: () => number;
@@ -48,10 +53,14 @@ export interface TokenCacheDeps {
 
 /** A token with less than this left is not handed out: it could expire mid-handshake. */
 const USABLE_MARGIN_MS = 30_000;
+/** How often an instance waiting for another one's refresh looks for the new token. */
+const PEER_POLL_MS = 100;
+/** The refresh lock outlives the grant request by this much (time to store the token). */
+const LOCK_MARGIN_MS = 5_000;
 
 class Entry {
   token: AccessToken | null = null;
-  refreshToken: string;
+  refreshToken: string | null;
   inflight: Promise<AccessToken> | null = null;
   timer: NodeJS.Timeout | null = null;
   failures = 0;
@@ -60,6 +69,8 @@ class Entry {
   health: TokenHealth = 'pending';
   lastError: string | null = null;
   lastRefreshAt: number | null = null;
+  /** The token the provider refused (535): never taken back from the store. */
+  rejected: string | null = null;
 
   constructor(readonly account: Account) {
     this.refreshToken = account.refreshToken;
@@ -67,6 +78,8 @@ class Entry {
 }
 
 export class TokenCache {
+  /** Names this process in the fleet's refresh locks and shared failures. */
+  readonly instanceId = randomUUID();
   private readonly entries = new Map<string, Entry>();
   private readonly grant: Grant;
   private readonly now: () => number;
@@ -76,7 +89,7 @@ export class TokenCache {
     private readonly opts: TokenCacheOptions,
     private readonly deps: TokenCacheDeps,
   ) {
-    this.grant = deps.grant ?? refreshGrant;
+    this.grant = deps.grant ?? accountGrant;
     this.now = deps.now ?? Date.now;
   }
 
@@ -140,7 +153,11 @@ export class TokenCache {
     const entry = this.entry(account);
     const token = this.current(account.email);
     if (token && token.value !== rejected) return token;
+    entry.rejected = rejected;
     if (entry.token?.value === rejected) entry.token = null;
+    // Another connection reported the same token first and its refresh failed: back off with
+    // it (454 now) rather than ask the failing endpoint once per pooled connection.
+    else if (!entry.inflight && this.now() < entry.retryAt) return this.get(account);
     return this.refreshOrFail(entry);
   }
 
@@ -153,6 +170,11 @@ export class TokenCache {
       lastRefreshAt: e.lastRefreshAt,
       consecutiveFailures: e.failures,
     }));
+  }
+
+  /** The account's token health without building the whole status (the pool picker asks per message). */
+  healthOf(email: string): TokenHealth | null {
+    return this.entries.get(email)?.health ?? null;
   }
 
   statusOf(email: string): TokenStatus | undefined {
@@ -189,7 +211,89 @@ export class TokenCache {
     return entry.inflight;
   }
 
-  private async fetch(entry: Entry): Promise<AccessToken> {
+  private fetch(entry: Entry): Promise<AccessToken> {
+    const fleet = this.deps.store.fleet;
+    return fleet ? this.fetchInFleet(entry, fleet) : this.grantNow(entry, null);
+  }
+
+  /**
+   * One refresh per account across the fleet: take the token another instance stored since
+   * ours if there is one; else take the account's refresh lock and call the endpoint; else
+   * (another instance holds the lock) wait for its token, or its failure, and take that. A
+   * holder that dies frees the lock at its TTL and a waiter takes over. Redis unreachable: this
+   * instance refreshes on its own, since no token at all would be worse than a second refresh.
+   */
+  private async fetchInFleet(entry: Entry, fleet: FleetCoordination): Promise<AccessToken> {
+    const lockName = `refresh:{${entry.account.email}}`;
+    const lockTtlMs = this.opts.requestTimeoutMs + LOCK_MARGIN_MS;
+    const deadline = this.now() + lockTtlMs + this.opts.requestTimeoutMs;
+    for (let first = true; ; first = false) {
+      if (!first) await sleep(PEER_POLL_MS, undefined, { ref: false });
+      const shared = await this.fromFleet(entry, fleet);
+      if (shared) return shared;
+      let locked: boolean;
+      try {
+        locked = await fleet.tryLock(lockName, this.instanceId, lockTtlMs);
+      } catch (e) {
+        this.deps.logger.warn(
+          { event: 'token_refresh_unlocked', account: entry.account.email, error: (e as Error).message },
+          'shared store unreachable: refreshing without the fleet lock',
+        );
+        return this.grantNow(entry, fleet);
+      }
+      if (locked) {
+        try {
+          // The holder before us may have stored its token just before freeing the lock.
+          return (await this.fromFleet(entry, fleet)) ?? (await this.grantNow(entry, fleet));
+        } finally {
+          await fleet.unlock(lockName, this.instanceId).catch(() => undefined);
+        }
+      }
+      if (this.stopped || this.now() >= deadline) {
+        const err = new TokenGrantError('timeout', `another instance held the refresh lock and stored no token within ${lockTtlMs + this.opts.requestTimeoutMs} ms`);
+        this.fail(entry, err);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * What the fleet knows that this instance does not: a token stored after ours (taken, with
+   * the refresh token that came with it), or a refresh that failed on another instance since
+   * our last success and is still backing off (taken as our own failure, and thrown).
+   */
+  private async fromFleet(entry: Entry, fleet: FleetCoordination): Promise<AccessToken | null> {
+    const { account } = entry;
+    let record: TokenRecord | null;
+    let failure;
+    try {
+      [record, failure] = await Promise.all([this.deps.store.loadToken(account.email), fleet.loadRefreshFailure(account.email)]);
+    } catch {
+      return null;
+    }
+    const now = this.now();
+    const mine = entry.token?.expiresAt ?? 0;
+    if (record && this.matchesConfig(record, account)) {
+      // A peer may have rotated the refresh token; the newer record has the one to use.
+      if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
+      if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected) {
+        this.succeed(entry, { value: record.accessToken, expiresAt: record.expiresAt });
+        this.deps.logger.info(
+          { event: 'token_shared', account: account.email, expires_in_s: Math.round((record.expiresAt - now) / 1000) },
+          'token taken from the shared store (refreshed by another instance)',
+        );
+        return entry.token;
+      }
+    }
+    if (failure && failure.by !== this.instanceId && failure.retryAt > now && failure.at >= (entry.lastRefreshAt ?? 0)) {
+      const err = new TokenGrantError(failure.kind as GrantFailure, `${failure.message} (refresh failed on another instance)`);
+      this.fail(entry, err);
+      throw err;
+    }
+    return null;
+  }
+
+  private async grantNow(entry: Entry, fleet: FleetCoordination | null): Promise<AccessToken> {
     const { account } = entry;
     const started = this.now();
     let result: GrantResult;
@@ -198,29 +302,44 @@ export class TokenCache {
     } catch (e) {
       const ms = this.now() - started;
       this.deps.onRefresh?.(account.email, false, ms);
-      this.fail(entry, e);
+      const err = this.fail(entry, e);
+      // The rest of the fleet backs off with us instead of trying the same endpoint again.
+      await fleet
+        ?.saveRefreshFailure(account.email, { by: this.instanceId, at: this.now(), retryAt: entry.retryAt, kind: err.kind, message: err.message })
+        .catch(() => undefined);
       throw e;
     }
     const ms = this.now() - started;
     this.deps.onRefresh?.(account.email, true, ms);
     const rotated = result.refreshToken !== null && result.refreshToken !== entry.refreshToken;
     if (result.refreshToken) entry.refreshToken = result.refreshToken;
-    entry.token = { value: result.accessToken, expiresAt: result.expiresAt };
+    const token = this.succeed(entry, { value: result.accessToken, expiresAt: result.expiresAt });
+    await this.persist(entry);
+    await fleet?.saveRefreshFailure(account.email, null).catch(() => undefined);
+    this.deps.logger.info(
+      { event: 'token_refresh', account: account.email, ok: true, ms, expires_in_s: Math.round((result.expiresAt - this.now()) / 1000), rotated },
+      'token refreshed',
+    );
+    return token;
+  }
+
+  private succeed(entry: Entry, token: AccessToken): AccessToken {
+    entry.token = token;
     entry.failures = 0;
     entry.retryAt = 0;
     entry.health = 'healthy';
     entry.lastError = null;
     entry.lastRefreshAt = this.now();
-    await this.persist(entry);
-    this.deps.logger.info(
-      { event: 'token_refresh', account: account.email, ok: true, ms, expires_in_s: Math.round((result.expiresAt - this.now()) / 1000), rotated },
-      'token refreshed',
-    );
+    entry.rejected = null;
     this.schedule(entry);
-    return entry.token;
+    return token;
   }
 
-  private fail(entry: Entry, e: unknown): void {
+  private matchesConfig(record: TokenRecord, account: Account): boolean {
+    return record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
+  }
+
+  private fail(entry: Entry, e: unknown): TokenGrantError {
     const err = e instanceof TokenGrantError ? e : new TokenGrantError('network', (e as Error).message);
     entry.failures++;
     entry.lastError = err.message;
@@ -235,6 +354,7 @@ export class TokenCache {
       'token refresh failed',
     );
     this.arm(entry, delay);
+    return err;
   }
 
   /** Next background refresh: ahead of expiry, or at half the life of a short-lived token. */
@@ -265,7 +385,7 @@ export class TokenCache {
       this.deps.logger.warn({ event: 'store_error', account: account.email, error: (e as Error).message }, 'could not read stored token');
     }
     if (!record) return;
-    if (record.configRefreshToken !== account.refreshToken || record.clientId !== account.clientId) {
+    if (!this.matchesConfig(record, account)) {
       this.deps.logger.info({ event: 'token_restore', account: account.email, used: false }, 'config credentials changed; stored token discarded');
       return;
     }

@@ -1,5 +1,5 @@
-// Runs the real command line (from source, through tsx) as a child process.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// Runs the real command line (from source, through tsx, or as built into dist/) as a child process.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -10,6 +10,13 @@ export const ROOT = join(import.meta.dirname, '..', '..');
 // tsx by absolute URL: `--import tsx` would be resolved from the child's cwd, which tests vary.
 const TSX = pathToFileURL(createRequire(join(ROOT, 'package.json')).resolve('tsx')).href;
 const CLI = ['--import', TSX, join(ROOT, 'src', 'cli', 'main.ts')];
+/** The CLI as `npm ci` builds it and an operator runs it (buildDist() first). */
+const DIST_CLI = [join(ROOT, 'dist', 'cli', 'main.js')];
+
+/** `npm run build`: dist/ from the current sources, for tests that run the built CLI. */
+export function buildDist(): void {
+  execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
+}
 
 export interface CliResult {
   status: number | null;
@@ -42,9 +49,12 @@ export interface ServeProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `serve` and waits for its "listening" log line. */
-export async function startServe(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [...CLI, 'serve', ...args], {
+/** Starts `serve` (from source, or from dist/ with `dist: true`) and waits for its "listening" log line. */
+export async function startServe(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; dist?: boolean } = {},
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...(opts.dist ? DIST_CLI : CLI), 'serve', ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -70,4 +80,43 @@ export async function startServe(args: string[], opts: { cwd?: string; env?: Nod
     });
   });
   return { child, port, output: () => out, exited };
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** The first match of `re` in what the command printed (stderr, then stdout); rejects if it exits or `ms` passes first. */
+  waitFor(re: RegExp, ms?: number): Promise<RegExpExecArray>;
+}
+
+/** Runs a command of the CLI from source without waiting for it, for commands a test talks to. */
+export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const waitFor = (re: RegExp, ms = 20_000) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const find = () => re.exec(err) ?? re.exec(out);
+      const timer = setInterval(() => {
+        const m = find();
+        if (m) done(() => resolve(m));
+      }, 20);
+      const deadline = setTimeout(() => done(() => reject(new Error(`${re} not printed within ${ms} ms:\n${err}${out}`))), ms);
+      void exited.then((code) => {
+        const m = find();
+        done(() => (m ? resolve(m) : reject(new Error(`exited with ${code} before printing ${re}:\n${err}${out}`))));
+      });
+      const done = (settle: () => void) => {
+        clearInterval(timer);
+        clearTimeout(deadline);
+        settle();
+      };
+    });
+  return { child, stdout: () => out, stderr: () => err, exited, waitFor };
 }

@@ -3,7 +3,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { accountFromConfig, type Account } from '../../src/routing/account.js';
 import { TokenCache, type TokenCacheOptions } from '../../src/tokens/token-cache.js';
 import { TokenGrantError, type Grant, type GrantResult } from '../../src/tokens/grant.js';
-import type { Store, TokenRecord } from '../../src/store/store.js';
+import type { FleetCoordination, RefreshFailure, TokenStore as Store, TokenRecord } from '../../src/store/store.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { RelayError } from '../../src/relay/errors.js';
 import { enhancedCode } from '../../src/upstream/reply.js';
@@ -47,7 +47,7 @@ const oneAccount = () => makeAccounts(1)[0]!;
 
 interface FakeGrant {
   grant: Grant;
-  calls: { email: string; refreshToken: string }[];
+  calls: { email: string; refreshToken: string | null }[];
   inFlight: number;
   maxInFlight: number;
 }
@@ -429,5 +429,122 @@ describe('background refresh', () => {
     cache.stop();
     await vi.advanceTimersByTimeAsync(2 * HOUR);
     expect(g.calls).toHaveLength(1);
+  });
+});
+
+/** Several instances' view of one shared store: tokens, refresh locks with TTLs, shared failures. */
+class FleetMemoryStore extends MemoryStore implements FleetCoordination {
+  readonly fleet: FleetCoordination = this;
+  readonly locks = new Map<string, { owner: string; until: number }>();
+  readonly failures = new Map<string, RefreshFailure>();
+  down = false;
+
+  async tryLock(name: string, owner: string, ttlMs: number) {
+    if (this.down) throw new Error('store unreachable');
+    const held = this.locks.get(name);
+    if (held && held.until > Date.now()) return false;
+    this.locks.set(name, { owner, until: Date.now() + ttlMs });
+    return true;
+  }
+  async unlock(name: string, owner: string) {
+    if (this.locks.get(name)?.owner === owner) this.locks.delete(name);
+  }
+  async saveRefreshFailure(email: string, failure: RefreshFailure | null) {
+    if (failure) this.failures.set(email, failure);
+    else this.failures.delete(email);
+  }
+  async loadRefreshFailure(email: string) {
+    if (this.down) throw new Error('store unreachable');
+    return this.failures.get(email) ?? null;
+  }
+  override async loadToken(email: string) {
+    if (this.down) throw new Error('store unreachable');
+    return super.loadToken(email);
+  }
+}
+
+describe('a fleet sharing one store', () => {
+  const fleetOf = (n: number, grant: Grant, store: FleetMemoryStore) => Array.from({ length: n }, () => makeCache(grant, store));
+
+  it('instances starting together make one grant per account; the others read the stored token', async () => {
+    const g = fakeGrant({ delayMs: 30 });
+    const store = new FleetMemoryStore();
+    const accounts = makeAccounts(3);
+    const caches = fleetOf(3, g.grant, store);
+    await Promise.all(caches.map((c) => c.start(accounts, { waitMs: 5_000, concurrency: 4 })));
+    expect(g.calls).toHaveLength(3);
+    for (const a of accounts) {
+      const values = new Set(caches.map((c) => c.current(a.email)?.value));
+      expect(values.size).toBe(1);
+      expect([...values][0]).toMatch(/^at-/);
+      for (const c of caches) expect(c.healthOf(a.email)).toBe('healthy');
+    }
+    expect(store.locks.size).toBe(0); // every lock was freed
+  });
+
+  it('a token the provider refused on every instance is replaced once for the fleet', async () => {
+    const g = fakeGrant({ delayMs: 20 });
+    const store = new FleetMemoryStore();
+    const a = oneAccount();
+    const caches = fleetOf(2, g.grant, store);
+    for (const c of caches) await c.start([a], { waitMs: 5_000, concurrency: 1 });
+    expect(g.calls).toHaveLength(1);
+    const refused = caches[0]!.current(a.email)!.value;
+    const fresh = await Promise.all(caches.map((c) => c.replaceRejected(a, refused)));
+    expect(g.calls).toHaveLength(2);
+    expect(fresh[0]!.value).toBe(fresh[1]!.value);
+    expect(fresh[0]!.value).not.toBe(refused);
+  });
+
+  it('a refresh that fails on the lock holder fails the waiters too, without a second request', async () => {
+    const g = fakeGrant({
+      delayMs: 30,
+      result: () => {
+        throw new TokenGrantError('http', 'token endpoint answered HTTP 500', 500);
+      },
+    });
+    const store = new FleetMemoryStore();
+    const a = oneAccount();
+    const caches = fleetOf(2, g.grant, store);
+    const results = await Promise.allSettled(caches.map((c) => c.get(a)));
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    expect(g.calls).toHaveLength(1);
+    for (const c of caches) expect(c.healthOf(a.email)).toBe('failing');
+    expect(store.failures.get(a.email)?.kind).toBe('http');
+  });
+
+  it('a lock whose holder died lapses at its TTL and a waiter refreshes', async () => {
+    const g = fakeGrant();
+    const store = new FleetMemoryStore();
+    const a = oneAccount();
+    store.locks.set(`refresh:{${a.email}}`, { owner: 'a dead instance', until: Date.now() + 300 });
+    const started = Date.now();
+    const token = await makeCache(g.grant, store).get(a);
+    expect(token.value).toBe(`at-${a.email}-1`);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(g.calls).toHaveLength(1);
+  });
+
+  it('store unreachable: the instance refreshes on its own rather than serve no token', async () => {
+    const g = fakeGrant();
+    const store = new FleetMemoryStore();
+    store.down = true;
+    const a = oneAccount();
+    const token = await makeCache(g.grant, store).get(a);
+    expect(token.value).toBe(`at-${a.email}-1`);
+    expect(g.calls).toHaveLength(1);
+  });
+
+  it('a refresh token rotated by another instance is the one the next grant uses', async () => {
+    let n = 0;
+    const g = fakeGrant({ result: () => ({ refreshToken: `rotated-${++n}` }) });
+    const store = new FleetMemoryStore();
+    const a = oneAccount();
+    const [first, second] = fleetOf(2, g.grant, store);
+    await first!.get(a); // grant 1 with the config's token, rotated to rotated-1
+    const token = second!.current(a.email) ?? (await second!.get(a)); // reads it from the store
+    expect(g.calls).toHaveLength(1);
+    await second!.replaceRejected(a, token.value);
+    expect(g.calls.map((c) => c.refreshToken)).toEqual([a.refreshToken, 'rotated-1']);
   });
 });

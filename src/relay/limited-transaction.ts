@@ -1,0 +1,66 @@
+// A relayed transaction with its account's sending limits around it: each RCPT is reserved
+// before it goes upstream, the reservation is kept or given back by how the transaction ends,
+// and a provider reply that says the account is over its quota pauses the account (see
+// src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
+import type { Limiter, Reservation } from '../limits/limiter.js';
+import type { Reply } from '../upstream/reply.js';
+import { RelayError, UpstreamReplyError } from './errors.js';
+import type { Envelope, RelayTransaction } from './transaction.js';
+
+export class LimitedTransaction {
+  constructor(
+    private readonly inner: RelayTransaction,
+    private readonly reservation: Reservation,
+    private readonly limiter: Limiter,
+  ) {}
+
+  get account() {
+    return this.inner.account;
+  }
+
+  get envelope(): Envelope {
+    return this.inner.envelope;
+  }
+
+  get bytes(): number {
+    return this.inner.bytes;
+  }
+
+  get open(): boolean {
+    return this.inner.open;
+  }
+
+  async rcpt(to: string): Promise<Reply> {
+    await this.reservation.addRecipient();
+    try {
+      return await this.inner.rcpt(to);
+    } catch (e) {
+      this.reservation.recipientRefused();
+      throw this.limiter.providerRefusal(this.account, e);
+    }
+  }
+
+  async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
+    const wasOpen = this.inner.open;
+    try {
+      const reply = await this.inner.data(body, maxBytes);
+      this.reservation.sent();
+      return reply;
+    } catch (e) {
+      // Refused, too big, or never started: the provider does not have it. A connection lost
+      // after the body was sent may have delivered it: that one stays counted.
+      const notSent = !wasOpen || e instanceof UpstreamReplyError || (e instanceof RelayError && e.code === 'MESSAGE_TOO_BIG');
+      if (notSent) this.reservation.unsent();
+      else this.reservation.sent();
+      throw this.limiter.providerRefusal(this.account, e);
+    }
+  }
+
+  async abort(): Promise<void> {
+    try {
+      await this.inner.abort();
+    } finally {
+      this.reservation.unsent();
+    }
+  }
+}

@@ -1,0 +1,100 @@
+// Rolling-window counters in memory: the embedded store's quota engine. The Redis store runs the
+// same arithmetic in a Lua script (redis-scripts.ts); test/helpers/quota-conformance.ts holds
+// both to the same behaviour.
+import type { Charge, Charged, ReserveResult, WindowCounter } from './store.js';
+
+type Buckets = Map<number, number>;
+
+/** A counter's state as persisted: one row per non-empty bucket. */
+export interface BucketRow {
+  email: string;
+  counter: string;
+  bucket: number;
+  count: number;
+}
+
+const keyOf = (email: string, counter: string) => `${email}\n${counter}`;
+
+/** Drops buckets that left the window; returns the live ones' total. */
+function prune(buckets: Buckets, c: WindowCounter, now: number): number {
+  const oldest = Math.floor(now / c.bucketMs) - c.buckets;
+  let used = 0;
+  for (const [b, n] of buckets) {
+    if (b < oldest) buckets.delete(b);
+    else used += n;
+  }
+  return used;
+}
+
+/**
+ * How long until enough old buckets leave the window for `amount` more to fit. Bucket b is
+ * summed while the current bucket is at most b + buckets, so it leaves at (b + buckets + 1) ·
+ * bucketMs. An amount over the limit itself never fits: one whole window is the answer.
+ */
+export function retryInMs(buckets: Buckets, c: WindowCounter, used: number, amount: number, now: number): number {
+  let need = used + amount - c.limit;
+  for (const b of [...buckets.keys()].sort((x, y) => x - y)) {
+    need -= buckets.get(b)!;
+    if (need <= 0) return (b + c.buckets + 1) * c.bucketMs - now;
+  }
+  return (c.buckets + 1) * c.bucketMs;
+}
+
+export class WindowCounters {
+  private readonly counts = new Map<string, Buckets>();
+  /** Counters changed since the last takeDirty(), for the embedded store's periodic flush. */
+  private dirty = new Set<string>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  reserve(email: string, charges: readonly Charge[]): ReserveResult {
+    const now = this.now();
+    const left: Record<string, number> = {};
+    const charged: Charged[] = [];
+    for (const { counter: c, amount } of charges) {
+      const buckets = this.buckets(email, c.name);
+      const used = prune(buckets, c, now);
+      if (used + amount > c.limit) return { ok: false, counter: c.name, limit: c.limit, retryInMs: retryInMs(buckets, c, used, amount, now) };
+      left[c.name] = c.limit - used - amount;
+      charged.push({ counter: c.name, bucket: Math.floor(now / c.bucketMs), amount });
+    }
+    for (const ch of charged) {
+      const buckets = this.buckets(email, ch.counter);
+      buckets.set(ch.bucket, (buckets.get(ch.bucket) ?? 0) + ch.amount);
+      this.dirty.add(keyOf(email, ch.counter));
+    }
+    return { ok: true, charged, left };
+  }
+
+  release(email: string, charged: readonly Charged[]): void {
+    for (const ch of charged) {
+      const buckets = this.counts.get(keyOf(email, ch.counter));
+      const n = buckets?.get(ch.bucket);
+      if (!buckets || n === undefined) continue; // the bucket already left the window
+      if (n <= ch.amount) buckets.delete(ch.bucket);
+      else buckets.set(ch.bucket, n - ch.amount);
+      this.dirty.add(keyOf(email, ch.counter));
+    }
+  }
+
+  load(rows: Iterable<BucketRow>): void {
+    for (const r of rows) this.buckets(r.email, r.counter).set(r.bucket, r.count);
+  }
+
+  /** The counters changed since the last call, with their current buckets. */
+  takeDirty(): Array<{ email: string; counter: string; buckets: Array<[number, number]> }> {
+    const out = [...this.dirty].map((key) => {
+      const [email, counter] = key.split('\n') as [string, string];
+      return { email, counter, buckets: [...(this.counts.get(key) ?? new Map<number, number>())] };
+    });
+    this.dirty = new Set();
+    return out;
+  }
+
+  private buckets(email: string, counter: string): Buckets {
+    const key = keyOf(email, counter);
+    let b = this.counts.get(key);
+    if (!b) this.counts.set(key, (b = new Map()));
+    return b;
+  }
+}
