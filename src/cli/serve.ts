@@ -3,7 +3,8 @@ import { loadConfig } from '../config/load.js';
 import { createLogger } from '../obs/logger.js';
 
 const HOW_TO_ADD_AN_ACCOUNT = `no accounts configured: the relay accepts connections but has nowhere to send.
-Add one to relay.yaml, for instance:
+Get a refresh token with: npx xoauth2-relay auth google|microsoft --email ADDRESS --client-id ID
+(it prints the account to paste; docs/operations.md). Add one to relay.yaml, for instance:
   accounts:
     - email: sender@example.com
       provider: google            # or microsoft
@@ -34,4 +35,9 @@ export async function serveCommand(file: string | undefined): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // The log is written in batches (src/obs/logger.ts); the start-up lines, "listening" among
+  // them, are what an operator or a supervisor waits for, so they go out now — after the signal
+  // handlers are in place, or a supervisor that stops the relay as soon as it reads "listening"
+  // kills it outright (exit by signal, no graceful stop).
+  logger.flush();
 }

@@ -49,6 +49,8 @@ interface Waiter<C> {
   resolve: (lease: Lease<C>) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** Wants a connection no transaction has used (the retry after a connection failure). */
+  fresh: boolean;
 }
 
 export interface PoolStats {
@@ -95,7 +97,13 @@ export class AccountPool<C extends PoolableConnection> {
     if (this.closing) throw new RelayError('SHUTTING_DOWN');
     if (!fresh) {
       const lease = this.takeIdle();
-      if (lease) return lease;
+      if (lease) {
+        // Kept ready means ready before it is needed: the spare is replaced now, in the
+        // background, not when the sweeper next runs. Otherwise a connection retired after
+        // messages_per_connection leaves the next message waiting for a handshake.
+        this.scheduleReplenish(0);
+        return lease;
+      }
     }
     if (this.total < this.opts.maxConnections) return this.openLease();
     if (fresh) {
@@ -110,6 +118,7 @@ export class AccountPool<C extends PoolableConnection> {
       const waiter: Waiter<C> = {
         resolve,
         reject,
+        fresh,
         timer: setTimeout(() => {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
@@ -130,6 +139,13 @@ export class AccountPool<C extends PoolableConnection> {
       this.discard(lease);
       this.dispatch();
       this.scheduleReplenish(0);
+      return;
+    }
+    if (this.waiters[0]?.fresh && lease.uses > 0) {
+      // A used connection could fail the retry the way the first one failed (Gmail's 421
+      // after N messages): it makes room for a new one instead.
+      this.discard(lease);
+      this.dispatch();
       return;
     }
     const waiter = this.waiters.shift();

@@ -1,0 +1,155 @@
+// The benchmark run: every scenario, in an order that keeps each relay process to one job, and
+// the results as one JSON-able object. `bench/run.ts` is the command line around it; the test
+// suite runs it in its quick mode.
+import { readdirSync } from 'node:fs';
+import { cpus, loadavg, availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { BenchContext, FULL, QUICK, type Scale } from './lib/context.js';
+import { summariseProfile, type HotFunction } from './lib/profile-summary.js';
+import type { RelayEntry } from './lib/relay-process.js';
+import { round } from './lib/stats.js';
+import { memoryScenario, type MemoryResult } from './scenarios/memory.js';
+import { startupScenario, type StartupResult } from './scenarios/startup.js';
+import {
+  generatorCheck,
+  latencyAndThroughput,
+  loggingCost,
+  type GeneratorCheck,
+  type LatencyResult,
+  type ThroughputRow,
+} from './scenarios/throughput.js';
+import { tokenScenario, type TokenResult } from './scenarios/tokens.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  root: string;
+  entry: RelayEntry;
+  /** Write a CPU profile of the main relay here and summarise it. */
+  profileDir?: string | null;
+  progress?: (line: string) => void;
+}
+
+export interface Target {
+  goal: string;
+  limit: string;
+  measured: string;
+  met: boolean;
+}
+
+export interface BenchResult {
+  mode: 'full' | 'quick';
+  startedAt: string;
+  seconds: number;
+  machine: { nproc: number; cpu: string; node: string; loadAverageBefore: number[]; loadAverageAfter: number[] };
+  scale: Scale;
+  generator: GeneratorCheck[];
+  latency: LatencyResult;
+  throughput: ThroughputRow[];
+  logging: Awaited<ReturnType<typeof loggingCost>>;
+  memory: MemoryResult;
+  tokens: TokenResult;
+  startup: StartupResult;
+  targets: Target[];
+  profile: HotFunction[] | null;
+}
+
+/** Upstream connections the main relay may hold: the largest inbound concurrency, so the pool never queues. */
+const RELAY_MAX_CONNECTIONS = 64;
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const scale = opts.quick ? QUICK : FULL;
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const loadAverageBefore = loadavg().map((x) => round(x, 2));
+  const progress = opts.progress ?? (() => undefined);
+  const ctx = await BenchContext.open({ scale, root: opts.root, entry: opts.entry, profileDir: opts.profileDir ?? null, progress });
+  try {
+    const [from] = await ctx.accounts('bench', 1);
+    const [memFrom] = await ctx.accounts('memory', 1);
+    const extra = { max_connections: RELAY_MAX_CONNECTIONS };
+    const relay = await ctx.startRelay({ emails: [from!], extra, profile: true });
+    const quiet = await ctx.startRelay({ emails: [from!], extra, logLevel: 'warn' });
+    const sides = { relay, direct: await ctx.directTarget(from!), relayTarget: ctx.relayTarget(relay), from: from! };
+
+    const generator = await generatorCheck(ctx, from!);
+    const { latency, throughput } = await latencyAndThroughput(ctx, sides);
+    const logging = await loggingCost(ctx, from!, { info: relay, warn: quiet });
+    const tokens = await tokenScenario(ctx, sides);
+    await ctx.stopRelay(quiet);
+    await ctx.stopRelay(relay); // writes the profile
+    const profile = opts.profileDir ? latestProfile(opts.profileDir, opts.root) : null;
+
+    const memory = await memoryScenario(ctx, memFrom!);
+    const startup = await startupScenario(ctx);
+
+    const result: Omit<BenchResult, 'targets'> = {
+      mode: opts.quick ? 'quick' : 'full',
+      startedAt,
+      seconds: round((performance.now() - started) / 1000, 1),
+      machine: {
+        nproc: availableParallelism(),
+        cpu: cpus()[0]?.model ?? 'unknown',
+        node: process.version,
+        loadAverageBefore,
+        loadAverageAfter: loadavg().map((x) => round(x, 2)),
+      },
+      scale,
+      generator,
+      latency,
+      throughput,
+      logging,
+      memory,
+      tokens,
+      startup,
+      profile,
+    };
+    return { ...result, targets: targets(result) };
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** The issue's goals, each next to what this run measured. Reported, never asserted. */
+function targets(r: Omit<BenchResult, 'targets'>): Target[] {
+  const row = (connections: number, size: number) => r.throughput.find((t) => t.connections === connections && t.size === size);
+  const at50 = row(50, 2 * 1024);
+  const big = r.memory.bigMessages.find((b) => b.sizeMb === 30) ?? r.memory.bigMessages.at(-1);
+  const out: Target[] = [
+    { goal: 'added latency p50, 1 connection, 2 KB', limit: '≤ 0.3 ms', measured: `${r.latency.addedP50Ms} ms`, met: r.latency.addedP50Ms <= 0.3 },
+    { goal: 'added latency p99, 1 connection, 2 KB', limit: '≤ 1 ms', measured: `${r.latency.addedP99Ms} ms`, met: r.latency.addedP99Ms <= 1 },
+  ];
+  if (at50) {
+    out.push(
+      { goal: 'throughput at 50 connections, 2 KB, relay / direct', limit: '≥ 0.7', measured: `${at50.ratio}`, met: at50.ratio >= 0.7 },
+      { goal: 'relay CPU per 2 KB message (50 connections)', limit: '≤ 60 µs', measured: `${at50.relayCpuUsPerMessage} µs`, met: at50.relayCpuUsPerMessage <= 60 },
+    );
+  }
+  out.push({
+    goal: `${r.memory.sessions} idle inbound sessions add`,
+    limit: '≤ 60 MB (for 1,000)',
+    measured: `${r.memory.sessionsAddedMb} MB`,
+    met: r.memory.sessionsAddedMb <= (60 * r.memory.sessions) / 1000,
+  });
+  if (big) {
+    out.push({ goal: `a ${big.sizeMb} MB message adds to the peak RSS`, limit: '≤ 16 MB', measured: `${big.addedMb} MB`, met: big.addedMb <= 16 });
+  }
+  out.push({
+    goal: `start-up, ${r.startup.accounts} accounts, token endpoint ${r.startup.tokenLatencyMs} ms`,
+    limit: '≤ 1.5 s',
+    measured: `${round(r.startup.readyMs / 1000, 2)} s`,
+    met: r.startup.readyMs <= 1500,
+  });
+  out.push({
+    goal: `token requests during ${r.tokens.messages} messages`,
+    limit: '0',
+    measured: `${r.tokens.tokenRequests}`,
+    met: r.tokens.tokenRequests === 0,
+  });
+  return out;
+}
+
+function latestProfile(dir: string, root: string): HotFunction[] | null {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  const last = files.at(-1);
+  return last ? summariseProfile(join(dir, last), root, 20) : null;
+}

@@ -1,0 +1,153 @@
+// What every scenario shares: the sandbox child, the scale of the run, and a way to start a relay
+// child against the sandbox with a given config. Everything started here is stopped by close().
+import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Target } from './load-client.js';
+import { RelayProcess, type RelayEntry } from './relay-process.js';
+import { SandboxProcess } from './sandbox-process.js';
+
+/** How much of everything a run does; `quick` is for the test suite and a smoke check. */
+export interface Scale {
+  latencyMessages: number;
+  rounds: number;
+  warmupMs: number;
+  measureMs: number;
+  connections: number[];
+  sizes: number[];
+  idleSessions: number;
+  bigMessages: number[];
+  tokenMessages: number;
+  startupAccounts: number;
+  startupRuns: number;
+  microIterations: number;
+}
+
+export const FULL: Scale = {
+  latencyMessages: 2_000,
+  rounds: 3,
+  warmupMs: 500,
+  measureMs: 2_000,
+  connections: [1, 10, 50],
+  sizes: [2 * 1024, 100 * 1024],
+  idleSessions: 1_000,
+  // 60 MB as well: the peak must level off, not grow with the size.
+  bigMessages: [10 * 1024 * 1024, 30 * 1024 * 1024, 60 * 1024 * 1024],
+  tokenMessages: 10_000,
+  startupAccounts: 50,
+  startupRuns: 3,
+  microIterations: 1_000_000,
+};
+
+export const QUICK: Scale = {
+  latencyMessages: 100,
+  rounds: 1,
+  warmupMs: 100,
+  measureMs: 250,
+  connections: [1, 10, 50],
+  sizes: [2 * 1024, 100 * 1024],
+  idleSessions: 100,
+  bigMessages: [2 * 1024 * 1024, 6 * 1024 * 1024],
+  tokenMessages: 300,
+  startupAccounts: 10,
+  startupRuns: 1,
+  microIterations: 20_000,
+};
+
+export const MB = 1024 * 1024;
+/** Above the largest message any scenario sends, on both sides (inbound and sandbox SIZE). */
+export const MAX_MESSAGE_BYTES = 64 * MB;
+
+export interface RelaySpec {
+  emails: string[];
+  /** Keys for every account (max_connections, ...). */
+  extra?: Record<string, unknown>;
+  /** Top-level relay.yaml keys. */
+  overrides?: Record<string, unknown>;
+  logLevel?: string;
+  profile?: boolean;
+  /** Another build of the CLI than the run's (to compare two versions side by side). */
+  entry?: RelayEntry;
+}
+
+export class BenchContext {
+  private readonly relays = new Set<RelayProcess>();
+  private relaySeq = 0;
+
+  private constructor(
+    readonly scale: Scale,
+    readonly root: string,
+    readonly entry: RelayEntry,
+    readonly sandbox: SandboxProcess,
+    readonly smtp: { host: string; port: number },
+    readonly ca: Buffer,
+    readonly tmp: string,
+    readonly profileDir: string | null,
+    readonly progress: (line: string) => void,
+  ) {}
+
+  static async open(opts: { scale: Scale; root: string; entry: RelayEntry; profileDir: string | null; progress: (line: string) => void }): Promise<BenchContext> {
+    const sandbox = await SandboxProcess.start(opts.root);
+    try {
+      const info = await sandbox.call('start', { size: MAX_MESSAGE_BYTES });
+      const tmp = mkdtempSync(join(tmpdir(), 'xoauth2-relay-bench-'));
+      return new BenchContext(opts.scale, opts.root, opts.entry, sandbox, info, readFileSync(info.caFile), tmp, opts.profileDir, opts.progress);
+    } catch (e) {
+      await sandbox.stop();
+      throw e;
+    }
+  }
+
+  /** Registers sandbox accounts (google: no refresh-token rotation between runs). */
+  async accounts(prefix: string, n: number): Promise<string[]> {
+    const emails = Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(2, '0')}@bench.example`);
+    await this.sandbox.call('addAccounts', { emails, kind: 'google' });
+    return emails;
+  }
+
+  /** Starts a relay child in a fresh directory (fresh store: no token from an earlier run). */
+  async startRelay(spec: RelaySpec): Promise<RelayProcess> {
+    const dir = join(this.tmp, `relay-${++this.relaySeq}`);
+    mkdirSync(dir);
+    const config = await this.sandbox.call('relayConfig', {
+      emails: spec.emails,
+      extra: spec.extra ?? {},
+      overrides: {
+        inbound: { max_message_bytes: MAX_MESSAGE_BYTES, max_connections: 2_000 },
+        ...spec.overrides,
+      },
+    });
+    const relay = await RelayProcess.start({
+      config,
+      dir,
+      root: this.root,
+      entry: spec.entry ?? this.entry,
+      ...(spec.logLevel ? { logLevel: spec.logLevel } : {}),
+      ...(spec.profile && this.profileDir ? { cpuProfDir: this.profileDir } : {}),
+    });
+    this.relays.add(relay);
+    return relay;
+  }
+
+  async stopRelay(relay: RelayProcess): Promise<void> {
+    this.relays.delete(relay);
+    await relay.stop();
+  }
+
+  relayTarget(relay: RelayProcess): Target {
+    return { host: '127.0.0.1', port: relay.smtpPort };
+  }
+
+  /** The baseline: straight to the sandbox, STARTTLS + XOAUTH2 with a token it issued. */
+  async directTarget(email: string): Promise<Target> {
+    const token = await this.sandbox.call('issueAccessToken', { email });
+    return { host: this.smtp.host, port: this.smtp.port, xoauth2: { user: email, token, ca: this.ca } };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.relays].map((r) => r.stop()));
+    this.relays.clear();
+    await this.sandbox.stop();
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
