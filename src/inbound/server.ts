@@ -16,10 +16,12 @@ import {
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../config/schema.js';
 import { Metrics } from '../obs/metrics.js';
-import { RelayError, toReply } from '../relay/errors.js';
+import { defaultReply, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
-import type { RelayTransaction } from '../relay/transaction.js';
+import type { LimitedTransaction as RelayTransaction } from '../relay/limited-transaction.js';
 import { textCarriesEnhancedCode, type Reply } from '../upstream/reply.js';
+import { AuthGuard } from './auth-guard.js';
+import { SessionGuard, type SessionLimits } from './session-guard.js';
 
 interface SessionState {
   tx: RelayTransaction | null;
@@ -45,22 +47,40 @@ const successText = (r: Reply) => r.lines.join(' ');
  *  - send(): smtp-server prepends its own enhanced status code to every reply once
  *    ENHANCEDSTATUSCODES is on; a provider's reply already carries one ("550 5.1.1 ..."), so a
  *    text that starts with one is sent as it is, and a multi-line text as a multi-line reply.
+ *    Every reply also goes through the connection's SessionGuard (error count, deadlines).
  *  - _resetSession(): RSET, EHLO/HELO and the end of a transaction reset the envelope; an upstream
  *    transaction still open then must be aborted (RSET upstream) so its connection is released.
  * Both are public methods of SMTPConnection in smtp-server 3.21's typings.
  */
 class InboundSmtpServer extends SMTPServer {
   onReset: (session: SMTPServerSession) => void = () => undefined;
+  /** Sessions whose next reply is a provider's, passed through: a 5xx there is not the client's error. */
+  readonly providerReplies = new WeakSet<SMTPServerSession>();
+  private readonly guards = new WeakMap<SMTPConnection, SessionGuard>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private draining = false;
+
+  constructor(
+    options: ConstructorParameters<typeof SMTPServer>[0],
+    private readonly limits: SessionLimits,
+  ) {
+    super(options);
+  }
 
   override connect(socket: Socket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {
     const connection = new SMTPConnection(this, socket, socketOptions);
+    const guard = new SessionGuard(this.limits, Date.now());
+    this.guards.set(connection, guard);
     const send = connection.send.bind(connection);
     connection.send = (code, data, context) => {
       if (typeof data === 'string' && textCarriesEnhancedCode(data)) {
         const lines = data.split('\n');
-        return send(code, lines.length > 1 ? lines : data, false);
-      }
-      return send(code, data, context);
+        send(code, lines.length > 1 ? lines : data, false);
+      } else send(code, data, context);
+      const fromProvider = this.providerReplies.delete(connection.session);
+      if (guard.replied(Date.now(), code >= 500 && !fromProvider, code === 250 && context === 'DATA_OK')) {
+        this.end(connection, 'TOO_MANY_ERRORS');
+      } else if (this.draining) setImmediate(() => this.leaveIfIdle(connection));
     };
     const reset = connection._resetSession.bind(connection);
     connection._resetSession = () => {
@@ -71,6 +91,50 @@ class InboundSmtpServer extends SMTPServer {
     connection.on('error', (err: Error) => this._onError(err));
     connection.on('connect', (data) => this._onClientConnect(data));
     connection.init();
+  }
+
+  /** Starts checking the clients' deadlines, often enough to be late by at most a quarter of the shorter one. */
+  watch(): void {
+    const every = Math.min(1_000, Math.max(50, Math.min(this.limits.idleTimeoutMs, this.limits.dataTimeoutMs) / 4));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  /**
+   * Graceful stop: a session between transactions is closed now (421), one inside a transaction
+   * as soon as the transaction has its final reply. Nothing new starts.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const c of this.connections) this.leaveIfIdle(c);
+  }
+
+  override close(callback?: () => void): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    super.close(callback);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.connections) {
+      const overdue = this.guards.get(c)?.overdue(c, now);
+      if (!overdue) continue;
+      const message = c._dataStream;
+      this.end(c, 'CLIENT_TIMEOUT');
+      // The message will never be complete: ending its stream in error abandons the upstream
+      // transaction without the final dot, so nothing partial is delivered.
+      if (overdue === 'message' && message) message.destroy(message.listenerCount('error') ? new Error('client too slow sending the message') : undefined);
+    }
+  }
+
+  private leaveIfIdle(c: SMTPConnection): void {
+    if (!c._closing && !c._closed && !SessionGuard.busy(c)) this.end(c, 'SHUTTING_DOWN');
+  }
+
+  /** A 421 (which makes smtp-server close the session) with the reply errors.ts gives the code. */
+  private end(c: SMTPConnection, code: 'TOO_MANY_ERRORS' | 'CLIENT_TIMEOUT' | 'SHUTTING_DOWN'): void {
+    const r = defaultReply(code);
+    c.send(r.code, r.lines.join('\n'));
   }
 }
 
@@ -88,6 +152,7 @@ export class InboundServer {
   /** Transactions in flight, so a graceful stop can wait for them. */
   private readonly active = new Set<Promise<unknown>>();
   private readonly maxBytes: number;
+  private readonly authGuard: AuthGuard;
 
   constructor(
     private readonly config: Config,
@@ -95,6 +160,11 @@ export class InboundServer {
   ) {
     const inbound = config.inbound;
     this.maxBytes = inbound.max_message_bytes;
+    this.authGuard = new AuthGuard({
+      failuresBeforeLockout: inbound.auth_failures_before_lockout,
+      lockoutMs: inbound.auth_lockout_ms,
+      failureDelayMs: inbound.auth_failure_delay_ms,
+    });
     const tls = inbound.tls ? { key: readFileSync(inbound.tls.key_file), cert: readFileSync(inbound.tls.cert_file) } : null;
     this.server = new InboundSmtpServer({
       name: inbound.hostname ?? hostname(),
@@ -118,11 +188,11 @@ export class InboundServer {
       disableReverseLookup: true,
       logger: false,
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
-      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session), cb),
-      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session), cb),
+      onMailFrom: (address, session, cb) => this.track(session, this.onMailFrom(address, session), cb),
+      onRcptTo: (address, session, cb) => this.track(session, this.onRcptTo(address, session), cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
       onClose: (session) => this.endSession(session),
-    });
+    }, { maxErrors: inbound.max_errors_per_session, idleTimeoutMs: inbound.idle_timeout_ms, dataTimeoutMs: inbound.data_timeout_ms });
     this.server.onReset = (session) => this.endSession(session);
     this.server.on('error', (err) => this.deps.logger.warn({ event: 'inbound_error', error: err.message }, 'inbound connection error'));
   }
@@ -133,20 +203,25 @@ export class InboundServer {
       this.server.listen(port, host, () => {
         this.server.server.off('error', reject);
         const addr = this.server.server.address();
+        this.server.watch();
         resolve(typeof addr === 'object' && addr ? addr.port : port);
       });
     });
   }
 
   /**
-   * Stops accepting, lets transactions in flight finish (bounded), then closes the sessions
-   * (smtp-server answers them 421).
+   * Stops accepting (new connections are refused), closes sessions between transactions with
+   * 421 and lets each transaction in flight reach its real final reply before its session is
+   * closed; after `timeoutMs` whatever is left gets 421 (smtp-server's close).
    */
   async close(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     this.server.server.close();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    this.server.drain();
+    while ((this.server.connections.size > 0 || this.active.size > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.server.options.closeTimeout = 1;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
@@ -160,18 +235,20 @@ export class InboundServer {
     return s;
   }
 
-  private track<T>(work: Promise<T>, cb: (err?: Error | null) => void): void {
+  private track<T>(session: SMTPServerSession, work: Promise<T>, cb: (err?: Error | null) => void): void {
     this.active.add(work);
     work.then(
       () => cb(),
-      (e: unknown) => cb(this.failure(e)),
+      (e: unknown) => cb(this.failure(e, session)),
     ).finally(() => this.active.delete(work));
   }
 
-  private failure(e: unknown): SmtpError {
+  /** The reply for anything thrown; `session` is told when it is the provider's reply passed through. */
+  private failure(e: unknown, session?: SMTPServerSession): SmtpError {
     if (!(e instanceof RelayError) && !(e as { reply?: unknown }).reply) {
       this.deps.logger.error({ event: 'internal_error', error: (e as Error).message, stack: (e as Error).stack }, 'unexpected error on a message path');
     }
+    if (session && e instanceof UpstreamReplyError) this.server.providerReplies.add(session);
     return smtpError(toReply(e));
   }
 
@@ -184,10 +261,16 @@ export class InboundServer {
     if (!session.secure && !isLoopback(session.remoteAddress) && !relay.router.isTrusted(session.remoteAddress)) {
       return cb(this.failure(new RelayError('AUTH_NEEDS_TLS')));
     }
+    // Locked out: the password is not even looked at, so guessing during the lockout learns nothing.
+    if (this.authGuard.lockedOut(session.remoteAddress)) return cb(this.failure(new RelayError('AUTH_LOCKED_OUT')));
     const account = relay.router.authenticate(auth.username ?? '', auth.password ?? '');
     if (!account) {
-      this.deps.logger.warn({ event: 'auth_failed', remote: session.remoteAddress, user: auth.username }, 'inbound AUTH failed');
-      return cb(this.failure(new RelayError('AUTH_FAILED')));
+      const { delayMs, lockedOut } = this.authGuard.failure(session.remoteAddress);
+      this.deps.logger.warn({ event: 'auth_failed', remote: session.remoteAddress, user: auth.username, locked_out: lockedOut }, 'inbound AUTH failed');
+      const refuse = () => cb(this.failure(new RelayError('AUTH_FAILED')));
+      if (delayMs > 0) setTimeout(refuse, delayMs).unref();
+      else refuse();
+      return;
     }
     cb(null, { user: account.email });
   }
@@ -222,7 +305,10 @@ export class InboundServer {
         for await (const _ of stream); // nothing to relay to; read the message so the session stays in step
         throw new RelayError('UPSTREAM_CLOSED', 'DATA without an upstream transaction');
       }
-      return tx.data(stream, this.maxBytes);
+      return tx.data(stream, this.maxBytes).catch((e: unknown) => {
+        // The client left (or was cut off) mid-message: its doing, not an internal error.
+        throw stream.destroyed && !stream.readableEnded ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
+      });
     })();
     this.active.add(work);
     work
@@ -232,7 +318,7 @@ export class InboundServer {
           cb(null, successText(reply));
         },
         (e: unknown) => {
-          const err = this.failure(e);
+          const err = this.failure(e, session);
           this.logTransaction(session, tx, err.responseCode, started, (e as Error).message);
           cb(err);
         },

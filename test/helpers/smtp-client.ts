@@ -1,26 +1,22 @@
 // A bare SMTP client for tests that must see every reply exactly as the relay sent it.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { ReplyReader } from '../../src/upstream/reply-reader.js';
 import type { Reply } from '../../src/upstream/reply.js';
 
 export class RawSmtp {
   private readonly replies: Reply[] = [];
-  private waiters: Array<(r: Reply) => void> = [];
+  private waiters: Array<{ resolve: (r: Reply) => void; reject: (e: Error) => void }> = [];
+  private reader = this.newReader();
   closed = false;
 
-  private constructor(readonly socket: Socket) {
-    const reader = new ReplyReader((r) => {
-      const w = this.waiters.shift();
-      if (w) w(r);
-      else this.replies.push(r);
-    });
-    socket.on('data', (chunk) => reader.push(chunk));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => undefined);
+  private constructor(public socket: Socket) {
+    this.attach(socket);
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<{ client: RawSmtp; greeting: Reply }> {
-    const socket = connect({ port, host });
+  /** `localAddress`: another loopback address (127.0.0.2, ...) to appear as a different client. */
+  static async connect(port: number, host = '127.0.0.1', opts: { localAddress?: string } = {}): Promise<{ client: RawSmtp; greeting: Reply }> {
+    const socket = connect({ port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
@@ -29,21 +25,64 @@ export class RawSmtp {
     return { client, greeting: await client.read() };
   }
 
+  /** The next reply; rejects after `timeoutMs`, or as soon as the connection is closed without one. */
   read(timeoutMs = 10_000): Promise<Reply> {
     const r = this.replies.shift();
     if (r) return Promise.resolve(r);
+    if (this.closed) return Promise.reject(new Error('connection closed'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no reply within ' + timeoutMs + ' ms')), timeoutMs);
-      this.waiters.push((reply) => {
-        clearTimeout(timer);
-        resolve(reply);
-      });
+      const waiter = {
+        resolve: (reply: Reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error('no reply within ' + timeoutMs + ' ms'));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
   }
 
-  async cmd(line: string): Promise<Reply> {
+  /** STARTTLS already answered 220: the TLS handshake over the same socket, trusting `ca`. */
+  async upgrade(ca: string | Buffer, servername = 'localhost'): Promise<TLSSocket> {
+    this.socket.removeAllListeners('data');
+    this.reader = this.newReader();
+    const secure = tlsConnect({ socket: this.socket, ca, servername });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    this.socket = secure;
+    this.attach(secure);
+    return secure;
+  }
+
+  private newReader(): ReplyReader {
+    return new ReplyReader((r) => {
+      const w = this.waiters.shift();
+      if (w) w.resolve(r);
+      else this.replies.push(r);
+    });
+  }
+
+  private attach(socket: Socket): void {
+    socket.on('data', (chunk) => this.reader.push(chunk));
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w.reject(new Error('connection closed'));
+    });
+    socket.on('error', () => undefined);
+  }
+
+  async cmd(line: string, timeoutMs?: number): Promise<Reply> {
     this.socket.write(line + '\r\n');
-    return this.read();
+    return this.read(timeoutMs);
   }
 
   write(data: string | Buffer): void {
@@ -56,3 +95,22 @@ export class RawSmtp {
 }
 
 export const line = (r: Reply) => `${r.code} ${r.lines.join(' | ')}`;
+
+/** One transaction without AUTH (from a trusted address): the final reply, or the first refusal. */
+export async function sendOnce(port: number, from: string, to: readonly string[], raw: string): Promise<string> {
+  const { client } = await RawSmtp.connect(port);
+  try {
+    await client.cmd('EHLO mta.test');
+    const mail = await client.cmd(`MAIL FROM:<${from}>`);
+    if (mail.code !== 250) return line(mail);
+    for (const rcpt of to) {
+      const reply = await client.cmd(`RCPT TO:<${rcpt}>`);
+      if (reply.code !== 250) return line(reply);
+    }
+    await client.cmd('DATA');
+    client.write(raw + '.\r\n');
+    return line(await client.read());
+  } finally {
+    client.close();
+  }
+}

@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/obs/logger.js';
 import { SandboxProvider, type SandboxAccount, type SandboxProviderOptions } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
 import type { Logger } from 'pino';
+import { sendOnce } from './smtp-client.js';
 
 export const KEY_ENV = { XOAUTH2_RELAY_KEY: 'a'.repeat(64) };
 
@@ -20,6 +21,8 @@ export interface StackAccount {
   kind: 'google' | 'microsoft';
   password?: string;
   senders?: string[];
+  /** Credential keys replacing the refresh-token ones (see SandboxRelayAccount.credentials). */
+  credentials?: Record<string, unknown>;
   extra?: Record<string, unknown>;
 }
 
@@ -57,7 +60,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       ? { ...sandbox.state.credentials(a.email), tokenUrl: sandbox.tokenUrl(a.kind), smtpHost: sandbox.smtpHost, smtpPort: sandbox.smtpPort }
       : sandbox.addAccount({ email: a.email, kind: a.kind });
     accounts.set(a.email, account);
-    return { account, password: a.password, senders: a.senders, extra: a.extra };
+    return { account, password: a.password, senders: a.senders, credentials: a.credentials, extra: a.extra };
   });
   const doc = sandboxRelayConfig(sandbox, relayAccounts, { store: { path: join(dir, 'relay.db') }, ...opts.overrides });
   const config = buildConfig(doc, null, { env: {} });
@@ -82,6 +85,16 @@ export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).dig
 
 export function rawMessage(from: string, to: string[], tag: string, bodyLines: string[] = ['Hello.']): string {
   return [`From: <${from}>`, `To: ${to.map((t) => `<${t}>`).join(', ')}`, `Subject: ${tag}`, `Message-ID: <${tag}@test.example>`, '', ...bodyLines, ''].join('\r\n');
+}
+
+/**
+ * Whether a new message from a trusted client gets 250 and arrives upstream with identical bytes:
+ * after an abuse test, that the relay still serves.
+ */
+export async function stillDelivers(stack: Stack, from: string, tag: string): Promise<boolean> {
+  const raw = rawMessage(from, ['still@example.net'], tag);
+  const reply = await sendOnce(stack.port, from, ['still@example.net'], raw);
+  return reply.startsWith('250 ') && stack.sandbox.messages.some((m) => m.sha256 === sha256(raw));
 }
 
 /** A nodemailer transport to the relay: a real SMTP client library, one connection per pool slot. */

@@ -4,33 +4,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/index.js';
-import { line, RawSmtp } from '../helpers/smtp-client.js';
+import { sendOnce } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';
+import { until } from '../helpers/wait.js';
 
 /** Sends one message from a trusted client; returns the final reply (or the first refusal). */
 async function send(stack: Stack, from: string, tag: string): Promise<{ reply: string; raw: string }> {
   const raw = rawMessage(from, ['to@example.net'], tag);
-  const { client } = await RawSmtp.connect(stack.port);
-  try {
-    await client.cmd('EHLO mta.test');
-    const mail = await client.cmd(`MAIL FROM:<${from}>`);
-    if (mail.code !== 250) return { reply: line(mail), raw };
-    const rcpt = await client.cmd('RCPT TO:<to@example.net>');
-    if (rcpt.code !== 250) return { reply: line(rcpt), raw };
-    await client.cmd('DATA');
-    client.write(raw + '.\r\n');
-    return { reply: line(await client.read()), raw };
-  } finally {
-    client.close();
-  }
-}
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return { reply: await sendOnce(stack.port, from, ['to@example.net'], raw), raw };
 }
 
 const fastRetry = { tokens: { retry_min_ms: 100, retry_max_ms: 400 } };

@@ -336,6 +336,17 @@ describe('AccountPool', () => {
     expect(h.maxLive()).toBeLessThanOrEqual(1);
   });
 
+  it('acquire(true) at capacity with none idle waits for a new connection, not a used one released meanwhile', async () => {
+    const h = harness({ maxConnections: 1 });
+    const used = await h.pool.acquire();
+    const waiting = h.pool.acquire(true);
+    finish(h.pool, used); // a completed transaction: reusable, but not fresh
+    const fresh = await waiting;
+    expect(fresh.conn).not.toBe(used.conn);
+    expect(used.conn.closed).toBe(true);
+    expect(h.maxLive()).toBeLessThanOrEqual(1);
+  });
+
   it('close() rejects waiters with SHUTTING_DOWN, closes idle connections and refuses new acquires', async () => {
     const h = harness({ maxConnections: 2 });
     const [busy, idle] = await Promise.all([h.pool.acquire(), h.pool.acquire()]);

@@ -380,6 +380,25 @@ describe('replaceRejected()', () => {
     const err = await rejection(cache.replaceRejected(a, cache.current(a.email)!.value));
     expect(err.code).toBe('TOKEN_UNAVAILABLE');
   });
+
+  it('the same token reported again after its refresh failed backs off instead of asking again (one request per failure, not per connection)', async () => {
+    let fail = false;
+    const g = fakeGrant({
+      result: () => {
+        if (fail) throw new TokenGrantError('http', 'token endpoint answered HTTP 500', 500);
+        return {};
+      },
+    });
+    const a = oneAccount();
+    const cache = makeCache(g.grant);
+    await cache.start([a], { waitMs: 1_000, concurrency: 1 });
+    const rejected = cache.current(a.email)!.value;
+    fail = true;
+    expect((await rejection(cache.replaceRejected(a, rejected))).code).toBe('TOKEN_UNAVAILABLE');
+    // Four more pooled connections that had authenticated with the same token see it refused.
+    for (let i = 0; i < 4; i++) expect((await rejection(cache.replaceRejected(a, rejected))).code).toBe('TOKEN_UNAVAILABLE');
+    expect(g.calls).toHaveLength(2); // start-up, and the one refresh
+  });
 });
 
 describe('background refresh', () => {

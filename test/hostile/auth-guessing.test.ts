@@ -1,0 +1,89 @@
+// Password guessing over AUTH from one address: each failure is answered a little later than the
+// one before (tarpit), then the address is locked out — even the right password gets 421 — until
+// the lockout ends. Other addresses (other loopback addresses here) are neither slowed nor locked.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { line, RawSmtp } from '../helpers/smtp-client.js';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { sleep } from '../helpers/wait.js';
+
+const ACCOUNT = 'target@gmail.test';
+const PASSWORD = 'the-right-password';
+const FAILURES = 5;
+const DELAY_MS = 100;
+const LOCKOUT_MS = 2_000;
+
+const plain = (password: string) => 'AUTH PLAIN ' + Buffer.from(`\0${ACCOUNT}\0${password}`).toString('base64');
+
+describe('AUTH guessing', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({
+      accounts: [{ email: ACCOUNT, kind: 'google', password: PASSWORD, senders: [ACCOUNT] }],
+      overrides: {
+        inbound: { auth_failures_before_lockout: FAILURES, auth_lockout_ms: LOCKOUT_MS, auth_failure_delay_ms: DELAY_MS },
+      },
+    });
+  });
+  afterAll(() => stack.stop());
+
+  async function from(address: string): Promise<RawSmtp> {
+    const { client } = await RawSmtp.connect(stack.port, '127.0.0.1', { localAddress: address });
+    await client.cmd('EHLO client.test');
+    return client;
+  }
+
+  async function timed(client: RawSmtp, command: string): Promise<{ reply: string; ms: number }> {
+    const started = performance.now();
+    const reply = line(await client.cmd(command));
+    return { reply, ms: performance.now() - started };
+  }
+
+  it('failures are answered ever later, then the address is locked out; another address is untouched throughout', async () => {
+    const attacker = await from('127.0.0.2');
+    const bystander = await from('127.0.0.3');
+    try {
+      for (let n = 1; n <= FAILURES; n++) {
+        // The bystander authenticates while the attacker's reply is held back: no wait for it.
+        const [guess, honest] = await Promise.all([timed(attacker, plain(`guess-${n}`)), (async () => {
+          await sleep(10);
+          const client = await from('127.0.0.3');
+          const r = await timed(client, plain(PASSWORD));
+          client.close();
+          return r;
+        })()]);
+        expect(guess.reply).toMatch(/^535 5\.7\.8 /);
+        expect(guess.ms).toBeGreaterThanOrEqual(n * DELAY_MS - 5);
+        expect(honest.reply).toMatch(/^235 /);
+        expect(honest.ms).toBeLessThan(DELAY_MS);
+      }
+      // Locked out: the right password does not help, and the session ends.
+      expect(line(await attacker.cmd(plain(PASSWORD)))).toBe('421 4.7.0 Too many failed authentication attempts from your address, try again later');
+      const again = await from('127.0.0.2');
+      expect(line(await again.cmd(plain(PASSWORD)))).toMatch(/^421 4\.7\.0 /);
+      again.close();
+      // The bystander's own mistake costs it one short delay, not the attacker's.
+      expect((await timed(bystander, plain('typo'))).ms).toBeLessThan(2 * DELAY_MS);
+      expect((await bystander.cmd(plain(PASSWORD))).code).toBe(235);
+      // The lockout ends by itself.
+      await sleep(LOCKOUT_MS + 100);
+      const later = await from('127.0.0.2');
+      expect((await later.cmd(plain(PASSWORD))).code).toBe(235);
+      later.close();
+    } finally {
+      attacker.close();
+      bystander.close();
+    }
+  });
+
+  it('guessing in parallel gets no more tries: only the allowed number of failures is even checked', async () => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => from('127.0.0.4')));
+    try {
+      const replies = await Promise.all(clients.map((c, i) => c.cmd(plain(`parallel-${i}`), 15_000).then(line)));
+      expect(replies.filter((r) => r.startsWith('535 '))).toHaveLength(FAILURES);
+      expect(replies.filter((r) => r.startsWith('421 4.7.0 '))).toHaveLength(20 - FAILURES);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+});

@@ -1,0 +1,103 @@
+// Slow clients: one that says nothing, one that drips a command a byte at a time, and one that
+// drips a message a line at a time (slowloris) — each byte in time to reset an inactivity timer.
+// All are cut off with 421 4.4.2 within the configured deadlines, and a message cut off this way
+// never reaches the provider, not even in part.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureLog } from '../helpers/log-capture.js';
+import { line, RawSmtp } from '../helpers/smtp-client.js';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { sleep, until } from '../helpers/wait.js';
+
+const SENDER = 'slow@gmail.test';
+const IDLE_MS = 500;
+const DATA_MS = 1_500;
+/** No drip runs longer than this, whatever the relay does. */
+const DRIP_BOUND_MS = 6_000;
+
+describe('slow clients', () => {
+  let stack: Stack;
+  const log = captureLog('warn');
+
+  beforeAll(async () => {
+    stack = await startStack({
+      accounts: [{ email: SENDER, kind: 'google', senders: [SENDER] }],
+      overrides: { inbound: { idle_timeout_ms: IDLE_MS, data_timeout_ms: DATA_MS } },
+      logger: log.logger,
+    });
+  });
+  afterAll(() => stack.stop());
+
+  /** Upstream connections closed with a transaction begun and not completed. */
+  const abortedUpstream = () => stack.sandbox.smtp.connectionLog().filter((l) => l.mailCommands > l.messages && l.closedAt !== null).length;
+
+  /** Writes `unit` every `everyMs` until the relay closes the session (or the bound); returns how long that took. */
+  async function drip(client: RawSmtp, unit: string, everyMs: number): Promise<number> {
+    const started = Date.now();
+    while (!client.closed && Date.now() - started < DRIP_BOUND_MS) {
+      client.write(unit);
+      await sleep(everyMs);
+    }
+    return Date.now() - started;
+  }
+
+  it('a silent client gets 421 after idle_timeout_ms', async () => {
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    const started = Date.now();
+    expect(line(await client.read(IDLE_MS * 4))).toMatch(/^421 4\.4\.2 /);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(IDLE_MS - 50);
+    await until(() => client.closed, 2_000, 'session closed');
+  });
+
+  it('a command dripped one byte at a time is cut off at the same deadline', async () => {
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    const reply = client.read(DRIP_BOUND_MS);
+    const took = await drip(client, 'N', 50);
+    expect(line(await reply)).toBe('421 4.4.2 Timeout waiting for the client, closing connection');
+    expect(took).toBeLessThan(IDLE_MS * 3);
+  });
+
+  it('a message dripped one line at a time is cut off after data_timeout_ms; nothing of it is delivered', async () => {
+    const before = stack.sandbox.messages.length;
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    expect((await client.cmd(`MAIL FROM:<${SENDER}>`)).code).toBe(250);
+    expect((await client.cmd('RCPT TO:<x@example.net>')).code).toBe(250);
+    expect((await client.cmd('DATA')).code).toBe(354);
+    const reply = client.read(DRIP_BOUND_MS);
+    client.write(`From: <${SENDER}>\r\nSubject: slowloris\r\n\r\n`);
+    const took = await drip(client, 'a line every 100 ms\r\n', 100);
+    expect(line(await reply)).toMatch(/^421 4\.4\.2 /);
+    expect(took).toBeGreaterThanOrEqual(DATA_MS - 100);
+    expect(took).toBeLessThan(DATA_MS + 1_500);
+    // The upstream transaction was abandoned without its final dot: its connection is gone, no message.
+    await until(() => abortedUpstream() > 0, 3_000, 'upstream aborted');
+    expect(stack.sandbox.messages.length).toBe(before);
+  });
+
+  it('a client that vanishes mid-message: nothing delivered, the upstream transaction aborted', async () => {
+    const before = { messages: stack.sandbox.messages.length, aborted: abortedUpstream() };
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    await client.cmd(`MAIL FROM:<${SENDER}>`);
+    await client.cmd('RCPT TO:<x@example.net>');
+    expect((await client.cmd('DATA')).code).toBe(354);
+    client.write(`From: <${SENDER}>\r\nSubject: half a message\r\n\r\nand then`);
+    await sleep(100);
+    client.close();
+    await until(() => abortedUpstream() > before.aborted, 3_000, 'upstream aborted');
+    expect(stack.sandbox.messages.length).toBe(before.messages);
+  });
+
+  it('none of it was an error of the relay\'s own', () => {
+    expect(log.events(50)).toEqual([]);
+  });
+
+  it('no session is left hanging, and the relay keeps serving', async () => {
+    await until(() => stack.app.inbound.sessionCount === 0, 3_000, 'no session left');
+    const { client } = await RawSmtp.connect(stack.port);
+    expect((await client.cmd('EHLO mta.test')).code).toBe(250);
+    client.close();
+  });
+});
