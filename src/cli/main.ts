@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // xoauth2-relay command line (SPEC "Command line"). Exit status: 0 clean stop, 2 config error, 1 otherwise.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { ConfigError } from '../config/errors.js';
+import { GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL, MICROSOFT_AUTHORITY } from '../config/providers.js';
+import { authGoogleCommand, authMicrosoftCommand, type AuthGoogleOptions, type AuthMicrosoftOptions } from './auth.js';
 import { checkConfigCommand } from './check-config.js';
 import { demoCommand } from './demo.js';
 import { serveCommand } from './serve.js';
@@ -48,5 +50,39 @@ program
       fail(e);
     }
   });
+
+// Credentials: a person consents once; the result is printed (and, with --store/--config, saved).
+const auth = program.command('auth').description('obtain a refresh token for an account by interactive consent');
+// On the command line a secret would show in `ps`; the variable keeps it out.
+const clientSecret = () => new Option('--client-secret <secret>', 'OAuth client secret').env('XOAUTH2_RELAY_CLIENT_SECRET');
+const storeOptions = (c: Command) =>
+  c.option('--store <file>', 'also save the account, sealed, in this SQLite store').option('-c, --config <file>', "also save the account in the store this relay.yaml names");
+
+storeOptions(
+  auth
+    .command('google')
+    .description('authorization code with PKCE: prints the consent URL, receives the redirect on 127.0.0.1')
+    .requiredOption('--email <address>', 'the mailbox that consents (sent as login_hint)')
+    .requiredOption('--client-id <id>', 'OAuth client id of a Desktop app')
+    .addOption(clientSecret())
+    .option('--auth-url <url>', 'authorization endpoint', GOOGLE_AUTH_URL)
+    .option('--token-url <url>', 'token endpoint', GOOGLE_TOKEN_URL)
+    .option('--timeout <seconds>', 'how long to wait for the consent', '300')
+    .option('--provider <name>', 'the providers: entry the account uses in relay.yaml', 'google'),
+).action((opts: AuthGoogleOptions) => authGoogleCommand(opts).then(() => process.exit(EXIT_OK), fail));
+
+storeOptions(
+  auth
+    .command('microsoft')
+    .description('device code flow: prints a code to enter at the verification URL, polls until the sign-in completes')
+    .requiredOption('--email <address>', 'the mailbox that signs in')
+    .requiredOption('--client-id <id>', 'application (client) id of the Entra app')
+    .addOption(clientSecret())
+    .option('--tenant <tenant>', 'tenant id or domain (common: any work or personal account)', 'common')
+    .option('--authority <url>', 'Entra authority; endpoints are {authority}/{tenant}/oauth2/v2.0/devicecode and /token', MICROSOFT_AUTHORITY)
+    .option('--provider <name>', 'the providers: entry the account uses in relay.yaml', 'microsoft')
+    // Tests only: multiplies the poll interval and the code's lifetime (docs/operations.md).
+    .addOption(new Option('--poll-scale <factor>').hideHelp().env('XOAUTH2_RELAY_POLL_SCALE')),
+).action((opts: AuthMicrosoftOptions) => authMicrosoftCommand(opts).then(() => process.exit(EXIT_OK), fail));
 
 program.parseAsync(process.argv).catch(fail);

@@ -17,7 +17,13 @@ export type OAuthErrorCode =
   | 'unsupported_grant_type'
   | 'invalid_scope'
   | 'temporarily_unavailable'
-  | 'server_error';
+  | 'server_error'
+  // RFC 8628 §3.5, the device flow; Microsoft says authorization_declined where the RFC says access_denied.
+  | 'authorization_pending'
+  | 'slow_down'
+  | 'expired_token'
+  | 'authorization_declined'
+  | 'access_denied';
 
 /** The scope Microsoft requires for SMTP submission (client credentials flows use `.default`). */
 export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
@@ -124,9 +130,12 @@ interface AccountRecord {
 }
 
 interface AccessTokenRecord {
+  /** The mailbox, or for an app-only token the app (`app:<client id>`). */
   email: string;
   expiresAt: number;
   revoked: boolean;
+  /** App-only tokens: the mailboxes the app was given (Exchange's Add-MailboxPermission). */
+  mailboxes?: ReadonlySet<string>;
 }
 
 const DEFAULT_ROTATION: Record<ProviderKind, boolean> = { google: false, microsoft: true };
@@ -134,17 +143,19 @@ const DEFAULT_ROTATION: Record<ProviderKind, boolean> = { google: false, microso
 /** Scopes Microsoft accepts but does not echo back: they describe the grant, not the resource. */
 const OIDC_SCOPES = new Set(['offline_access', 'openid', 'profile', 'email']);
 
-function random(prefix: string): string {
+const speaksFor = (record: AccessTokenRecord, email: string): boolean => record.email === email || record.mailboxes?.has(email) === true;
+
+export function random(prefix: string): string {
   return prefix + randomBytes(24).toString('base64url');
 }
 
-function normaliseEmail(email: string): string {
+export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
 // Compares secrets in constant time. Hashing first gives equal-length inputs, which
 // timingSafeEqual requires, without leaking the secret's length through an early return.
-function secretEquals(a: string, b: string): boolean {
+export function secretEquals(a: string, b: string): boolean {
   const ha = createHash('sha256').update(a).digest();
   const hb = createHash('sha256').update(b).digest();
   return timingSafeEqual(ha, hb);
@@ -255,10 +266,13 @@ export class SandboxState {
    * What the submission server learns from a bearer token: whose it is and whether it is still
    * alive. Unknown and revoked tokens are both null: a real provider cannot tell them apart either.
    */
-  checkAccessToken(token: string): AccessTokenCheck | null {
+  checkAccessToken(token: string, user?: string): AccessTokenCheck | null {
     const record = this.accessTokens.get(token);
     if (!record || record.revoked) return null;
-    return { email: record.email, expired: this.now() >= record.expiresAt };
+    // An app-only token speaks for whichever of its mailboxes the client names in user=.
+    const mailbox = user === undefined ? undefined : normaliseEmail(user);
+    const email = mailbox !== undefined && record.mailboxes?.has(mailbox) ? mailbox : record.email;
+    return { email, expired: this.now() >= record.expiresAt };
   }
 
   /** Revokes every access token issued to the account (they fail AUTH from now on). */
@@ -266,7 +280,7 @@ export class SandboxState {
     const key = normaliseEmail(email);
     let n = 0;
     for (const record of this.accessTokens.values()) {
-      if (record.email === key && !record.revoked) {
+      if (speaksFor(record, key) && !record.revoked) {
         record.revoked = true;
         n++;
       }
@@ -280,7 +294,7 @@ export class SandboxState {
     const now = this.now();
     let n = 0;
     for (const record of this.accessTokens.values()) {
-      if (record.email === key && record.expiresAt > now) {
+      if (speaksFor(record, key) && record.expiresAt > now) {
         record.expiresAt = now;
         n++;
       }
@@ -294,7 +308,7 @@ export class SandboxState {
     const now = this.now();
     let n = 0;
     for (const record of this.accessTokens.values()) {
-      if ((key === undefined || record.email === key) && !record.revoked && record.expiresAt > now) n++;
+      if ((key === undefined || speaksFor(record, key)) && !record.revoked && record.expiresAt > now) n++;
     }
     return n;
   }
@@ -318,28 +332,14 @@ export class SandboxState {
     const owner = this.accountForRefreshToken(req.refreshToken);
     const account = owner ? this.accounts.get(owner.email) : undefined;
     const kind = account?.kind ?? pathKind;
-    const fail = (status: 400 | 401, error: OAuthErrorCode, aadsts?: number): GrantResult => ({
-      ok: false,
-      email: account?.email ?? null,
-      kind: account?.kind ?? null,
-      status,
-      error,
-      description: errorDescription(kind, error, aadsts),
-      ...(kind === 'microsoft' && aadsts !== undefined ? { aadsts } : {}),
-    });
+    const fail = (status: 400 | 401, error: OAuthErrorCode, aadsts?: number): GrantResult =>
+      grantFailure(kind, status, error, { email: account?.email ?? null, kind: account?.kind ?? null, aadsts });
 
     if (!req.clientId) return fail(400, 'invalid_request', 900144);
     // The client is authenticated against the clients the sandbox knows, independently of the
     // refresh token, so a wrong secret is invalid_client even with a valid refresh token.
-    // Accounts normally share a client (one OAuth app, many mailboxes); prefer the refresh
-    // token's own account so two apps that happen to reuse an id cannot be confused.
-    const client = account && account.clientId === req.clientId ? account : this.findClient(req.clientId);
-    if (!client) return fail(401, 'invalid_client', 700016);
-    if (client.clientSecret === null) {
-      if (req.clientSecret) return fail(401, 'invalid_client', 700025);
-    } else if (!req.clientSecret || !secretEquals(req.clientSecret, client.clientSecret)) {
-      return fail(401, 'invalid_client', 7000215);
-    }
+    const clientError = this.authenticateClient(req.clientId, req.clientSecret, account?.email);
+    if (clientError !== null) return fail(401, 'invalid_client', clientError);
     if (kind === 'microsoft') {
       const scopes = (req.scope ?? '').split(/\s+/).filter(Boolean);
       if (!scopes.some((s) => s.toLowerCase() === MICROSOFT_SMTP_SCOPE.toLowerCase())) {
@@ -402,6 +402,60 @@ export class SandboxState {
     return record;
   }
 
+  /**
+   * An app-only access token (client credentials) for `app`, usable as any of `mailboxes`.
+   * Revoking or expiring a mailbox's tokens reaches these too.
+   */
+  issueAppToken(app: string, mailboxes: Iterable<string>, lifetimeSec: number = this.lifetimeSec): string {
+    const token = random('sbx-at-');
+    const set = new Set([...mailboxes].map(normaliseEmail));
+    this.accessTokens.set(token, { email: app, expiresAt: this.now() + lifetimeSec * 1000, revoked: false, mailboxes: set });
+    return token;
+  }
+
+  /** A registered OAuth client (accounts carry their client), or null. */
+  client(clientId: string): { clientId: string; clientSecret: string | null; kind: ProviderKind } | null {
+    const a = this.findClient(clientId);
+    return a ? { clientId: a.clientId, clientSecret: a.clientSecret, kind: a.kind } : null;
+  }
+
+  /**
+   * The outcome of a user's consent (authorization code or device code): a new refresh token
+   * for the account, bound to the client that asked, and a first access token.
+   */
+  grantConsent(email: string, client: { clientId: string; clientSecret: string | null }, requestedScope: string): GrantResult {
+    const account = this.account(email);
+    account.clientId = client.clientId;
+    account.clientSecret = client.clientSecret;
+    account.grantRevoked = false;
+    const refreshToken = random('sbx-rt-');
+    account.refreshToken = refreshToken;
+    this.refreshTokenOwners.set(refreshToken, account.email);
+    return {
+      ok: true,
+      email: account.email,
+      kind: account.kind,
+      accessToken: this.issueAccessToken(account.email),
+      expiresIn: this.lifetimeSec,
+      scope: account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(requestedScope),
+      refreshToken,
+    };
+  }
+
+  /**
+   * RFC 6749 §2.3: null when the client is known and its secret is right (a public client must
+   * present none); else the AADSTS number of the failure. Accounts normally share a client (one
+   * OAuth app, many mailboxes); `preferEmail`'s own client wins, so two apps that happen to
+   * reuse an id cannot be confused.
+   */
+  authenticateClient(clientId: string, clientSecret: string | null, preferEmail?: string): number | null {
+    const own = preferEmail === undefined ? undefined : this.accounts.get(preferEmail);
+    const client = own && own.clientId === clientId ? own : this.findClient(clientId);
+    if (!client) return 700016;
+    if (client.clientSecret === null) return clientSecret ? 700025 : null;
+    return clientSecret && secretEquals(clientSecret, client.clientSecret) ? null : 7000215;
+  }
+
   private findClient(clientId: string): AccountRecord | undefined {
     for (const account of this.accounts.values()) if (account.clientId === clientId) return account;
     return undefined;
@@ -435,6 +489,11 @@ const GOOGLE_ERRORS: Record<OAuthErrorCode, string> = {
   invalid_scope: 'Invalid scope',
   temporarily_unavailable: 'The service is temporarily unavailable.',
   server_error: 'Internal error',
+  authorization_pending: 'Precondition Required',
+  slow_down: 'Forbidden',
+  expired_token: 'Expired token',
+  authorization_declined: 'Forbidden',
+  access_denied: 'Forbidden',
 };
 
 const MICROSOFT_ERRORS: Record<number, string> = {
@@ -450,6 +509,13 @@ const MICROSOFT_ERRORS: Record<number, string> = {
   90014: "AADSTS90014: The required field 'grant_type' is missing from the credential.",
   70003: 'AADSTS70003: The app requested an unsupported grant type.',
   50001: 'AADSTS50001: The service is temporarily unavailable.',
+  70016: 'AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.',
+  70020: "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
+  65004: 'AADSTS65004: User declined to consent to access the app.',
+  54005: 'AADSTS54005: OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.',
+  501481: 'AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.',
+  1002012: 'AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).',
+  700024: 'AADSTS700024: Client assertion is not within its valid time range.',
 };
 
 /** AADSTS numbers used when an error code is injected without one. */
@@ -462,7 +528,33 @@ export const DEFAULT_AADSTS: Record<OAuthErrorCode, number> = {
   invalid_scope: 70011,
   temporarily_unavailable: 50001,
   server_error: 50001,
+  authorization_pending: 70016,
+  // Entra has no number of its own for slow_down; it reuses the pending one.
+  slow_down: 70016,
+  expired_token: 70020,
+  authorization_declined: 65004,
+  access_denied: 65004,
 };
+
+export type GrantRefusal = Extract<GrantResult, { ok: false }>;
+
+/** A refused grant, worded as `kind`'s endpoint words it. */
+export function grantFailure(
+  kind: ProviderKind,
+  status: 400 | 401,
+  error: OAuthErrorCode,
+  opts: { email?: string | null; kind?: ProviderKind | null; aadsts?: number | undefined; description?: string } = {},
+): GrantRefusal {
+  return {
+    ok: false,
+    email: opts.email ?? null,
+    kind: opts.kind ?? null,
+    status,
+    error,
+    description: opts.description ?? errorDescription(kind, error, opts.aadsts),
+    ...(kind === 'microsoft' && opts.aadsts !== undefined ? { aadsts: opts.aadsts } : {}),
+  };
+}
 
 export function errorDescription(kind: ProviderKind, error: OAuthErrorCode, aadsts?: number): string {
   if (kind === 'google') return GOOGLE_ERRORS[error];

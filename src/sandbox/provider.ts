@@ -2,7 +2,10 @@
 // so a token issued by the first is what the second accepts. Used by `xoauth2-relay demo` and by
 // the integration tests; everything listens on 127.0.0.1 and ephemeral ports, needs no network,
 // and stops completely with stop().
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { AppInput, SandboxApp } from './app-grants.js';
+import type { SandboxConsent } from './consent.js';
 import { SandboxState, type ProviderKind, type SandboxAccountInput, type SandboxCredentials } from './provider-state.js';
 import {
   SANDBOX_TLS_FILES,
@@ -25,6 +28,18 @@ export interface SandboxProviderOptions {
   now?: () => number;
   /** Options of the submission server (its host defaults to `host`). */
   submission?: SubmissionServerOptions;
+}
+
+/** A Google service account key file (the fields Google's JSON has that a client reads). */
+export interface ServiceAccountKeyFile {
+  type: 'service_account';
+  project_id: string;
+  private_key_id: string;
+  private_key: string;
+  client_email: string;
+  client_id: string;
+  auth_uri: string;
+  token_uri: string;
 }
 
 /** Credentials of a sandbox account plus where to use them. Holds secrets: never log it. */
@@ -87,6 +102,36 @@ export class SandboxProvider {
   addAccount(input: SandboxAccountInput): SandboxAccount {
     const credentials = this.state.addAccount(input);
     return { ...credentials, tokenUrl: this.tokenUrl(credentials.kind), smtpHost: this.smtpHost, smtpPort: this.smtpPort };
+  }
+
+  /** Users' consent (authorization page, device codes) and its test controls. */
+  get consent(): SandboxConsent {
+    return this.tokens.consent;
+  }
+
+  /**
+   * Registers a Google service account with a new RSA key pair, delegated the mail scope for
+   * `domains` (every domain when omitted), and returns its key file as the Cloud console
+   * downloads it, token_uri pointing here. Holds a private key: write it only to a temp dir.
+   */
+  addServiceAccount(opts: { domains?: string[]; clientEmail?: string } = {}): ServiceAccountKeyFile {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const sa = this.tokens.apps.addServiceAccount({ publicKey, ...opts });
+    return {
+      type: 'service_account',
+      project_id: 'sandbox-project',
+      private_key_id: sa.privateKeyId,
+      private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      client_email: sa.clientEmail,
+      client_id: sa.clientId,
+      auth_uri: this.tokens.authorizeUrl(),
+      token_uri: this.tokenUrl('google'),
+    };
+  }
+
+  /** Registers a Microsoft 365 app allowed to send as `mailboxes` with client credentials in `tenant`. */
+  addApp(input: AppInput): SandboxApp {
+    return this.tokens.apps.addApp(input);
   }
 
   /** Messages the submission server accepted, oldest first. */

@@ -179,6 +179,8 @@ export interface ConnectionInfo {
   mailCommands: number;
   /** Transactions completed with an accepted message. */
   messages: number;
+  /** A 'stall' fault fired on it: it will never answer again, so only the client can close it. */
+  stalled: boolean;
 }
 
 export interface SubmissionStats {
@@ -563,6 +565,7 @@ export class SandboxSubmissionServer {
       authUser: null,
       mailCommands: 0,
       messages: 0,
+      stalled: false,
       awaitingAuthAck: false,
       authHiddenUntilTls: false,
     };
@@ -602,7 +605,7 @@ export class SandboxSubmissionServer {
   ): void {
     const record = this.connections.get(session.id);
     const user = (auth.username ?? '').trim();
-    const check = auth.method === 'XOAUTH2' && auth.accessToken ? this.state.checkAccessToken(auth.accessToken) : null;
+    const check = auth.method === 'XOAUTH2' && auth.accessToken ? this.state.checkAccessToken(auth.accessToken, user) : null;
     // Gmail requires user= to name the token's account (SPEC "On the wire"); addresses compare
     // case-insensitively as the providers do.
     const outcome: AuthOutcome = !check
@@ -802,6 +805,8 @@ export class SandboxSubmissionServer {
     // Stall: never answer. Marking a handler as pending keeps smtp-server's idle timeout from
     // closing the socket, so the client is left waiting as on a hung provider.
     conn._handlerPending = true;
+    const record = this.connections.get(conn.session.id);
+    if (record) record.stalled = true;
   }
 
   // ---- faults --------------------------------------------------------------------------------

@@ -1,20 +1,29 @@
-// The sandbox OAuth2 token endpoint: the refresh_token grant of RFC 6749 §6, answered the way
-// oauth2.googleapis.com and login.microsoftonline.com answer it (field names, status codes, error
-// wording), plus the ways those endpoints fail in production — slow, 5xx, revoked grants — made
-// switchable at run time so the relay's token cache can be tested against each of them.
+// The sandbox OAuth2 endpoints: the token endpoint with the refresh_token grant of RFC 6749 §6
+// and the grants that obtain credentials (authorization code with PKCE, device code, JWT bearer,
+// client credentials), Google's authorization page and Microsoft's devicecode endpoint, answered
+// the way oauth2.googleapis.com and login.microsoftonline.com answer (field names, status codes,
+// error wording), plus the ways those endpoints fail in production — slow, 5xx, revoked grants —
+// made switchable at run time so the relay's token cache can be tested against each of them.
 //
-// The grant decision itself lives in SandboxState; this file is only HTTP and fault injection.
+// The grant decisions live in SandboxState, SandboxConsent and SandboxApps; this file is only
+// HTTP, routing and fault injection.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import {
   DEFAULT_AADSTS,
   errorDescription,
+  type GrantResult,
   type OAuthErrorCode,
   type ProviderKind,
   type SandboxState,
   type TokenRequestRecord,
 } from './provider-state.js';
+import { SandboxApps } from './app-grants.js';
+import { SandboxConsent } from './consent.js';
+
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 
 export interface TokenEndpointOptions {
   /** Listen address; default 127.0.0.1 (the sandbox is never meant to be reachable from outside). */
@@ -61,6 +70,10 @@ type FaultEntry = TokenFaultInfo;
 const MAX_BODY_BYTES = 64 * 1024;
 
 export class SandboxTokenEndpoint {
+  /** Users' consent: the authorization endpoint (PKCE) and device codes, with their test controls. */
+  readonly consent: SandboxConsent;
+  /** Google service accounts and Microsoft apps (grants without a user). */
+  readonly apps: SandboxApps;
   private readonly server: Server;
   private readonly host: string;
   private readonly requestedPort: number;
@@ -80,6 +93,8 @@ export class SandboxTokenEndpoint {
     this.requestedPort = options.port ?? 0;
     this.latencyMs = validMs(options.latencyMs ?? 0, 'latencyMs');
     this.defaultLatencyMs = this.latencyMs;
+    this.consent = new SandboxConsent(state);
+    this.apps = new SandboxApps(state);
     this.server = createServer((req, res) => {
       this.handle(req, res).catch(() => {
         // A handler bug must not take the test process down; answer like a front end would.
@@ -112,9 +127,23 @@ export class SandboxTokenEndpoint {
     return `http://${host}:${this.port}`;
   }
 
-  /** The token URL to configure for a provider kind (`…/google/token`, `…/microsoft/token`). */
+  /**
+   * The token URL to configure for a provider kind: `…/google/token`, and Microsoft's shape
+   * `…/microsoft/common/oauth2/v2.0/token`, so an account's `tenant` replaces `common` as it does
+   * in the real URL.
+   */
   url(kind: ProviderKind): string {
-    return `${this.baseUrl}/${kind}/token`;
+    return kind === 'google' ? `${this.baseUrl}/google/token` : `${this.authority()}/common/oauth2/v2.0/token`;
+  }
+
+  /** Google's authorization endpoint (`--auth-url` of `auth google`). */
+  authorizeUrl(): string {
+    return `${this.baseUrl}/google/auth`;
+  }
+
+  /** Microsoft's authority, under which `{tenant}/oauth2/v2.0/devicecode` and `/token` live (`--authority` of `auth microsoft`). */
+  authority(): string {
+    return `${this.baseUrl}/microsoft`;
   }
 
   /** Latency added to every request from now on (0 to remove). */
@@ -197,6 +226,8 @@ export class SandboxTokenEndpoint {
     const started = Date.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const pathKind: ProviderKind = path.toLowerCase().includes('microsoft') ? 'microsoft' : 'google';
+    // The browser's page, not a token request: no latency, faults or request log.
+    if (path.endsWith('/auth')) return this.authorize(req, res, pathKind);
     const body = await readBody(req);
 
     if (this.latencyMs > 0) await this.sleep(this.latencyMs);
@@ -205,7 +236,8 @@ export class SandboxTokenEndpoint {
     const form = body === null ? null : parseForm(req, body);
     const basic = parseBasicAuth(req.headers.authorization);
     const refreshToken = form?.get('refresh_token') ?? null;
-    const owner = this.state.accountForRefreshToken(refreshToken);
+    const ownerEmail = this.state.accountForRefreshToken(refreshToken)?.email ?? this.consent.attribute(form) ?? this.apps.attribute(form);
+    const owner = ownerEmail && this.state.hasAccount(ownerEmail) ? { email: ownerEmail, kind: this.state.kindOf(ownerEmail) } : null;
     const record: TokenRequestRecord = {
       at: new Date(started),
       path,
@@ -270,13 +302,15 @@ export class SandboxTokenEndpoint {
       oauthError(400, 'invalid_request', 'Expected a form-urlencoded body');
       return;
     }
+    if (path.endsWith('/devicecode')) {
+      const device = this.consent.startDevice(form, tenantOf(path));
+      if (device.ok) answer(200, device.body);
+      else oauthError(device.status, device.error, device.description, device.aadsts);
+      return;
+    }
     const grantType = form.get('grant_type');
     if (!grantType) {
       oauthError(400, 'invalid_request', undefined, 90014);
-      return;
-    }
-    if (grantType !== 'refresh_token') {
-      oauthError(400, 'unsupported_grant_type');
       return;
     }
     // RFC 6749 §2.3.1: client credentials in the body or in HTTP Basic, not both.
@@ -286,20 +320,55 @@ export class SandboxTokenEndpoint {
       oauthError(400, 'invalid_request', 'Client authentication must use only one method');
       return;
     }
-    const result = this.state.grantRefreshToken(
-      {
-        clientId: basic?.clientId ?? bodyClientId,
-        clientSecret: basic?.clientSecret ?? bodySecret,
-        refreshToken,
-        scope: form.get('scope'),
-      },
-      pathKind,
-    );
+    const client = { clientId: basic?.clientId ?? bodyClientId, clientSecret: basic?.clientSecret ?? bodySecret };
+    const result = this.grant(grantType, form, client, path, pathKind);
+    if (!result) {
+      oauthError(400, 'unsupported_grant_type');
+      return;
+    }
     if (!result.ok) {
       oauthError(result.status, result.error, result.description, result.aadsts);
       return;
     }
     answer(200, successBody(result.kind, result));
+  }
+
+  /** The grant a request asks for, decided by the part of the sandbox that knows it; null: not this provider's. */
+  private grant(
+    grantType: string,
+    form: URLSearchParams,
+    client: { clientId: string | null; clientSecret: string | null },
+    path: string,
+    kind: ProviderKind,
+  ): GrantResult | null {
+    switch (grantType) {
+      case 'refresh_token':
+        return this.state.grantRefreshToken({ ...client, refreshToken: form.get('refresh_token'), scope: form.get('scope') }, kind);
+      case 'authorization_code':
+        return this.consent.redeemCode(form, client, kind);
+      case DEVICE_CODE:
+        return kind === 'microsoft' ? this.consent.pollDevice(form, client) : null;
+      case JWT_BEARER:
+        // Google wants its own token URL as the assertion's audience: the URL this request came to.
+        return kind === 'google' ? this.apps.grantJwtBearer(form.get('assertion'), this.baseUrl + path) : null;
+      case 'client_credentials':
+        return kind === 'microsoft' ? this.apps.grantClientCredentials(client, form.get('scope'), tenantOf(path)) : null;
+      default:
+        return null;
+    }
+  }
+
+  /** GET on the authorization endpoint: the sandbox's stand-in user consents (or refuses) at once. */
+  private authorize(req: IncomingMessage, res: ServerResponse, kind: ProviderKind): void {
+    const query = new URL(req.url ?? '/', this.baseUrl).searchParams;
+    const outcome = req.method === 'GET' ? this.consent.authorize(query, kind) : { status: 400 as const, text: 'Error 400: the authorization endpoint is a page: GET it' };
+    if ('redirect' in outcome) {
+      res.writeHead(302, { Location: outcome.redirect, 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    res.writeHead(outcome.status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(outcome.text) });
+    res.end(outcome.text);
   }
 
   /** Active faults for a request, account-specific first, each consuming one of its `times`. */
@@ -337,6 +406,11 @@ export class SandboxTokenEndpoint {
 
 // ---- wire formats ------------------------------------------------------------------------
 
+/** `/microsoft/{tenant}/oauth2/v2.0/...`: the tenant a Microsoft request is addressed to. */
+function tenantOf(path: string): string {
+  return decodeURIComponent(/\/microsoft\/([^/]+)\/oauth2\//i.exec(path)?.[1] ?? 'common');
+}
+
 function successBody(
   kind: ProviderKind,
   r: { accessToken: string; expiresIn: number; scope: string; refreshToken?: string },
@@ -348,13 +422,14 @@ function successBody(
       access_token: r.accessToken,
       expires_in: r.expiresIn,
       ...(r.refreshToken ? { refresh_token: r.refreshToken } : {}),
-      scope: r.scope,
+      // Grants without a user (JWT bearer, client credentials) answer without a scope.
+      ...(r.scope ? { scope: r.scope } : {}),
       token_type: 'Bearer',
     };
   }
   return {
     token_type: 'Bearer',
-    scope: r.scope,
+    ...(r.scope ? { scope: r.scope } : {}),
     expires_in: r.expiresIn,
     ext_expires_in: r.expiresIn,
     access_token: r.accessToken,

@@ -1,17 +1,24 @@
-// The OAuth2 refresh-token grant (RFC 6749 §6) against Google's and Microsoft's token
-// endpoints. Microsoft's v2 endpoint requires the scope and may rotate the refresh token;
-// Google keeps the consented scope and normally returns no new refresh token.
+// What every way of getting an access token has in common: the result the token cache keeps,
+// and the one error type it understands. The grants themselves are in ./grants/, one per file;
+// ./account-grant.ts picks the one an account is configured for.
 import type { Account } from '../routing/account.js';
 
 export interface GrantResult {
   accessToken: string;
   /** Epoch milliseconds. */
   expiresAt: number;
-  /** Present when the provider rotated the refresh token. */
+  /** Present when the provider rotated (or, in a consent flow, issued) the refresh token. */
   refreshToken: string | null;
 }
 
-export type GrantFailure = 'invalid_grant' | 'invalid_client' | 'http' | 'timeout' | 'network' | 'bad_response';
+export type GrantFailure =
+  | 'invalid_grant'
+  | 'invalid_client'
+  | 'unauthorized_client'
+  | 'http'
+  | 'timeout'
+  | 'network'
+  | 'bad_response';
 
 /** Why a grant failed; the message names the status and OAuth error code, never a secret. */
 export class TokenGrantError extends Error {
@@ -19,59 +26,34 @@ export class TokenGrantError extends Error {
     readonly kind: GrantFailure,
     message: string,
     readonly status: number | null = null,
+    /** The endpoint's OAuth `error` code (`authorization_pending`, `slow_down`, ...), if it sent one. */
+    readonly oauthError: string | null = null,
+    /** The first line of its `error_description`, for a person at a terminal; not logged by the relay. */
+    readonly description: string | null = null,
   ) {
     super(message);
     this.name = 'TokenGrantError';
   }
-  /** The grant itself is dead: only a new consent fixes it, retrying faster helps nobody. */
+  /**
+   * The grant itself is dead: only the operator (a new consent, a fixed delegation or app
+   * permission) fixes it, retrying faster helps nobody.
+   */
   get needsConsent(): boolean {
-    return this.kind === 'invalid_grant' || this.kind === 'invalid_client';
+    return this.kind === 'invalid_grant' || this.kind === 'invalid_client' || this.kind === 'unauthorized_client';
   }
 }
 
-export type Grant = (account: Account, refreshToken: string, timeoutMs: number) => Promise<GrantResult>;
+/** `refreshToken` is the current one for auth: refresh_token accounts, null for the others. */
+export type Grant = (account: Account, refreshToken: string | null, timeoutMs: number) => Promise<GrantResult>;
 
-export const refreshGrant: Grant = async (account, refreshToken, timeoutMs) => {
-  const form = new URLSearchParams({ grant_type: 'refresh_token', client_id: account.clientId, refresh_token: refreshToken });
-  if (account.clientSecret) form.set('client_secret', account.clientSecret);
-  if (account.provider.scope) form.set('scope', account.provider.scope);
-  const started = Date.now();
-  let res: Response;
-  try {
-    res = await fetch(account.provider.tokenUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: form,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (e) {
-    const err = e as Error;
-    if (err.name === 'TimeoutError' || err.name === 'AbortError') {
-      throw new TokenGrantError('timeout', `token endpoint did not answer within ${timeoutMs} ms`);
-    }
-    const cause = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.message;
-    throw new TokenGrantError('network', `token endpoint unreachable (${cause})`);
-  }
-  let body: Record<string, unknown> = {};
-  try {
-    body = (await res.json()) as Record<string, unknown>;
-  } catch {
-    if (res.ok) throw new TokenGrantError('bad_response', 'token endpoint answered with a body that is not JSON', res.status);
-  }
-  if (!res.ok) {
-    const code = typeof body.error === 'string' ? body.error : null;
-    const kind: GrantFailure = code === 'invalid_grant' ? 'invalid_grant' : code === 'invalid_client' ? 'invalid_client' : 'http';
-    throw new TokenGrantError(kind, `token endpoint answered HTTP ${res.status}${code ? ` ${code}` : ''}`, res.status);
-  }
-  const accessToken = body.access_token;
-  const expiresIn = Number(body.expires_in);
-  if (typeof accessToken !== 'string' || !accessToken || !Number.isFinite(expiresIn) || expiresIn <= 0) {
-    throw new TokenGrantError('bad_response', 'token endpoint answer lacks access_token or expires_in', res.status);
-  }
-  // Count the lifetime from when the request was sent: the token may have been minted then.
-  return {
-    accessToken,
-    expiresAt: started + expiresIn * 1000,
-    refreshToken: typeof body.refresh_token === 'string' && body.refresh_token ? body.refresh_token : null,
-  };
-};
+/** An interactive consent that did not end in credentials: refused, expired, or never completed. */
+export class ConsentError extends Error {
+  override name = 'ConsentError';
+}
+
+/** What a consent flow obtains: the refresh token to configure, and a first access token. Secrets. */
+export interface ObtainedCredentials extends GrantResult {
+  refreshToken: string;
+  /** The scope the provider says it granted, when it says. */
+  scope: string | null;
+}

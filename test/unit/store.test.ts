@@ -25,13 +25,13 @@ function openStore(env: NodeJS.ProcessEnv = {}, path = join(dir, 'data', 'relay.
   return s;
 }
 
-const RECORD: TokenRecord = {
+const RECORD = {
   accessToken: 'ya29.AccessTokenSecret-recognisable-A1',
   expiresAt: 1_900_000_000_000,
   refreshToken: '1//RotatedRefreshSecret-recognisable-R2',
   configRefreshToken: '1//ConfigRefreshSecret-recognisable-C3',
   clientId: 'client-id.apps.googleusercontent.com',
-};
+} satisfies TokenRecord;
 const EMAIL = 'sender@gmail.com';
 const HEX_KEY = 'a'.repeat(64);
 
