@@ -43,7 +43,9 @@ export const QUICK: Scale = {
   latencyMessages: 100,
   rounds: 1,
   warmupMs: 100,
-  measureMs: 250,
+  // Long enough that a 100 KB message at 50 connections completes inside a window even when the
+  // test suite loads both cores (at 250 ms a round could end with none done).
+  measureMs: 600,
   connections: [1, 10, 50],
   sizes: [2 * 1024, 100 * 1024],
   idleSessions: 100,
