@@ -9,8 +9,8 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
-import { PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
-import { configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
+import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
+import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
 import { readServiceAccountKey, ServiceAccountKeyError } from './service-account-key.js';
 
 export const DEFAULT_CONFIG_FILE = 'relay.yaml';
@@ -48,6 +48,19 @@ function describeIssues(error: z.ZodError): ConfigError {
   }
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
   return new ConfigError(issue.message + more, formatPath(issue.path));
+}
+
+/**
+ * An account that does not come from the file (the store, the HTTP API, `accounts import`):
+ * the same schema and the same checks as an entry of `accounts:`, against the running config's
+ * providers. Errors name the key within the account (`client_id`, `limits.messages_per_day`).
+ * Values are taken literally: `${NAME}` is relay.yaml's syntax, not the store's.
+ */
+export function resolveAccountInput(input: unknown, config: Pick<Config, 'providers' | 'source'>, opts: { checkHost?: boolean } = {}): ResolvedAccountConfig {
+  const parsed = accountSchema.safeParse(input);
+  if (!parsed.success) throw describeIssues(parsed.error);
+  const base = config.source ? dirname(config.source) : process.cwd();
+  return resolveAccount(parsed.data, config.providers, (k) => k, (p) => (isAbsolute(p) ? p : resolve(base, p)), opts.checkHost ?? true);
 }
 
 export interface LoadOptions {
@@ -134,22 +147,11 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
 
   const seen = new Map<string, number>();
   raw.accounts.forEach((a, i) => {
-    const at = (k: string) => `accounts[${i}].${k}`;
-    if (!providers[a.provider]) {
-      throw new ConfigError(`unknown provider "${a.provider}" (known: ${Object.keys(providers).join(', ')})`, at('provider'));
-    }
     const dup = seen.get(a.email);
-    if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, at('email'));
+    if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, `accounts[${i}].email`);
     seen.set(a.email, i);
-    const maxConnections = a.max_connections ?? PROVIDER_MAX_CONNECTIONS[providers[a.provider]!.kind];
-    if (a.min_idle > maxConnections) throw new ConfigError(`must not exceed max_connections (${maxConnections})`, at('min_idle'));
-    if (a.source_ip && checkHost && !hostHasAddress(a.source_ip)) {
-      throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
-    }
   });
-  const accounts = raw.accounts.map((a, i) =>
-    withProviderDefaults(resolveCredentials(a, providers[a.provider]!, (k) => `accounts[${i}].${k}`, abs), providers[a.provider]!),
-  );
+  const accounts = raw.accounts.map((a, i) => resolveAccount(a, providers, (k) => `accounts[${i}].${k}`, abs, checkHost));
 
   const inbound = { ...raw.inbound };
   if (inbound.tls) {
@@ -165,12 +167,36 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
   return { ...raw, accounts, inbound, store, providers, source: file };
 }
 
-/** max_connections and sending limits the account leaves out take its provider kind's defaults. */
+/** Everything about one account that the schema cannot check alone, and its provider's defaults. */
+function resolveAccount(
+  a: AccountConfig,
+  providers: Record<string, ProviderConfig>,
+  at: (key: string) => string,
+  abs: (p: string) => string,
+  checkHost: boolean,
+): ResolvedAccountConfig {
+  const provider = providers[a.provider];
+  if (!provider) throw new ConfigError(`unknown provider "${a.provider}" (known: ${Object.keys(providers).join(', ')})`, at('provider'));
+  const maxConnections = a.max_connections ?? PROVIDER_MAX_CONNECTIONS[provider.kind];
+  if (a.min_idle > maxConnections) throw new ConfigError(`must not exceed max_connections (${maxConnections})`, at('min_idle'));
+  if (a.source_ip && checkHost && !hostHasAddress(a.source_ip)) {
+    throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
+  }
+  return withProviderDefaults(resolveCredentials(a, provider, at, abs), provider);
+}
+
+/**
+ * max_connections and sending limits the account leaves out take the published defaults of the
+ * service it sends through — only when it does send through that service (the built-in SMTP
+ * host of its kind). Exchange Online's 30 messages a minute say nothing about another server
+ * (a test double, an on-premises gateway), which gets SPEC's generic default and no counters.
+ */
 function withProviderDefaults(a: AccountConfig, provider: ProviderConfig): ResolvedAccountConfig {
+  const realService = provider.smtp.host.toLowerCase() === PROVIDER_DEFAULTS[provider.kind].smtp.host;
   return {
     ...a,
-    max_connections: a.max_connections ?? PROVIDER_MAX_CONNECTIONS[provider.kind],
-    limits: { ...PROVIDER_LIMITS[provider.kind], ...a.limits },
+    max_connections: a.max_connections ?? (realService ? PROVIDER_MAX_CONNECTIONS[provider.kind] : GENERIC_MAX_CONNECTIONS),
+    limits: { ...(realService ? PROVIDER_LIMITS[provider.kind] : NO_LIMITS), ...a.limits },
   };
 }
 

@@ -47,6 +47,9 @@ export const PROVIDER_LIMITS: Record<'google' | 'microsoft', AccountLimits> = {
  */
 export const PROVIDER_MAX_CONNECTIONS: Record<'google' | 'microsoft', number> = { google: 5, microsoft: 3 };
 
+/** max_connections for an account that sends through another server than the provider's own (SPEC's example value). */
+export const GENERIC_MAX_CONNECTIONS = 5;
+
 function counter(name: CounterName, limit: number): WindowCounter {
   const w = WINDOWS[name];
   return { name, limit, bucketMs: w.bucketMs, buckets: w.buckets };

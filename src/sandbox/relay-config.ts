@@ -1,7 +1,6 @@
 // The relay.yaml document for a relay pointed at a sandbox provider. One builder serves `demo`,
 // the integration tests and the benchmarks, so all three exercise the same config surface an
 // operator writes.
-import { NO_LIMITS } from '../limits/limits.js';
 import type { SandboxAccount, SandboxProvider } from './provider.js';
 
 export interface SandboxRelayAccount {
@@ -41,9 +40,6 @@ export function sandboxRelayConfig(
       }),
       ...(password ? { password } : {}),
       ...(senders ? { senders } : {}),
-      // The sandbox is not Gmail or Exchange: their published sending limits would only slow
-      // the demo and the benchmarks down. Tests of limits set their own (extra.limits).
-      limits: NO_LIMITS,
       ...extra,
     })),
     ...overrides,

@@ -25,6 +25,24 @@ describe('limits in the config', () => {
     expect(m!.max_connections).toBe(3);
   });
 
+  it('a provider pointed at another server than its own service gets no published limits and max_connections 5', () => {
+    const cfg = buildConfig(
+      {
+        providers: { microsoft: { smtp: { host: '127.0.0.1', port: 2587 } } },
+        accounts: [
+          { email: 'm@outlook.test', provider: 'microsoft', client_id: 'cid', refresh_token: 'rt' },
+          { email: 'n@outlook.test', provider: 'microsoft', client_id: 'cid', refresh_token: 'rt', limits: { messages_per_minute: 10 } },
+        ],
+      },
+      null,
+      { env: {}, checkHost: false },
+    );
+    const [m, n] = cfg.accounts;
+    expect(m!.limits).toEqual(NO_LIMITS);
+    expect(m!.max_connections).toBe(5);
+    expect(n!.limits).toEqual({ ...NO_LIMITS, messages_per_minute: 10 });
+  });
+
   it('an account overrides single keys, null switches a limit off, an explicit max_connections is kept', () => {
     const [a] = build([{ email: 'm@outlook.test', provider: 'microsoft', max_connections: 6, limits: { messages_per_day: 500, messages_per_minute: null } }]).accounts;
     expect(a!.limits).toEqual({ ...PROVIDER_LIMITS.microsoft, messages_per_day: 500, messages_per_minute: null });
