@@ -177,12 +177,12 @@ function resolveAccount(
 ): ResolvedAccountConfig {
   const provider = providers[a.provider];
   if (!provider) throw new ConfigError(`unknown provider "${a.provider}" (known: ${Object.keys(providers).join(', ')})`, at('provider'));
-  const maxConnections = a.max_connections ?? PROVIDER_MAX_CONNECTIONS[provider.kind];
-  if (a.min_idle > maxConnections) throw new ConfigError(`must not exceed max_connections (${maxConnections})`, at('min_idle'));
   if (a.source_ip && checkHost && !hostHasAddress(a.source_ip)) {
     throw new ConfigError(`${a.source_ip} is not an address of this host`, at('source_ip'));
   }
-  return withProviderDefaults(resolveCredentials(a, provider, at, abs), provider);
+  const resolved = withProviderDefaults(resolveCredentials(a, provider, at, abs), provider);
+  if (a.min_idle > resolved.max_connections) throw new ConfigError(`must not exceed max_connections (${resolved.max_connections})`, at('min_idle'));
+  return resolved;
 }
 
 /**
