@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/relay/errors.js';
 import { UpstreamAuthError, UpstreamConnection, UnsafeArgumentError, type UpstreamOpenOptions } from '../../src/upstream/connection.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
+import { rejection } from '../helpers/thrown.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../../fixtures/sandbox-tls/${name}`, import.meta.url));
 const CA = fixture('ca.crt');
@@ -128,15 +129,6 @@ function chunked(body: Buffer, sizes: number[] = [65536]): AsyncIterable<Buffer>
   return state;
 }
 
-async function rejection(p: Promise<unknown>): Promise<RelayError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(RelayError);
-    return err as RelayError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('UpstreamConnection against smtp-server', () => {
   it('opens with STARTTLS (verified against the CA), parses EHLO and authenticates with XOAUTH2', async () => {

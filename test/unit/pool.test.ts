@@ -3,6 +3,7 @@ import { AccountPool, type Lease, type PoolableConnection, type PoolOptions } fr
 import { RelayError } from '../../src/relay/errors.js';
 import { reply, enhancedCode, type Reply } from '../../src/upstream/reply.js';
 import { silentLogger } from '../../src/obs/logger.js';
+import { rejection } from '../helpers/thrown.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Lets queued microtasks and zero-delay timers run. */
@@ -88,15 +89,6 @@ function harness(opts: Partial<PoolOptions> = {}, { openDelayMs = 0, tokenLifeMs
   return { pool, conns, live: () => live, maxLive: () => maxLive, clock };
 }
 
-async function rejection(p: Promise<unknown>): Promise<RelayError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(RelayError);
-    return e as RelayError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** One transaction: the caller counts the use, then gives the connection back. */
 function finish(pool: AccountPool<FakeConn>, lease: Lease<FakeConn>, reusable = true): void {

@@ -7,6 +7,7 @@ import type { FleetCoordination, RefreshFailure, TokenStore as Store, TokenRecor
 import { silentLogger } from '../../src/obs/logger.js';
 import { RelayError } from '../../src/relay/errors.js';
 import { enhancedCode } from '../../src/upstream/reply.js';
+import { rejection } from '../helpers/thrown.js';
 
 const HOUR = 3_600_000;
 
@@ -94,15 +95,6 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-async function rejection(p: Promise<unknown>): Promise<RelayError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(RelayError);
-    return e as RelayError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('start()', () => {
   it('fetches every account, several grants in flight at once, at most `concurrency`', async () => {
