@@ -1,14 +1,19 @@
 // The whole relay process assembled from config: store → relay (tokens, pools) → inbound
-// listener. `serve`, `demo` and the integration tests all run exactly this.
+// listener. `serve`, `demo` and the integration tests all run exactly this. The accounts are
+// relay.yaml's and the store's; reload() re-reads both while the relay runs.
 import type { Logger } from 'pino';
+import { loadConfig } from './config/load.js';
+import { restartNeeded } from './config/reload-diff.js';
+import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
+import { AccountAdmin, type ReloadReport } from './admin/accounts.js';
 import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
+import { effectiveLevel } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { Relay } from './relay/relay.js';
-import { accountsFromConfig } from './routing/account.js';
 import { openStore } from './store/open.js';
-import type { Store } from './store/store.js';
+import type { Store, StoredAccount } from './store/store.js';
 
 export interface RelayAppOptions {
   logger: Logger;
@@ -20,25 +25,36 @@ export class RelayApp {
   readonly inbound: InboundServer;
   readonly metrics: Metrics;
   readonly admin: AdminServer;
+  readonly accounts: AccountAdmin;
   private port: number | null = null;
   private adminPortNumber: number | null = null;
   private stopping: Promise<void> | null = null;
+  /** log.level of the config last loaded: a reload changes the logger's level only if it changes. */
+  private logLevel: string;
 
   private constructor(
+    /** The config the process started with; a reload changes what can change live (see reload()). */
     readonly config: Config,
     private readonly store: Store,
     private readonly logger: Logger,
+    private readonly env: NodeJS.ProcessEnv,
+    stored: StoredAccount[],
+    merged: MergedAccounts,
   ) {
+    this.logLevel = config.log.level;
     this.metrics = new Metrics({
       tokenExpiries: () => this.relay.tokens.status().map((t) => ({ email: t.email, expiresAt: t.expiresAt, healthy: t.health === 'healthy' })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
     });
-    this.relay = new Relay(config, accountsFromConfig(config), { store, logger, metrics: this.metrics });
+    this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
+    this.accounts = new AccountAdmin({ relay: this.relay, store, logger }, config, stored, merged);
     this.inbound = new InboundServer(config, { relay: this.relay, logger, metrics: this.metrics });
     this.admin = new AdminServer({
       relay: this.relay,
       metrics: this.metrics,
+      accounts: this.accounts,
+      reload: () => this.reload(),
       isListening: () => this.port !== null && !this.stopping,
       inboundSessions: () => this.inbound.sessionCount,
       bearerToken: config.http.bearer_token ?? null,
@@ -47,14 +63,19 @@ export class RelayApp {
 
   /** Tokens and ready connections first, then the listener: the first message waits for nothing. */
   static async start(config: Config, opts: RelayAppOptions): Promise<RelayApp> {
-    const store = await openStore(config.store, opts.env ?? process.env, opts.logger);
-    const app = new RelayApp(config, store, opts.logger);
+    const env = opts.env ?? process.env;
+    const store = await openStore(config.store, env, opts.logger);
+    const stored = await AccountAdmin.readStore(store, opts.logger);
+    const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
+    const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged);
+    if (!stored) app.accounts.retryStore();
     try {
       // Health answers from the first moment; readiness waits for the tokens and the listener.
       if (config.http.enabled) app.adminPortNumber = await app.admin.listen(config.http.host, config.http.port);
       await app.relay.start();
       app.port = await app.inbound.listen(config.listen.host, config.listen.port);
     } catch (e) {
+      app.accounts.stop();
       await app.admin.close();
       await app.relay.stop();
       await store.close();
@@ -62,6 +83,33 @@ export class RelayApp {
     }
     opts.logger.info({ event: 'listening', host: config.listen.host, port: app.port }, `listening on ${config.listen.host}:${app.port}`);
     return app;
+  }
+
+  /**
+   * SIGHUP, `xoauth2-relay reload`, POST /api/reload: re-reads relay.yaml (or takes `next`, already
+   * validated) and the stored accounts, and runs the new accounts without dropping a session
+   * (Relay.applyAccounts). A config that does not load throws its ConfigError, logged, and the
+   * running one stays. Settings read only at start-up are reported as needing a restart.
+   */
+  async reload(next?: Config): Promise<ReloadReport> {
+    let config: Config;
+    try {
+      config = next ?? loadConfig(this.config.source ?? undefined, { env: this.env });
+    } catch (e) {
+      this.logger.error({ event: 'reload_failed', error: (e as Error).message }, 'new config refused; the running one stays');
+      throw e;
+    }
+    const restart = restartNeeded(this.config, config);
+    const report = await this.accounts.reload(config, restart);
+    if (config.log.level !== this.logLevel) {
+      this.logLevel = config.log.level;
+      this.logger.level = effectiveLevel(config.log.level, this.env);
+    }
+    if (restart.length) {
+      this.logger.warn({ event: 'reload_restart_needed', keys: restart }, `changed settings that take effect only after a restart: ${restart.join(', ')}`);
+    }
+    this.logger.info({ event: 'reloaded', source: config.source, ...report.accounts }, 'config reloaded');
+    return report;
   }
 
   get adminPort(): number | null {
@@ -77,6 +125,7 @@ export class RelayApp {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ event: 'stopping' }, 'stopping: no new sessions, finishing transactions in flight');
+      this.accounts.stop();
       await this.inbound.close(this.config.shutdown_timeout_ms);
       await this.relay.stop();
       await this.admin.close();

@@ -1,12 +1,15 @@
 // The operator's HTTP port: /healthz (the process answers), /readyz (listener up and every
-// account that is not known-broken has a token), /metrics (Prometheus), /api/status (JSON).
-// Loopback by default; on any other address every request needs the configured bearer token.
+// account that is not known-broken has a token), /metrics (Prometheus), /api/status (JSON), and
+// the accounts and reload API (./api.ts). Loopback by default; on any other address the config
+// must set http.bearer_token (load.ts refuses it otherwise), and when one is set every request
+// needs it.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Metrics } from '../obs/metrics.js';
 import type { Relay } from '../relay/relay.js';
+import { routeApi, type ApiDeps } from './api.js';
 
-export interface AdminDeps {
+export interface AdminDeps extends ApiDeps {
   relay: Relay;
   metrics: Metrics;
   isListening: () => boolean;
@@ -51,20 +54,10 @@ export class AdminServer {
   }
 
   status() {
-    const { relay } = this.deps;
     return {
       listening: this.deps.isListening(),
       inbound_sessions: this.deps.inboundSessions(),
-      accounts: relay.tokens.status().map((t) => ({
-        email: t.email,
-        provider: relay.router.account(t.email)?.provider.name ?? null,
-        health: t.health,
-        token_expires_at: t.expiresAt ? new Date(t.expiresAt).toISOString() : null,
-        last_refresh_at: t.lastRefreshAt ? new Date(t.lastRefreshAt).toISOString() : null,
-        last_error: t.lastError,
-        connections: relay.pools.get(t.email)?.stats ?? null,
-        paused: pauseOf(relay, t.email),
-      })),
+      accounts: this.deps.accounts.list(),
     };
   }
 
@@ -77,9 +70,11 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.authorized(req)) return send(res, 401, { error: 'bearer token required' });
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://relay');
+    const answer = await routeApi(req, url, this.deps);
+    if (answer) return send(res, answer.status, answer.body, answer.headers);
     if (req.method !== 'GET') return send(res, 405, { error: 'method not allowed' });
-    switch (path) {
+    switch (url.pathname) {
       case '/healthz':
         return send(res, 200, { ok: true });
       case '/readyz': {
@@ -100,13 +95,12 @@ export class AdminServer {
   }
 }
 
-/** Why and until when the account is left alone after a provider's quota reply, if it is. */
-function pauseOf(relay: Relay, email: string): { until: string; reason: string } | null {
-  const p = relay.pauses.get(email);
-  return p ? { until: new Date(p.until).toISOString(), reason: p.reason } : null;
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (body === undefined) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
 }

@@ -77,10 +77,10 @@ export async function deliverAccount(account: AccountInput, where: Config['store
   if (!where) return;
   const store = await openStore(where, process.env, silentLogger());
   try {
-    if (!isAccountStore(store)) throw new Error('this store does not keep accounts yet; use a SQLite store (store: { path: ... })');
+    if (!isAccountStore(store)) throw new Error('this store does not keep accounts');
     await store.saveAccount(account);
   } finally {
     await store.close();
   }
-  io.info(`saved ${account.email} in the store at ${'path' in where ? where.path : where.url.replace(/\/\/[^@/]*@/, '//***@')} (sealed)`);
+  io.info(`saved ${account.email} in the store at ${'path' in where ? where.path : where.url.replace(/\/\/[^@/]*@/, '//***@')} (sealed); a running relay uses it after a reload (xoauth2-relay reload)`);
 }

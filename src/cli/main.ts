@@ -3,6 +3,16 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL, MICROSOFT_AUTHORITY } from '../config/providers.js';
+import {
+  accountsAddCommand,
+  accountsImportCommand,
+  accountsListCommand,
+  accountsRemoveCommand,
+  accountsTestCommand,
+  reloadCommand,
+  type AccountsAddOptions,
+  type ConfigOption,
+} from './accounts.js';
 import { authGoogleCommand, authMicrosoftCommand, type AuthGoogleOptions, type AuthMicrosoftOptions } from './auth.js';
 import { checkConfigCommand } from './check-config.js';
 import { demoCommand } from './demo.js';
@@ -28,10 +38,9 @@ const program = new Command()
   // Usage errors (unknown option, missing argument) are not config errors: exit 1.
   .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT_OK : EXIT_FAILURE));
 
-program
-  .command('serve')
-  .description('run the relay in the foreground')
-  .option('-c, --config <file>', 'config file (default: ./relay.yaml, else built-in defaults)')
+const configOption = (c: Command) => c.option('-c, --config <file>', 'config file (default: ./relay.yaml, else built-in defaults)');
+
+configOption(program.command('serve').description('run the relay in the foreground (SIGHUP: reload the config)'))
   .action((opts: { config?: string }) => serveCommand(opts.config).catch(fail));
 
 program
@@ -39,10 +48,7 @@ program
   .description('run a sandbox provider and a relay in one process, send a few messages, report timings')
   .action(() => demoCommand().then((code) => process.exit(code), fail));
 
-program
-  .command('check-config')
-  .description('validate the config and print it with secrets masked')
-  .option('-c, --config <file>', 'config file (default: ./relay.yaml, else built-in defaults)')
+configOption(program.command('check-config').description('validate the config and print it with secrets masked'))
   .action((opts: { config?: string }) => {
     try {
       checkConfigCommand(opts.config);
@@ -84,5 +90,54 @@ storeOptions(
     // Tests only: multiplies the poll interval and the code's lifetime (docs/operations.md).
     .addOption(new Option('--poll-scale <factor>').hideHelp().env('XOAUTH2_RELAY_POLL_SCALE')),
 ).action((opts: AuthMicrosoftOptions) => authMicrosoftCommand(opts).then(() => process.exit(EXIT_OK), fail));
+
+const exitWith = (work: Promise<number>) => work.then((code) => process.exit(code), fail);
+
+configOption(
+  program.command('reload').description("make the running relay re-read its config and the stored accounts (POST /api/reload; or send it SIGHUP)"),
+).action((opts: ConfigOption) => exitWith(reloadCommand(opts)));
+
+// Accounts in the store; relay.yaml's are changed by editing the file and reloading.
+const accounts = program.command('accounts').description('list, test, add, import and remove accounts');
+
+configOption(accounts.command('list').description('every account with provider, health, token expiry, last error and messages sent in the last hour and day'))
+  .option('--json', 'print JSON')
+  .action((opts: ConfigOption & { json?: boolean }) => exitWith(accountsListCommand(opts)));
+
+configOption(accounts.command('test').description('fetch a token and authenticate to the provider (nothing is sent); on failure, say what to do').argument('<email>'))
+  .action((email: string, opts: ConfigOption) => exitWith(accountsTestCommand(email, opts)));
+
+configOption(
+  accounts
+    .command('add')
+    .description('add an account to the store (verified first: a token and an authenticated connection)')
+    .requiredOption('--email <address>', 'the mailbox; the XOAUTH2 user=')
+    .requiredOption('--provider <name>', 'a providers: entry (google, microsoft, ...)')
+    .option('--auth <kind>', 'refresh_token (default), service_account or client_credentials')
+    .option('--client-id <id>', 'OAuth client id')
+    .addOption(clientSecret())
+    // Secrets from the environment keep them out of `ps` and the shell history.
+    .addOption(new Option('--refresh-token <token>', 'refresh token').env('XOAUTH2_RELAY_REFRESH_TOKEN'))
+    .addOption(new Option('--password <password>', 'the password the MTA sends in AUTH PLAIN/LOGIN').env('XOAUTH2_RELAY_PASSWORD'))
+    .option('--tenant <tenant>', 'Microsoft tenant id or domain')
+    .option('--service-account-file <file>', 'Google service account key (auth: service_account)')
+    .option('--sender <pattern...>', 'MAIL FROM address or *@domain the account may send as (repeatable)')
+    .option('--source-ip <address>', 'local address for upstream connections')
+    .option('--max-connections <n>', 'upstream connections the account may hold')
+    .option('--min-idle <n>', 'authenticated connections kept ready')
+    .option('--messages-per-connection <n>', 'then a connection is retired')
+    .option('--no-verify', 'save without checking the credentials with the provider'),
+).action((opts: AccountsAddOptions) => exitWith(accountsAddCommand(opts)));
+
+configOption(
+  accounts
+    .command('import')
+    .description('add or replace many accounts from a CSV (header row of relay.yaml keys) or a JSON array; all or nothing')
+    .argument('<file>')
+    .option('--verify', 'check every account with the provider before writing any'),
+).action((file: string, opts: ConfigOption & { verify?: boolean }) => exitWith(accountsImportCommand(file, opts)));
+
+configOption(accounts.command('remove').description('remove an account from the store').argument('<email>'))
+  .action((email: string, opts: ConfigOption) => exitWith(accountsRemoveCommand(email, opts)));
 
 program.parseAsync(process.argv).catch(fail);

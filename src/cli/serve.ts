@@ -4,7 +4,8 @@ import { createLogger } from '../obs/logger.js';
 
 const HOW_TO_ADD_AN_ACCOUNT = `no accounts configured: the relay accepts connections but has nowhere to send.
 Get a refresh token with: npx xoauth2-relay auth google|microsoft --email ADDRESS --client-id ID
-(it prints the account to paste; docs/operations.md). Add one to relay.yaml, for instance:
+(it prints the account to paste; docs/operations.md). Add it with npx xoauth2-relay accounts add
+(the store; the running relay picks it up), or to relay.yaml, for instance:
   accounts:
     - email: sender@example.com
       provider: google            # or microsoft
@@ -18,9 +19,27 @@ export async function serveCommand(file: string | undefined): Promise<void> {
   const config = loadConfig(file);
   const logger = createLogger(config.log.level);
   if (!config.source) logger.info({ event: 'config' }, 'no relay.yaml found: running on built-in defaults');
-  if (!config.accounts.length) logger.warn({ event: 'config' }, HOW_TO_ADD_AN_ACCOUNT);
-  const app = await RelayApp.start(config, { logger });
+  // Re-read relay.yaml and the stored accounts; a config that does not load is logged and
+  // refused. Handled from the first moment (SIGHUP's default would end the process); one that
+  // comes during start-up is done once the relay runs.
+  let app: RelayApp | null = null;
+  let reloadWhenStarted = false;
   let signalled = false;
+  const reload = (running: RelayApp) =>
+    running.reload().then(
+      () => logger.flush(),
+      () => logger.flush(),
+    );
+  process.on('SIGHUP', () => {
+    if (signalled) return;
+    logger.info({ event: 'signal', signal: 'SIGHUP' }, 'SIGHUP received: reloading the config');
+    if (app) void reload(app);
+    else reloadWhenStarted = true;
+  });
+  const started = await RelayApp.start(config, { logger });
+  app = started;
+  if (!started.relay.accounts.length) logger.warn({ event: 'config' }, HOW_TO_ADD_AN_ACCOUNT);
+  if (reloadWhenStarted) void reload(started);
   const shutdown = (signal: string) => {
     if (signalled) return;
     signalled = true;
@@ -28,7 +47,7 @@ export async function serveCommand(file: string | undefined): Promise<void> {
     // A stop that hangs past its own bound plus a margin is cut short: the supervisor wants an exit.
     const guard = setTimeout(() => process.exit(1), config.shutdown_timeout_ms + 10_000);
     guard.unref();
-    app.stop().then(
+    started.stop().then(
       () => logger.flush(() => process.exit(0)),
       () => process.exit(1),
     );

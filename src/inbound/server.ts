@@ -19,7 +19,7 @@ import { Metrics } from '../obs/metrics.js';
 import { defaultReply, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
 import type { LimitedTransaction as RelayTransaction } from '../relay/limited-transaction.js';
-import { textCarriesEnhancedCode, type Reply } from '../upstream/reply.js';
+import { formatReply, textCarriesEnhancedCode, type Reply } from '../upstream/reply.js';
 import { AuthGuard } from './auth-guard.js';
 import { SessionGuard, type SessionLimits } from './session-guard.js';
 
@@ -279,7 +279,9 @@ export class InboundServer {
     const state = this.state(session);
     await this.abort(state);
     const email = typeof session.user === 'string' ? session.user : null;
+    // Looked up at each MAIL, so a session follows changes to its account made while it is open.
     const account = email ? this.deps.relay.router.account(email) : null;
+    if (email && !account) throw new RelayError('ACCOUNT_REMOVED', `${email} was removed while the session was open`);
     const opening = this.deps.relay.begin({ account, remoteAddress: session.remoteAddress }, address.address, address.args || {});
     state.opening = opening;
     try {
@@ -314,24 +316,32 @@ export class InboundServer {
     work
       .then(
         (reply) => {
-          this.logTransaction(session, tx, reply.code, started);
+          this.logTransaction(session, tx, started, { code: reply.code, upstream: reply });
           cb(null, successText(reply));
         },
         (e: unknown) => {
           const err = this.failure(e, session);
-          this.logTransaction(session, tx, err.responseCode, started, (e as Error).message);
+          const upstream = e instanceof UpstreamReplyError ? e.reply : undefined;
+          this.logTransaction(session, tx, started, { code: err.responseCode, upstream, error: (e as Error).message });
           cb(err);
         },
       )
       .finally(() => this.active.delete(work));
   }
 
-  private logTransaction(session: SMTPServerSession, tx: RelayTransaction | null, code: number, started: number, error?: string): void {
-    const { metrics } = this.deps;
-    if (metrics && tx) {
+  /** `code`: what the MTA got; `upstream`: the provider's own reply, when there is one. */
+  private logTransaction(
+    session: SMTPServerSession,
+    tx: RelayTransaction | null,
+    started: number,
+    { code, upstream, error }: { code: number; upstream?: Reply | undefined; error?: string },
+  ): void {
+    const { metrics, relay } = this.deps;
+    if (tx) {
       const account = tx.account.email;
-      metrics.messages.inc({ account, outcome: Metrics.outcome(code) });
-      metrics.relayLatency.observe({ account }, (performance.now() - started) / 1000);
+      if (code < 300) relay.sent.record(account);
+      metrics?.messages.inc({ account, outcome: Metrics.outcome(code) });
+      metrics?.relayLatency.observe({ account }, (performance.now() - started) / 1000);
     }
     const log = this.deps.logger;
     if (!log.isLevelEnabled('info')) return;
@@ -344,6 +354,7 @@ export class InboundServer {
         rcpt_count: tx?.envelope.rcptTo.length ?? 0,
         size: tx?.bytes ?? 0,
         reply: code,
+        ...(upstream ? { upstream: formatReply(upstream) } : {}),
         ms: Math.round((performance.now() - started) * 100) / 100,
         ...(error ? { error } : {}),
       },

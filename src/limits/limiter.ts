@@ -85,6 +85,16 @@ export class Limiter {
     return accountLimitError(`Account over its ${signal.kind} quota at the provider`, signal.pauseMs, `${account.email}: ${said}`);
   }
 
+  /**
+   * The account changed or left the relay: its plan (its limits may be new) and what is known
+   * about its headroom go. Counts and pauses stay in the store: they are the mailbox's.
+   */
+  forget(email: string): void {
+    this.plans.delete(email);
+    this.headroom.delete(email);
+    this.full.delete(email);
+  }
+
   plan(account: Account): ChargePlan {
     let plan = this.plans.get(account.email);
     if (!plan) this.plans.set(account.email, (plan = chargePlan(account.limits)));

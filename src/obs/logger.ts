@@ -1,7 +1,8 @@
 // One JSON line per event (pino). Secrets are kept out by construction — no code logs a token,
 // password or XOAUTH2 string — and redaction is the second line of defence for any object that
-// carries one by mistake.
+// carries one by mistake. On a terminal the same lines are printed readably (./pretty.ts).
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { prettyDestination, wantsPretty } from './pretty.js';
 
 export type { Logger };
 
@@ -41,16 +42,19 @@ export const REDACT_PATHS = [
 const LOG_BATCH_BYTES = 4096;
 const LOG_FLUSH_MS = 1000;
 
+/** LOG_LEVEL, when set, wins over the config's log.level (also across reloads). */
+export const effectiveLevel = (configLevel: string, env: NodeJS.ProcessEnv = process.env): string => env.LOG_LEVEL ?? configLevel;
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const envLevel = process.env.LOG_LEVEL;
+  const out = destination ?? (wantsPretty(process.stdout, process.env) ? prettyDestination(process.stdout) : undefined);
   return pino(
     {
-      level: envLevel ?? level,
+      level: effectiveLevel(level),
       base: { service: 'xoauth2-relay' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? pino.destination({ fd: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }),
+    out ?? pino.destination({ fd: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }),
   );
 }
 

@@ -25,6 +25,8 @@ export type RelayErrorCode =
   | 'TOO_MANY_RECIPIENTS'
   | 'MESSAGE_TOO_BIG'
   | 'SHUTTING_DOWN'
+  | 'ACCOUNT_REMOVED'
+  | 'ACCOUNT_RECONFIGURED'
   | 'AUTH_LOCKED_OUT'
   | 'TOO_MANY_ERRORS'
   | 'CLIENT_TIMEOUT'
@@ -55,6 +57,12 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients') },
   MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size') },
   SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later') },
+  // An account removed at run time (reload, the HTTP API) while a session that authenticated as
+  // it is still open. Not 535 (AUTH did succeed) and not 5xx: the message is not at fault, and
+  // an operator's change must not bounce mail. The MTA retries; its next AUTH then says why.
+  ACCOUNT_REMOVED: { reply: reply(451, '4.7.0 Account no longer configured on this relay, try again later') },
+  // A message waited for a connection of an account whose pool was replaced by a change to it.
+  ACCOUNT_RECONFIGURED: { reply: reply(451, '4.3.0 Account reconfigured while the message waited, try again later') },
   // The three below end the session (421, RFC 5321 §3.8): the client is guessing, erring or stalling.
   AUTH_LOCKED_OUT: { reply: reply(421, '4.7.0 Too many failed authentication attempts from your address, try again later') },
   TOO_MANY_ERRORS: { reply: reply(421, '4.7.0 Too many errors in this session, closing connection') },

@@ -1,21 +1,24 @@
 // The relay stage: route → limits → token → connection → transaction. Owns the router, the
 // token cache, the limiter and one upstream pool per account; the inbound stage calls begin()
-// at MAIL FROM and drives the returned transaction.
+// at MAIL FROM and drives the returned transaction. Accounts change at run time through
+// applyAccounts(): a new router is swapped in whole, pools of changed or removed accounts are
+// closed gracefully, and the message path sees only the router and the pool map it looks up.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { Limiter } from '../limits/limiter.js';
 import { AccountPauses } from '../limits/pauses.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { Account } from '../routing/account.js';
+import { SentCounts } from '../obs/sent-counts.js';
+import { sameAccount, sameConnections, type Account } from '../routing/account.js';
 import { Router, type SessionIdentity } from '../routing/router.js';
 import type { Store } from '../store/store.js';
 import { TokenCache } from '../tokens/token-cache.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
-import { createConnector, type Connector } from '../upstream/connector.js';
+import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
 import { RelayError } from './errors.js';
 import { LimitedTransaction } from './limited-transaction.js';
-import { RelayTransaction, type MailParams } from './transaction.js';
+import { RelayTransaction, type MailParams, type UpstreamReplyObserver } from './transaction.js';
 
 /** Pooled connections are retired this long before the token they authenticated with expires. */
 const TOKEN_MARGIN_MS = 60_000;
@@ -29,20 +32,41 @@ export interface RelayDeps {
   connector?: Connector;
 }
 
+/** What applyAccounts() did, by email. */
+export interface AccountChanges {
+  added: string[];
+  changed: string[];
+  removed: string[];
+  unchanged: number;
+}
+
+type Pool = AccountPool<UpstreamConnection>;
+
 export class Relay {
-  readonly router: Router;
   readonly tokens: TokenCache;
-  readonly pools = new Map<string, AccountPool<UpstreamConnection>>();
+  readonly pools = new Map<string, Pool>();
   readonly pauses: AccountPauses;
   readonly limiter: Limiter;
+  /** Messages each account sent lately (`accounts list`). */
+  readonly sent = new SentCounts();
+  private current: readonly Account[];
+  private currentRouter: Router;
+  private trustedNetworks: readonly string[];
+  private readonly connect: Connector;
+  private readonly onReply: UpstreamReplyObserver;
+  /** Account changes run one after another. */
+  private changing: Promise<unknown> = Promise.resolve();
+  private stopped = false;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: Config,
-    readonly accounts: readonly Account[],
+    accounts: readonly Account[],
     private readonly deps: RelayDeps,
   ) {
-    this.router = new Router(accounts, config.inbound.trusted_networks);
+    this.current = accounts;
+    this.trustedNetworks = config.inbound.trusted_networks;
+    this.currentRouter = new Router(accounts, this.trustedNetworks);
     const t = config.tokens;
     this.tokens = new TokenCache(
       {
@@ -62,30 +86,36 @@ export class Relay {
     );
     this.pauses = new AccountPauses(deps.store, deps.logger);
     this.limiter = new Limiter({ store: deps.store, pauses: this.pauses, health: (email) => this.tokens.healthOf(email), logger: deps.logger });
-    const u = config.upstream;
-    const connect =
-      deps.connector ??
-      createConnector(
-        this.tokens,
-        { connectTimeoutMs: u.connect_timeout_ms, commandTimeoutMs: u.command_timeout_ms, dataTimeoutMs: u.data_timeout_ms, ehloName: u.ehlo_name },
-        deps.logger,
-      );
-    for (const account of accounts) {
-      const pool = new AccountPool<UpstreamConnection>(
-        account.email,
-        () => connect(account),
-        {
-          maxConnections: account.maxConnections,
-          minIdle: account.minIdle,
-          messagesPerConnection: account.messagesPerConnection,
-          acquireTimeoutMs: u.acquire_timeout_ms,
-          idleTimeoutMs: u.idle_timeout_ms,
-          tokenMarginMs: TOKEN_MARGIN_MS,
-        },
-        deps.logger,
-      );
-      this.pools.set(account.email, pool);
-    }
+    this.connect = deps.connector ?? createConnector(this.tokens, connectorOptions(config.upstream), deps.logger);
+    const replies = deps.metrics?.upstreamReplies;
+    this.onReply = replies ? (account, command, code) => replies.inc({ account: account.email, command, code }) : () => undefined;
+    for (const account of accounts) this.pools.set(account.email, this.newPool(account));
+  }
+
+  /** Which account sends what; replaced whole when the accounts change. */
+  get router(): Router {
+    return this.currentRouter;
+  }
+
+  get accounts(): readonly Account[] {
+    return this.current;
+  }
+
+  private newPool(account: Account): Pool {
+    const u = this.config.upstream;
+    return new AccountPool<UpstreamConnection>(
+      account.email,
+      () => this.connect(account),
+      {
+        maxConnections: account.maxConnections,
+        minIdle: account.minIdle,
+        messagesPerConnection: account.messagesPerConnection,
+        acquireTimeoutMs: u.acquire_timeout_ms,
+        idleTimeoutMs: u.idle_timeout_ms,
+        tokenMarginMs: TOKEN_MARGIN_MS,
+      },
+      this.deps.logger,
+    );
   }
 
   /**
@@ -96,23 +126,87 @@ export class Relay {
     const started = Date.now();
     const { startup_wait_ms: waitMs, startup_concurrency: concurrency } = this.config.tokens;
     await this.pauses.start();
-    await this.tokens.start(this.accounts, { waitMs, concurrency });
-    const left = Math.max(0, waitMs - (Date.now() - started));
-    const warm = Promise.allSettled(
-      this.accounts.filter((a) => this.tokens.current(a.email)).map((a) => this.pools.get(a.email)!.warm()),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([warm, new Promise((r) => (timer = setTimeout(r, left)))]);
-    clearTimeout(timer);
+    await this.tokens.start(this.current, { waitMs, concurrency });
+    await this.warm(this.current, waitMs - (Date.now() - started));
     this.sweeper = setInterval(() => {
       for (const [email, pool] of this.pools) if (this.tokens.current(email)) pool.sweep();
     }, SWEEP_INTERVAL_MS);
     this.sweeper.unref();
     const failing = this.tokens.status().filter((s) => s.health !== 'healthy');
     this.deps.logger.info(
-      { event: 'relay_ready', accounts: this.accounts.length, unhealthy: failing.map((s) => s.email), ms: Date.now() - started },
+      { event: 'relay_ready', accounts: this.current.length, unhealthy: failing.map((s) => s.email), ms: Date.now() - started },
       'relay ready',
     );
+  }
+
+  /** min_idle ready connections for the accounts that have a token, waiting at most `waitMs`. */
+  private async warm(accounts: readonly Account[], waitMs: number): Promise<void> {
+    const warm = Promise.allSettled(accounts.filter((a) => this.tokens.current(a.email)).map((a) => this.pools.get(a.email)?.warm()));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([warm, new Promise((r) => (timer = setTimeout(r, Math.max(0, waitMs))))]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Runs the relay with `next` as its accounts from now on, without dropping anything in flight:
+   *  - an account whose credentials did not change keeps its token; a new or re-credentialed
+   *    one gets its token first (within tokens.startup_wait_ms, as at start-up);
+   *  - an account whose connections would differ (credentials, provider, source_ip, pool sizes)
+   *    gets a new pool, and the old one is closed: transactions in flight finish on their
+   *    connections, idle ones are closed, waiters get 451 (ACCOUNT_RECONFIGURED);
+   *  - a removed account's pool is closed likewise (waiters: ACCOUNT_REMOVED), its token
+   *    timer stops; sessions that authenticated as it get 451 at their next MAIL;
+   *  - the router (senders, passwords, trusted networks) is replaced in one assignment.
+   * Calls are serialised: a second change waits for the first.
+   */
+  applyAccounts(next: readonly Account[], trustedNetworks: readonly string[] = this.trustedNetworks): Promise<AccountChanges> {
+    const run = this.changing.then(() => this.apply(next, trustedNetworks));
+    this.changing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async apply(next: readonly Account[], trustedNetworks: readonly string[]): Promise<AccountChanges> {
+    const started = Date.now();
+    const before = new Map(this.current.map((a) => [a.email, a]));
+    const changes: AccountChanges = { added: [], changed: [], removed: [], unchanged: 0 };
+    const fresh: Account[] = [];
+    for (const a of next) {
+      const old = before.get(a.email);
+      if (!old) changes.added.push(a.email);
+      else if (sameAccount(old, a)) changes.unchanged++;
+      else changes.changed.push(a.email);
+      if (!old || !sameConnections(old, a)) fresh.push(a);
+    }
+    const staying = new Set(next.map((a) => a.email));
+    for (const email of before.keys()) if (!staying.has(email)) changes.removed.push(email);
+
+    const { startup_wait_ms: waitMs, startup_concurrency: concurrency } = this.config.tokens;
+    await this.tokens.install(next, { waitMs, concurrency });
+    if (this.stopped) throw new RelayError('SHUTTING_DOWN', 'the relay stopped while accounts were being changed');
+
+    // The switch itself is synchronous: a transaction sees the old accounts or the new ones.
+    const retired: Array<[Pool, RelayError]> = [];
+    for (const a of fresh) {
+      const old = this.pools.get(a.email);
+      if (old) retired.push([old, new RelayError('ACCOUNT_RECONFIGURED', `${a.email} was reconfigured`)]);
+      this.pools.set(a.email, this.newPool(a));
+    }
+    for (const email of changes.removed) {
+      retired.push([this.pools.get(email)!, new RelayError('ACCOUNT_REMOVED', `${email} was removed`)]);
+      this.pools.delete(email);
+    }
+    this.current = next;
+    this.trustedNetworks = trustedNetworks;
+    this.currentRouter = new Router(next, trustedNetworks);
+    for (const email of [...changes.changed, ...changes.removed]) this.limiter.forget(email);
+    for (const email of changes.removed) this.tokens.remove(email);
+
+    // Old connections go before new ones open, so a mailbox is not briefly over its provider's
+    // connection limit (Exchange refuses a 4th).
+    await Promise.allSettled(retired.map(([pool, reason]) => pool.close(reason)));
+    await this.warm(fresh, waitMs - (Date.now() - started));
+    this.deps.logger.info({ event: 'accounts_changed', ...changes, ms: Date.now() - started }, 'accounts changed');
+    return changes;
   }
 
   /**
@@ -125,9 +219,13 @@ export class Relay {
     for (let attempt = 1; ; attempt++) {
       const { account, reservation } = await this.limiter.pick(candidates);
       const pool = this.pools.get(account.email);
-      if (!pool) throw new RelayError('INTERNAL', `no pool for ${account.email}`);
+      if (!pool) {
+        // Removed while its reservation was being counted.
+        reservation.unsent();
+        throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed`);
+      }
       try {
-        return new LimitedTransaction(await RelayTransaction.begin(account, pool, mailFrom, params), reservation, this.limiter);
+        return new LimitedTransaction(await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply), reservation, this.limiter);
       } catch (e) {
         reservation.unsent();
         const answer = this.limiter.providerRefusal(account, e);
@@ -138,6 +236,7 @@ export class Relay {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.pauses.stop();
     this.tokens.stop();

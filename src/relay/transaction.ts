@@ -19,6 +19,11 @@ export interface Envelope {
 
 type Pool = AccountPool<UpstreamConnection>;
 
+/** Sees every reply the provider gives a transaction (the upstream replies metric). */
+export type UpstreamReplyObserver = (account: Account, command: 'MAIL' | 'RCPT' | 'DATA', code: number) => void;
+
+const ignore: UpstreamReplyObserver = () => undefined;
+
 /**
  * MAIL FROM parameters the provider understands, and only those: a parameter it did not
  * advertise would make it refuse the whole transaction (RFC 5321 §4.1.1.11).
@@ -46,6 +51,7 @@ export class RelayTransaction {
     private readonly pool: Pool,
     lease: Lease<UpstreamConnection>,
     mailFrom: string,
+    private readonly observe: UpstreamReplyObserver,
   ) {
     this.lease = lease;
     this.envelope = { mailFrom, rcptTo: [] };
@@ -56,7 +62,7 @@ export class RelayTransaction {
    * MAIL (a pooled socket the provider had closed, a 421 at MAIL) is retried once on a fresh
    * connection before the MTA hears of it. A refusal is thrown as UpstreamReplyError.
    */
-  static async begin(account: Account, pool: Pool, mailFrom: string, params: MailParams): Promise<RelayTransaction> {
+  static async begin(account: Account, pool: Pool, mailFrom: string, params: MailParams, observe = ignore): Promise<RelayTransaction> {
     let lease = await pool.acquire();
     for (let attempt = 1; ; attempt++) {
       let reply: Reply;
@@ -69,7 +75,8 @@ export class RelayTransaction {
         lease = await pool.acquire(true);
         continue;
       }
-      if (isPositive(reply)) return new RelayTransaction(account, pool, lease, mailFrom);
+      observe(account, 'MAIL', reply.code);
+      if (isPositive(reply)) return new RelayTransaction(account, pool, lease, mailFrom, observe);
       if (reply.code === 421 && attempt === 1) {
         pool.release(lease, false);
         lease = await pool.acquire(true);
@@ -91,6 +98,7 @@ export class RelayTransaction {
       if (!lease.conn.isUsable) this.drop();
       throw e;
     }
+    this.observe(this.account, 'RCPT', reply.code);
     if (!isPositive(reply)) {
       if (reply.code === 421) this.drop();
       throw new UpstreamReplyError(reply);
@@ -124,6 +132,8 @@ export class RelayTransaction {
       throw new RelayError('MESSAGE_TOO_BIG', `${this.bytes} bytes over ${maxBytes}`);
     }
     const reply = result.reply;
+    // DATA's own refusal (instead of 354) or the reply to the end of the message: the provider's answer to DATA.
+    this.observe(this.account, 'DATA', reply.code);
     if (isPositive(reply)) lease.uses++;
     // After its final reply the provider has reset the transaction: the connection is reusable.
     this.pool.release(lease, reply.code !== 421 && lease.conn.isUsable);

@@ -1,5 +1,7 @@
 // The mailbox account: the unit that owns a token, a pool of upstream connections and a set of
-// sender addresses. Built once from config; immutable while the relay runs.
+// sender addresses. Built from config (or a stored account); immutable. A change at run time
+// (reload, the HTTP API) builds a new Account, and the relay compares old and new to decide
+// whether the token and the pool can be kept (src/relay/relay.ts applyAccounts).
 import { withTenant } from '../config/providers.js';
 import type { AccountAuthKind, Config, ProviderConfig, ResolvedAccountConfig } from '../config/schema.js';
 import type { AccountLimits } from '../limits/limits.js';
@@ -59,3 +61,38 @@ export function accountFromConfig(a: ResolvedAccountConfig, providers: Config['p
 }
 
 export const accountsFromConfig = (c: Config): Account[] => c.accounts.map((a) => accountFromConfig(a, c.providers));
+
+/** Nothing about the account changed (Accounts are plain data built in one fixed key order). */
+export const sameAccount = (a: Account, b: Account): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/** Same grant, same client, same secrets: a token obtained for one serves the other. */
+export function sameCredentials(a: Account, b: Account): boolean {
+  return (
+    a.email === b.email &&
+    a.auth === b.auth &&
+    a.clientId === b.clientId &&
+    a.clientSecret === b.clientSecret &&
+    a.refreshToken === b.refreshToken &&
+    a.serviceAccountFile === b.serviceAccountFile &&
+    a.tenant === b.tenant &&
+    a.tokenUrl === b.tokenUrl &&
+    a.provider.scope === b.provider.scope
+  );
+}
+
+/** Same credentials and the same way of connecting: a pooled connection of one serves the other. */
+export function sameConnections(a: Account, b: Account): boolean {
+  const p = a.provider;
+  const q = b.provider;
+  return (
+    sameCredentials(a, b) &&
+    p.smtp.host === q.smtp.host &&
+    p.smtp.port === q.smtp.port &&
+    p.smtp.security === q.smtp.security &&
+    p.caFile === q.caFile &&
+    a.sourceIp === b.sourceIp &&
+    a.maxConnections === b.maxConnections &&
+    a.minIdle === b.minIdle &&
+    a.messagesPerConnection === b.messagesPerConnection
+  );
+}

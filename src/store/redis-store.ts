@@ -1,7 +1,8 @@
 // The shared store (`store: { url: redis://host:port }`): several relay instances on one Redis
 // act as one relay. Tokens are sealed with the same AES-256-GCM as the embedded store (the key
 // from XOAUTH2_RELAY_KEY, the same on every instance); quotas are counted by Lua scripts,
-// atomically across the fleet; refresh locks and failures coordinate token refreshes.
+// atomically across the fleet; refresh locks and failures coordinate token refreshes. Accounts
+// kept in the store (not in relay.yaml) are sealed like tokens, one hash field per account.
 //
 // Redis unreachable: commands fail at once (no offline queue, so nothing waits on a dead
 // socket) and every caller turns that into a 4xx or a log line; ioredis reconnects in the
@@ -14,14 +15,17 @@ import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
 import { RELEASE_LUA, RESERVE_LUA, UNLOCK_LUA } from './redis-scripts.js';
 import { Sealer } from './sealer.js';
+import type { AccountInput } from '../config/schema.js';
 import type {
   AccountPause,
+  AccountStore,
   Charge,
   Charged,
   FleetCoordination,
   RefreshFailure,
   ReserveResult,
   Store,
+  StoredAccount,
   TokenRecord,
 } from './store.js';
 
@@ -44,6 +48,11 @@ const tokenKey = (email: string) => `token:{${email}}`;
 const failureKey = (email: string) => `refresh-failure:{${email}}`;
 const quotaKey = (email: string, counter: string) => `quota:{${email}}:${counter}`;
 const PAUSES = 'pauses';
+/** One hash for every stored account: listing is one HGETALL, an import one HSET. */
+const ACCOUNTS = 'accounts';
+// Distinct from a token's (the bare email), so a sealed account cannot be passed off as a token.
+const accountAad = (email: string) => `account:${email}`;
+const normalEmail = (email: string) => email.trim().toLowerCase();
 
 /** host:port of a redis:// URL, for log lines: the URL itself may carry a password. */
 export function redisEndpoint(url: string): string {
@@ -55,7 +64,7 @@ export function redisEndpoint(url: string): string {
   }
 }
 
-export class RedisStore implements Store, FleetCoordination {
+export class RedisStore implements Store, FleetCoordination, AccountStore {
   readonly fleet: FleetCoordination = this;
   private up = false;
   private closing = false;
@@ -127,6 +136,36 @@ export class RedisStore implements Store, FleetCoordination {
 
   async deleteToken(email: string): Promise<void> {
     await this.call('delete a token', () => this.redis.del(tokenKey(email)));
+  }
+
+  async saveAccount(config: AccountInput): Promise<void> {
+    await this.saveAccounts([config]);
+  }
+
+  async saveAccounts(configs: readonly AccountInput[]): Promise<void> {
+    if (!configs.length) return;
+    const updatedAt = Date.now();
+    const fields = configs.flatMap((c) => {
+      const email = normalEmail(c.email);
+      const record: StoredAccount = { config: { ...c, email }, updatedAt };
+      return [email, this.sealer.seal(JSON.stringify(record), accountAad(email))];
+    });
+    // One HSET with every field: atomic, so an import lands whole or not at all.
+    await this.call('save accounts', () => this.redis.hset(ACCOUNTS, ...fields));
+  }
+
+  async listAccounts(): Promise<StoredAccount[]> {
+    const all = await this.call('read accounts', () => this.redis.hgetallBuffer(ACCOUNTS));
+    const out: StoredAccount[] = [];
+    for (const email of Object.keys(all).sort()) {
+      const json = this.sealer.open(all[email]!, accountAad(email));
+      if (json) out.push(JSON.parse(json) as StoredAccount);
+    }
+    return out;
+  }
+
+  async deleteAccount(email: string): Promise<boolean> {
+    return (await this.call('delete an account', () => this.redis.hdel(ACCOUNTS, normalEmail(email)))) > 0;
   }
 
   async reserve(email: string, charges: readonly Charge[]): Promise<ReserveResult> {

@@ -5,6 +5,8 @@ import type { AccountInput } from '../config/schema.js';
 import type { Sealer } from './sealer.js';
 import type { AccountStore, StoredAccount } from './store.js';
 
+const normalEmail = (email: string) => email.trim().toLowerCase();
+
 // Distinct from a token row's (the bare email), so a sealed account cannot be passed off as a token.
 const aad = (email: string) => `account:${email}`;
 
@@ -12,6 +14,7 @@ export class SqliteAccountTable implements AccountStore {
   private readonly upsert: Database.Statement<[string, Buffer, number]>;
   private readonly all: Database.Statement<[], { email: string; blob: Buffer; updated_at: number }>;
   private readonly remove: Database.Statement<[string]>;
+  private readonly saveAll: (configs: readonly AccountInput[]) => void;
 
   constructor(
     db: Database.Database,
@@ -28,10 +31,21 @@ export class SqliteAccountTable implements AccountStore {
     );
     this.all = db.prepare('SELECT email, blob, updated_at FROM accounts ORDER BY email');
     this.remove = db.prepare('DELETE FROM accounts WHERE email = ?');
+    this.saveAll = db.transaction((configs: readonly AccountInput[]) => {
+      for (const c of configs) this.write(c);
+    });
   }
 
   async saveAccount(config: AccountInput): Promise<void> {
-    const email = config.email.trim().toLowerCase();
+    this.write(config);
+  }
+
+  async saveAccounts(configs: readonly AccountInput[]): Promise<void> {
+    this.saveAll(configs);
+  }
+
+  private write(config: AccountInput): void {
+    const email = normalEmail(config.email);
     this.upsert.run(email, this.sealer.seal(JSON.stringify({ ...config, email }), aad(email)), this.now());
   }
 
@@ -45,6 +59,6 @@ export class SqliteAccountTable implements AccountStore {
   }
 
   async deleteAccount(email: string): Promise<boolean> {
-    return this.remove.run(email.trim().toLowerCase()).changes > 0;
+    return this.remove.run(normalEmail(email)).changes > 0;
   }
 }

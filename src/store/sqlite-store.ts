@@ -84,6 +84,10 @@ export class SqliteStore implements Store, AccountStore {
     return this.accounts.saveAccount(config);
   }
 
+  saveAccounts(configs: readonly StoredAccount['config'][]): Promise<void> {
+    return this.accounts.saveAccounts(configs);
+  }
+
   listAccounts(): Promise<StoredAccount[]> {
     return this.accounts.listAccounts();
   }

@@ -94,8 +94,9 @@ export interface Store extends TokenStore {
 }
 
 /**
- * An account kept in the store rather than in relay.yaml (what `xoauth2-relay auth --store`
- * saves): its keys exactly as relay.yaml writes them, so loading it goes through the same schema.
+ * An account kept in the store rather than in relay.yaml (what `auth --store`, `accounts add`,
+ * `accounts import` and the HTTP API save): its keys exactly as relay.yaml writes them, so
+ * loading it goes through the same schema (src/config/stored-accounts.ts).
  * Sealed at rest as a whole: it holds secrets (refresh_token, client_secret, password).
  */
 export interface StoredAccount {
@@ -105,10 +106,12 @@ export interface StoredAccount {
   updatedAt: number;
 }
 
-/** A store that can keep accounts. Optional for now: the Redis store does not yet. */
+/** A store that keeps accounts: both the embedded SQLite store and Redis do. */
 export interface AccountStore {
   /** Inserts, or replaces the account with the same email (compared lower-case). */
   saveAccount(config: AccountInput): Promise<void>;
+  /** saveAccount for several, all or none (one transaction): what `accounts import` writes. */
+  saveAccounts(configs: readonly AccountInput[]): Promise<void>;
   /** Every account, by email. One sealed under another key (XOAUTH2_RELAY_KEY changed) is left out. */
   listAccounts(): Promise<StoredAccount[]>;
   /** False when there was no such account. */
@@ -117,5 +120,6 @@ export interface AccountStore {
 
 export const isAccountStore = (store: object): store is AccountStore =>
   typeof (store as Partial<AccountStore>).saveAccount === 'function' &&
+  typeof (store as Partial<AccountStore>).saveAccounts === 'function' &&
   typeof (store as Partial<AccountStore>).listAccounts === 'function' &&
   typeof (store as Partial<AccountStore>).deleteAccount === 'function';

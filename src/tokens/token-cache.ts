@@ -9,11 +9,13 @@
 // Concurrent needs share one request (single-flight per account). With a shared store (Redis)
 // the single flight spans the fleet: one instance takes the account's refresh lock and calls
 // the endpoint, the others wait for the token it stores and read it (fetchInFleet).
+// Accounts come and go at run time (reload, the HTTP API): install() adds or replaces entries,
+// keeping the token of an account whose credentials did not change; remove() retires one.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
-import type { Account } from '../routing/account.js';
+import { sameCredentials, type Account } from '../routing/account.js';
 import type { FleetCoordination, TokenRecord, TokenStore } from '../store/store.js';
 import { accountGrant } from './account-grant.js';
 import { TokenGrantError, type Grant, type GrantFailure, type GrantResult } from './grant.js';
@@ -51,6 +53,10 @@ export interface TokenCacheDeps {
   onRefresh?: (email: string, ok: boolean, ms: number) => void;
 }
 
+/** Whether a stored token record derives from the account's configured credentials (else it is stale). */
+export const recordMatches = (record: TokenRecord, account: Account): boolean =>
+  record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
+
 /** A token with less than this left is not handed out: it could expire mid-handshake. */
 const USABLE_MARGIN_MS = 30_000;
 /** How often an instance waiting for another one's refresh looks for the new token. */
@@ -60,6 +66,8 @@ const LOCK_MARGIN_MS = 5_000;
 
 class Entry {
   token: AccessToken | null = null;
+  /** Replaced or removed: its timers stop and what a late refresh brings is not kept. */
+  retired = false;
   refreshToken: string | null;
   inflight: Promise<AccessToken> | null = null;
   timer: NodeJS.Timeout | null = null;
@@ -72,15 +80,24 @@ class Entry {
   /** The token the provider refused (535): never taken back from the store. */
   rejected: string | null = null;
 
-  constructor(readonly account: Account) {
+  constructor(public account: Account) {
     this.refreshToken = account.refreshToken;
   }
+}
+
+export interface InstallOptions {
+  /** How long to wait for the tokens still missing; they keep being fetched in the background. */
+  waitMs: number;
+  /** Token requests in flight at once. */
+  concurrency: number;
 }
 
 export class TokenCache {
   /** Names this process in the fleet's refresh locks and shared failures. */
   readonly instanceId = randomUUID();
   private readonly entries = new Map<string, Entry>();
+  /** Accounts removed at run time: a connection still opening for one must not bring its entry back. */
+  private readonly removed = new WeakSet<Account>();
   private readonly grant: Grant;
   private readonly now: () => number;
   private stopped = false;
@@ -98,9 +115,24 @@ export class TokenCache {
    * parallel (at most `concurrency` at once). Resolves when all are settled or `waitMs` passed;
    * accounts still without a token stay `failing`/`pending` and keep being retried.
    */
-  async start(accounts: readonly Account[], { waitMs, concurrency }: { waitMs: number; concurrency: number }): Promise<void> {
+  start(accounts: readonly Account[], opts: InstallOptions): Promise<void> {
+    return this.install(accounts, opts);
+  }
+
+  /**
+   * Adds accounts at start-up or at run time, as start() describes. An account already here
+   * with the same credentials keeps its entry, token and schedule (only its settings change);
+   * one whose credentials changed gets a new entry, and the old one is retired.
+   */
+  async install(accounts: readonly Account[], { waitMs, concurrency }: InstallOptions): Promise<void> {
     const needFetch: Entry[] = [];
     for (const account of accounts) {
+      const existing = this.entries.get(account.email);
+      if (existing && sameCredentials(existing.account, account)) {
+        existing.account = account;
+        continue;
+      }
+      if (existing) this.retire(existing);
       const entry = new Entry(account);
       this.entries.set(account.email, entry);
       await this.restore(entry);
@@ -181,14 +213,40 @@ export class TokenCache {
     return this.status().find((s) => s.email === email);
   }
 
+  /**
+   * A new token now, whatever the cached one's age (`accounts test`: proof that the grant still
+   * works). Joins a refresh in flight; rotated refresh tokens are stored as usual.
+   */
+  async refreshNow(email: string): Promise<AccessToken> {
+    const entry = this.entries.get(email);
+    if (!entry) throw new RelayError('ACCOUNT_REMOVED', `${email} is not an account of this relay`);
+    return this.refresh(entry);
+  }
+
+  /** The account left the relay: its refresh timer stops and its entry is forgotten. */
+  remove(email: string): void {
+    const entry = this.entries.get(email);
+    if (!entry) return;
+    this.entries.delete(email);
+    this.removed.add(entry.account);
+    this.retire(entry);
+  }
+
   stop(): void {
     this.stopped = true;
     for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
   }
 
+  private retire(entry: Entry): void {
+    entry.retired = true;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+  }
+
   private entry(account: Account): Entry {
     let entry = this.entries.get(account.email);
     if (!entry) {
+      if (this.removed.has(account)) throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed from the relay`);
       entry = new Entry(account);
       this.entries.set(account.email, entry);
     }
@@ -273,7 +331,7 @@ export class TokenCache {
     }
     const now = this.now();
     const mine = entry.token?.expiresAt ?? 0;
-    if (record && this.matchesConfig(record, account)) {
+    if (record && recordMatches(record, account)) {
       // A peer may have rotated the refresh token; the newer record has the one to use.
       if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
       if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected) {
@@ -335,10 +393,6 @@ export class TokenCache {
     return token;
   }
 
-  private matchesConfig(record: TokenRecord, account: Account): boolean {
-    return record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
-  }
-
   private fail(entry: Entry, e: unknown): TokenGrantError {
     const err = e instanceof TokenGrantError ? e : new TokenGrantError('network', (e as Error).message);
     entry.failures++;
@@ -366,7 +420,7 @@ export class TokenCache {
   }
 
   private arm(entry: Entry, delayMs: number): void {
-    if (this.stopped) return;
+    if (this.stopped || entry.retired) return;
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
       entry.timer = null;
@@ -385,7 +439,7 @@ export class TokenCache {
       this.deps.logger.warn({ event: 'store_error', account: account.email, error: (e as Error).message }, 'could not read stored token');
     }
     if (!record) return;
-    if (!this.matchesConfig(record, account)) {
+    if (!recordMatches(record, account)) {
       this.deps.logger.info({ event: 'token_restore', account: account.email, used: false }, 'config credentials changed; stored token discarded');
       return;
     }
@@ -394,7 +448,8 @@ export class TokenCache {
   }
 
   private async persist(entry: Entry): Promise<void> {
-    if (!entry.token) return;
+    // A retired entry's token belongs to credentials the relay no longer has.
+    if (!entry.token || entry.retired) return;
     try {
       await this.deps.store.saveToken(entry.account.email, {
         accessToken: entry.token.value,

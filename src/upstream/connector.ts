@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
 import { RelayError } from '../relay/errors.js';
 import type { Account } from '../routing/account.js';
 import type { TokenCache } from '../tokens/token-cache.js';
@@ -19,6 +20,26 @@ export interface ConnectorOptions {
 
 export type Connector = (account: Account) => Promise<Opened<UpstreamConnection>>;
 
+export const connectorOptions = (u: Config['upstream']): ConnectorOptions => ({
+  connectTimeoutMs: u.connect_timeout_ms,
+  commandTimeoutMs: u.command_timeout_ms,
+  dataTimeoutMs: u.data_timeout_ms,
+  ehloName: u.ehlo_name,
+});
+
+/** A connection to the account's provider, ready for AUTH: connected, TLS, EHLO. */
+export function dialProvider(account: Account, opts: ConnectorOptions, ca: Buffer | undefined): Promise<UpstreamConnection> {
+  return UpstreamConnection.open({
+    host: account.provider.smtp.host,
+    port: account.provider.smtp.port,
+    security: account.provider.smtp.security,
+    ca,
+    localAddress: account.sourceIp,
+    ehloName: opts.ehloName ?? hostname(),
+    timeouts: { connectMs: opts.connectTimeoutMs, commandMs: opts.commandTimeoutMs, dataMs: opts.dataTimeoutMs },
+  });
+}
+
 export function createConnector(tokens: TokenCache, opts: ConnectorOptions, logger: Logger): Connector {
   const caCache = new Map<string, Buffer>();
   const ca = (file: string | null) => {
@@ -28,17 +49,7 @@ export function createConnector(tokens: TokenCache, opts: ConnectorOptions, logg
     return pem;
   };
   const ehloName = opts.ehloName ?? hostname();
-
-  const dial = (account: Account) =>
-    UpstreamConnection.open({
-      host: account.provider.smtp.host,
-      port: account.provider.smtp.port,
-      security: account.provider.smtp.security,
-      ca: ca(account.provider.caFile),
-      localAddress: account.sourceIp,
-      ehloName,
-      timeouts: { connectMs: opts.connectTimeoutMs, commandMs: opts.commandTimeoutMs, dataMs: opts.dataTimeoutMs },
-    });
+  const dial = (account: Account) => dialProvider(account, { ...opts, ehloName }, ca(account.provider.caFile));
 
   return async (account) => {
     let token = await tokens.get(account);

@@ -70,6 +70,8 @@ export class AccountPool<C extends PoolableConnection> {
   private openFailures = 0;
   private replenishTimer: NodeJS.Timeout | null = null;
   private closing = false;
+  /** What acquire() and waiters get once closing: the relay stopping, or the account leaving it. */
+  private closedError: RelayError | null = null;
 
   constructor(
     readonly name: string,
@@ -94,7 +96,7 @@ export class AccountPool<C extends PoolableConnection> {
    * failure must not land on another stale socket.
    */
   async acquire(fresh = false): Promise<Lease<C>> {
-    if (this.closing) throw new RelayError('SHUTTING_DOWN');
+    if (this.closing) throw this.closedError!;
     if (!fresh) {
       const lease = this.takeIdle();
       if (lease) {
@@ -192,13 +194,17 @@ export class AccountPool<C extends PoolableConnection> {
     if (!this.replenishTimer) this.scheduleReplenish(0);
   }
 
-  /** Closes idle connections now, busy ones as their transactions end; fails waiters. */
-  async close(): Promise<void> {
+  /**
+   * Closes idle connections now, busy ones as their transactions end (on their leases, so a
+   * transaction in flight finishes); waiters and later acquires fail with `reason`.
+   */
+  async close(reason: RelayError = new RelayError('SHUTTING_DOWN')): Promise<void> {
     this.closing = true;
+    this.closedError ??= reason;
     if (this.replenishTimer) clearTimeout(this.replenishTimer);
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
-      w.reject(new RelayError('SHUTTING_DOWN'));
+      w.reject(this.closedError);
     }
     await Promise.allSettled(this.idle.splice(0).map((l) => this.quit(l)));
   }
@@ -228,7 +234,7 @@ export class AccountPool<C extends PoolableConnection> {
     const lease = await this.openTracked();
     if (this.closing) {
       this.discard(lease);
-      throw new RelayError('SHUTTING_DOWN');
+      throw this.closedError!;
     }
     this.busy.add(lease);
     return lease;

@@ -1,6 +1,7 @@
 // Runs the real command line (from source, through tsx, or as built into dist/) as a child process.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -32,6 +33,33 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
     timeout: opts.timeoutMs ?? 30_000,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * runCli without blocking this process: for commands that talk to servers the test itself runs
+ * (a sandbox provider), which a synchronous spawn would leave unable to answer.
+ */
+export async function runCliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  const p = spawnCli(args, opts);
+  // 'close' comes after the last output; 'exit' may come before it.
+  const closed = new Promise((resolve) => p.child.once('close', resolve));
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+  const status = await p.exited;
+  await closed;
+  clearTimeout(timer);
+  return { status, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+/** A port free on 127.0.0.1 now, for a config that must name its HTTP port (the CLI finds the relay by it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export function writeYaml(dir: string, doc: unknown, name = 'relay.yaml'): string {

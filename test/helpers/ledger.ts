@@ -46,6 +46,8 @@ export interface DriveOptions {
   replyTimeoutMs?: number;
   /** Called after every attempt (a test may stop the relay at some point of the load). */
   onOutcome?: (entry: LedgerEntry, outcome: Outcome) => void;
+  /** The load stops taking new messages once this returns true (a load that lasts as long as something else does). */
+  stop?: () => boolean;
 }
 
 const isAccepted = (o: Outcome | undefined) => o?.stage === 'final' && o.code !== null && o.code >= 200 && o.code < 300;
@@ -139,7 +141,7 @@ export async function drive(port: number, entries: readonly LedgerEntry[], opts:
   const worker = async () => {
     let client: RawSmtp | null = null;
     try {
-      while (next < entries.length && Date.now() < stopAt) {
+      while (next < entries.length && Date.now() < stopAt && !opts.stop?.()) {
         const entry = entries[next++]!;
         if (!client || client.closed) {
           client?.close();

@@ -85,6 +85,33 @@ export class RawSmtp {
     return this.read(timeoutMs);
   }
 
+  /**
+   * One transaction: the final reply, or the first refusal (after which the envelope is reset
+   * with RSET, so the session can go on).
+   */
+  async send(from: string, to: readonly string[], raw: string): Promise<Reply> {
+    const mail = await this.cmd(`MAIL FROM:<${from}>`);
+    if (mail.code !== 250) return mail;
+    for (const rcpt of to) {
+      const reply = await this.cmd(`RCPT TO:<${rcpt}>`);
+      if (reply.code !== 250) return this.reset(reply);
+    }
+    const data = await this.cmd('DATA');
+    if (data.code !== 354) return this.reset(data);
+    this.write(raw + '.\r\n');
+    return this.read();
+  }
+
+  private async reset(refusal: Reply): Promise<Reply> {
+    if (refusal.code !== 421) await this.cmd('RSET').catch(() => undefined);
+    return refusal;
+  }
+
+  /** AUTH PLAIN with the initial response. */
+  authPlain(user: string, pass: string): Promise<Reply> {
+    return this.cmd('AUTH PLAIN ' + Buffer.from(`\0${user}\0${pass}`).toString('base64'));
+  }
+
   write(data: string | Buffer): void {
     this.socket.write(data);
   }
@@ -101,15 +128,7 @@ export async function sendOnce(port: number, from: string, to: readonly string[]
   const { client } = await RawSmtp.connect(port);
   try {
     await client.cmd('EHLO mta.test');
-    const mail = await client.cmd(`MAIL FROM:<${from}>`);
-    if (mail.code !== 250) return line(mail);
-    for (const rcpt of to) {
-      const reply = await client.cmd(`RCPT TO:<${rcpt}>`);
-      if (reply.code !== 250) return line(reply);
-    }
-    await client.cmd('DATA');
-    client.write(raw + '.\r\n');
-    return line(await client.read());
+    return line(await client.send(from, to, raw));
   } finally {
     client.close();
   }

@@ -1,17 +1,20 @@
-// The shared store against a real redis-server: the quota conformance cases, sealed tokens,
-// refresh locks and shared failures, and what happens while Redis is down and after it returns.
+// The shared store against a real redis-server: the quota and account conformance cases, sealed
+// tokens and accounts, refresh locks and shared failures, and what happens while Redis is down
+// and after it returns.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { NO_LIMITS } from '../../src/limits/limits.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { RelayError } from '../../src/relay/errors.js';
+import { SandboxProvider } from '../../src/sandbox/index.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { TokenRecord } from '../../src/store/store.js';
+import { accountStoreConformance, GMAIL } from '../helpers/account-store-conformance.js';
 import { quotaConformance } from '../helpers/quota-conformance.js';
 import { RedisServer } from '../helpers/redis-server.js';
-import { line, RawSmtp } from '../helpers/smtp-client.js';
-import { KEY_ENV, rawMessage, startStack } from '../helpers/stack.js';
+import { line, RawSmtp, sendOnce } from '../helpers/smtp-client.js';
+import { KEY_ENV, rawMessage, startStack, type Stack } from '../helpers/stack.js';
 import { sleep, until } from '../helpers/wait.js';
 
 let server: RedisServer;
@@ -118,6 +121,34 @@ describe('RedisStore', () => {
   });
 });
 
+describe('RedisStore accounts', () => {
+  let n = 0;
+  const extra: RedisStore[] = [];
+  afterAll(async () => {
+    for (const s of extra) await s.close();
+  });
+  const fresh = async (prefix = `accounts-test-${n++}:`, env: NodeJS.ProcessEnv = KEY_ENV) => {
+    const s = await RedisStore.open({ url: server.url, keyPrefix: prefix }, env, silentLogger());
+    extra.push(s);
+    return s;
+  };
+
+  accountStoreConformance(() => fresh());
+
+  it('keeps accounts sealed: the bytes in Redis hold no secret; another key reads none; an account is not a token', async () => {
+    const store = await fresh('accounts-sealed:');
+    await store.saveAccount(GMAIL);
+    const bytes = Object.values(await raw.hgetallBuffer('accounts-sealed:accounts'));
+    expect(bytes).toHaveLength(1);
+    for (const secret of [GMAIL.client_secret!, GMAIL.refresh_token!]) expect(bytes[0]!.includes(Buffer.from(secret))).toBe(false);
+    expect((await (await fresh('accounts-sealed:')).listAccounts())[0]!.config.refresh_token).toBe(GMAIL.refresh_token);
+    expect(await (await fresh('accounts-sealed:', { XOAUTH2_RELAY_KEY: 'b'.repeat(64) })).listAccounts()).toEqual([]);
+    // Copied into a token's place, the sealed account does not open as a token.
+    await raw.set('accounts-sealed:token:{sender@gmail.com}', bytes[0]!);
+    expect(await store.loadToken('sender@gmail.com')).toBeNull();
+  });
+});
+
 describe('a relay whose Redis is unreachable from the start', () => {
   it('starts anyway; limited accounts get 451 4.3.0 at MAIL, unlimited ones keep sending', async () => {
     const stack = await startStack({
@@ -142,6 +173,30 @@ describe('a relay whose Redis is unreachable from the start', () => {
       expect(stack.app.relay.tokens.healthOf('free@gmail.test')).toBe('healthy');
     } finally {
       await stack.stop();
+    }
+  });
+
+  it('runs the stored accounts as soon as Redis answers', async () => {
+    const sandbox = await SandboxProvider.start();
+    const late = sandbox.addAccount({ email: 'late@gmail.test', kind: 'google' });
+    const keyPrefix = 'late-accounts:';
+    const seed = await RedisStore.open({ url: server.url, keyPrefix }, KEY_ENV, silentLogger());
+    await seed.saveAccount({ email: late.email, provider: 'google', client_id: late.clientId, client_secret: late.clientSecret!, refresh_token: late.refreshToken, senders: [late.email] });
+    await seed.close();
+    // Snapshot to disk: the Redis that comes back loads it (the test server keeps nothing otherwise).
+    await raw.save();
+    await server.pause();
+    let stack: Stack | null = null;
+    try {
+      stack = await startStack({ accounts: [{ email: 'free@gmail.test', kind: 'google' }], provider: sandbox, overrides: { store: { url: server.url, key_prefix: keyPrefix } } });
+      expect(stack.app.relay.router.account(late.email)).toBeNull();
+      await server.resume();
+      await until(() => stack!.app.relay.router.account(late.email) !== null, 10_000, 'stored account loaded');
+      expect(await sendOnce(stack.port, late.email, ['r@example.net'], rawMessage(late.email, ['r@example.net'], 'late'))).toMatch(/^250 /);
+    } finally {
+      await server.resume().catch(() => undefined);
+      await stack?.stop();
+      await sandbox.stop();
     }
   });
 });

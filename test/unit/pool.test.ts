@@ -366,6 +366,22 @@ describe('AccountPool', () => {
     expect(h.live()).toBe(0);
   });
 
+  it('close(reason): an account leaving the relay fails its waiters with a 4xx that keeps the session', async () => {
+    const h = harness({ maxConnections: 1 });
+    const held = await h.pool.acquire();
+    const waiter = h.pool.acquire();
+    await settle();
+    await h.pool.close(new RelayError('ACCOUNT_REMOVED'));
+    const err = await rejection(waiter);
+    expect(err.code).toBe('ACCOUNT_REMOVED');
+    expect(`${err.reply.code} ${enhancedCode(err.reply)}`).toBe('451 4.7.0');
+    expect((await rejection(h.pool.acquire(true))).code).toBe('ACCOUNT_REMOVED');
+    // The transaction in flight finishes on its connection, which then goes.
+    expect(held.conn.closed).toBe(false);
+    finish(h.pool, held);
+    expect(held.conn.closed).toBe(true);
+  });
+
   it('min_idle is topped up after a connection is retired', async () => {
     const h = harness({ minIdle: 1, messagesPerConnection: 1 });
     await h.pool.warm();

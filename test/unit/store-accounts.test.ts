@@ -1,13 +1,14 @@
-// Accounts kept in the embedded store (what `auth --store` saves): round trip, sealing at rest,
+// Accounts kept in the embedded store (what `auth --store`, `accounts add|import` and the HTTP API
+// save): round trip, sealing at rest,
 // and that a sealed account and a sealed token cannot stand in for each other.
 import Database from 'better-sqlite3';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { accountSchema, type AccountInput } from '../../src/config/schema.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { isAccountStore } from '../../src/store/store.js';
+import { accountStoreConformance, GMAIL } from '../helpers/account-store-conformance.js';
 
 let dir: string;
 const opened: SqliteStore[] = [];
@@ -28,15 +29,6 @@ function open(env: NodeJS.ProcessEnv = KEY_A): SqliteStore {
   return store;
 }
 
-const GMAIL: AccountInput = {
-  email: 'Sender@Gmail.com',
-  provider: 'google',
-  client_id: '1234.apps.googleusercontent.com',
-  client_secret: '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1',
-  refresh_token: '1//refresh-token-recognisable-R1',
-};
-const OUTLOOK: AccountInput = { email: 'ops@contoso.test', provider: 'microsoft', client_id: 'app', refresh_token: 'M.refresh-recognisable-R2', tenant: 'contoso.test' };
-
 function rawBytes(): Buffer {
   return Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('relay.db')).map((f) => readFileSync(join(dir, f))));
 }
@@ -47,27 +39,7 @@ describe('SqliteStore accounts', () => {
     expect(isAccountStore({ loadToken: () => null })).toBe(false);
   });
 
-  it('saves, lists by email, replaces by email (case-insensitively) and deletes', async () => {
-    const store = open();
-    expect(await store.listAccounts()).toEqual([]);
-    await store.saveAccount(GMAIL);
-    await store.saveAccount(OUTLOOK);
-    const listed = await store.listAccounts();
-    expect(listed.map((a) => a.config.email)).toEqual(['ops@contoso.test', 'sender@gmail.com']);
-    expect(listed[1]!.config).toEqual({ ...GMAIL, email: 'sender@gmail.com' });
-    expect(listed[1]!.updatedAt).toBeGreaterThan(Date.now() - 60_000);
-    // What was stored loads as a relay.yaml account.
-    for (const a of listed) expect(accountSchema.safeParse(a.config).success).toBe(true);
-
-    await store.saveAccount({ ...GMAIL, email: 'SENDER@gmail.com', refresh_token: '1//second-refresh-R3' });
-    const replaced = await store.listAccounts();
-    expect(replaced).toHaveLength(2);
-    expect(replaced.find((a) => a.config.email === 'sender@gmail.com')!.config.refresh_token).toBe('1//second-refresh-R3');
-
-    expect(await store.deleteAccount('Sender@Gmail.com')).toBe(true);
-    expect(await store.deleteAccount('sender@gmail.com')).toBe(false);
-    expect((await store.listAccounts()).map((a) => a.config.email)).toEqual(['ops@contoso.test']);
-  });
+  accountStoreConformance(async () => open());
 
   it('survives a restart; the files hold no secret in clear', async () => {
     const first = open();

@@ -559,3 +559,53 @@ describe('a fleet sharing one store', () => {
     expect(g.calls.map((c) => c.refreshToken)).toEqual([a.refreshToken, 'rotated-1']);
   });
 });
+
+describe('accounts changing at run time', () => {
+  const WAIT = { waitMs: 1_000, concurrency: 4 };
+
+  it('install() keeps the token of an account whose credentials did not change, and fetches for new ones', async () => {
+    const g = fakeGrant();
+    const cache = makeCache(g.grant);
+    const [a, b] = makeAccounts(2);
+    await cache.start([a!], WAIT);
+    const token = cache.current(a!.email);
+    // The same account with other settings (senders), and a new one.
+    await cache.install([{ ...a!, senders: ['*@gmail.com'] }, b!], WAIT);
+    expect(cache.current(a!.email)).toEqual(token);
+    expect(g.calls.map((c) => c.email)).toEqual([a!.email, b!.email]);
+    expect(cache.status().map((s) => s.email)).toEqual([a!.email, b!.email]);
+  });
+
+  it('install() with new credentials fetches a new token and retires the old entry: its timer no longer refreshes', async () => {
+    vi.useFakeTimers();
+    const g = fakeGrant({ now: () => Date.now() });
+    const cache = makeCache(g.grant);
+    const [a] = makeAccounts(1);
+    await cache.start([a!], WAIT);
+    await cache.install([{ ...a!, refreshToken: 'config-rt-new' }], WAIT);
+    expect(g.calls.map((c) => c.refreshToken)).toEqual(['config-rt-0', 'config-rt-new']);
+    expect(cache.current(a!.email)?.value).toBe(`at-${a!.email}-2`);
+    // One entry, one schedule: a refresh ahead of expiry uses the new credentials only.
+    await vi.advanceTimersByTimeAsync(HOUR - OPTS.refreshBeforeExpiryMs + 1_000);
+    expect(g.calls.map((c) => c.refreshToken)).toEqual(['config-rt-0', 'config-rt-new', 'config-rt-new']);
+  });
+
+  it('remove() forgets the account and stops its refreshes; refreshNow() fetches anew, or refuses an unknown account', async () => {
+    vi.useFakeTimers();
+    const g = fakeGrant({ now: () => Date.now() });
+    const cache = makeCache(g.grant);
+    const [a, b] = makeAccounts(2);
+    await cache.start([a!, b!], WAIT);
+    const before = cache.current(b!.email)!;
+    expect((await cache.refreshNow(b!.email)).value).not.toBe(before.value);
+    cache.remove(a!.email);
+    expect(cache.statusOf(a!.email)).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(2 * HOUR);
+    expect(g.calls.filter((c) => c.email === a!.email)).toHaveLength(1);
+    expect(g.calls.filter((c) => c.email === b!.email).length).toBeGreaterThan(2);
+    expect((await rejection(cache.refreshNow(a!.email))).code).toBe('ACCOUNT_REMOVED');
+    // A connection still opening for the removed account does not bring it back.
+    expect((await rejection(cache.get(a!))).code).toBe('ACCOUNT_REMOVED');
+    expect(cache.statusOf(a!.email)).toBeUndefined();
+  });
+});

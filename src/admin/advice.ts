@@ -1,0 +1,72 @@
+// What an operator should do about a failed account check, in plain words. The relay's own
+// replies to the MTA stay terse (4xx, see src/relay/errors.ts); `accounts test`, the API's
+// verification and `accounts list` are where a person reads why and what to change.
+import type { Account } from '../routing/account.js';
+import { TokenGrantError } from '../tokens/grant.js';
+import { UpstreamAuthError } from '../upstream/connection.js';
+import { enhancedCode, formatReply } from '../upstream/reply.js';
+import { RelayError } from '../relay/errors.js';
+
+/** Where a check stopped: getting a token, reaching the provider, or authenticating to it. */
+export type CheckStage = 'token' | 'connect' | 'auth';
+
+const consentAgain = (a: Account) =>
+  `Consent again, signed in as ${a.email}: xoauth2-relay auth ${a.provider.kind} --email ${a.email} --client-id ${a.clientId}` +
+  `${a.tenant ? ` --tenant ${a.tenant}` : ''}, then put the new refresh_token in the account.`;
+
+function tokenAdvice(e: TokenGrantError, a: Account): string {
+  switch (e.kind) {
+    case 'invalid_grant':
+      if (a.auth === 'refresh_token') {
+        return `The provider refused the refresh token (invalid_grant): it was revoked, expired, rotated away, or issued to another client. ${consentAgain(a)}`;
+      }
+      return 'The provider refused the grant (invalid_grant): check that the mailbox exists and belongs to the domain or tenant the credentials are for.';
+    case 'invalid_client':
+      return 'The provider does not accept the OAuth client: check client_id and client_secret (a client secret may have expired; create a new one).';
+    case 'unauthorized_client':
+      if (a.auth === 'service_account') {
+        return `The service account may not act for ${a.email}: in the Workspace Admin console (Security > API controls > Domain-wide delegation) authorise its client id for https://mail.google.com/.`;
+      }
+      if (a.auth === 'client_credentials') {
+        return 'The app may not use client credentials for SMTP: grant it the application permission SMTP.SendAsApp (Office 365 Exchange Online) with admin consent.';
+      }
+      return 'The OAuth client may not use this grant: for Microsoft allow public client flows on the app registration; for Google use a Desktop app client.';
+    case 'http':
+      return `The token endpoint refused the request (${e.oauthError ?? `HTTP ${e.status}`}): check token_url, tenant and scope of the provider.`;
+    default:
+      return `The token endpoint could not be reached or answered badly (${e.kind}): check the network and proxy from this host to ${a.tokenUrl}.`;
+  }
+}
+
+function authAdvice(e: UpstreamAuthError, a: Account): string {
+  const reply = e.upstreamReply;
+  const text = reply.lines.join(' ');
+  const enhanced = enhancedCode(reply);
+  if (reply.code >= 400 && reply.code < 500) return `The provider refused AUTH for now (${formatReply(reply)}): try again later.`;
+  if (enhanced === '5.7.139' || /SmtpClientAuthentication is disabled/i.test(text)) {
+    if (/for the Tenant/i.test(text)) {
+      return 'SMTP AUTH is disabled for the whole tenant. An Exchange admin enables it with Set-TransportConfig -SmtpClientAuthenticationDisabled $false (or for this mailbox only: Set-CASMailbox -Identity ' + a.email + ' -SmtpClientAuthenticationDisabled $false).';
+    }
+    return `SMTP AUTH is disabled for the mailbox ${a.email}. An Exchange admin enables it with Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false (or tenant-wide with Set-TransportConfig -SmtpClientAuthenticationDisabled $false).`;
+  }
+  const belongsElsewhere =
+    `The token belongs to another account: the refresh token was granted to a different mailbox than ${a.email}, and the provider checks that the XOAUTH2 user= (always the account's email) owns the token. ${consentAgain(a)}`;
+  if (a.provider.kind === 'microsoft') {
+    // 535 5.7.3: Exchange says no more than "Authentication unsuccessful" for both causes.
+    return `Exchange refused a token its own endpoint had just issued (${formatReply(reply)}). Either SMTP AUTH is disabled for the mailbox or the tenant (Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false; Set-TransportConfig -SmtpClientAuthenticationDisabled $false), or the token belongs to another account. ${belongsElsewhere}`;
+  }
+  return `Gmail refused a token Google had just issued (${formatReply(reply)}). ${belongsElsewhere} (Less often: the grant lacks the scope https://mail.google.com/.)`;
+}
+
+/** The advice for a failed check, or a generic one when the failure is not recognised. */
+export function adviceFor(stage: CheckStage, e: unknown, a: Account): string {
+  if (stage === 'token' && e instanceof TokenGrantError) return tokenAdvice(e, a);
+  if (stage === 'auth' && e instanceof UpstreamAuthError) return authAdvice(e, a);
+  // A connection that failed during AUTH (closed, timed out) failed like one that never opened.
+  if ((stage === 'connect' || stage === 'auth') && e instanceof RelayError) {
+    const { host, port } = a.provider.smtp;
+    if (e.code === 'UPSTREAM_TLS') return `The TLS session with ${host}:${port} failed: check providers.${a.provider.name}.smtp.security and ca_file.`;
+    return `Could not reach ${host}:${port}: check that this host may connect out to it (firewall, egress to port ${port})${a.sourceIp ? ` from source_ip ${a.sourceIp}` : ''}.`;
+  }
+  return 'Unexpected failure: see the error, and the relay log for more.';
+}
