@@ -155,7 +155,7 @@ export class InboundServer {
   private readonly authGuard: AuthGuard;
 
   constructor(
-    private readonly config: Config,
+    config: Config,
     private readonly deps: InboundDeps,
   ) {
     const inbound = config.inbound;

@@ -72,7 +72,7 @@ export class RedisStore implements Store, FleetCoordination, AccountStore {
   private constructor(
     private readonly redis: Scripted,
     private readonly sealer: Sealer,
-    private readonly logger: Logger,
+    logger: Logger,
     private readonly endpoint: string,
   ) {
     redis.on('ready', () => {
