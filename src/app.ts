@@ -71,7 +71,7 @@ export class RelayApp {
     if (!stored) app.accounts.retryStore();
     try {
       // Health answers from the first moment; readiness waits for the tokens and the listener.
-      if (config.http.enabled) app.adminPortNumber = await app.admin.listen(config.http.host, config.http.port);
+      if (config.http.enabled) app.adminPortNumber = await app.listenAdmin();
       await app.relay.start();
       app.port = await app.inbound.listen(config.listen.host, config.listen.port);
     } catch (e) {
@@ -110,6 +110,25 @@ export class RelayApp {
     }
     this.logger.info({ event: 'reloaded', source: config.source, ...report.accounts }, 'config reloaded');
     return report;
+  }
+
+  /**
+   * The operator's HTTP port is an aid, not the service: if its address is taken (a second relay
+   * on the defaults, another exporter on 9090) mail still flows, and the error says what to change.
+   */
+  private async listenAdmin(): Promise<number | null> {
+    const { host, port } = this.config.http;
+    try {
+      return await this.admin.listen(host, port);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EADDRNOTAVAIL') throw e;
+      this.logger.error(
+        { event: 'http_unavailable', host, port, error: code },
+        `HTTP port ${host}:${port} unavailable (${code}): running without /healthz, /readyz, /metrics and the API; set http.port or http.enabled: false`,
+      );
+      return null;
+    }
   }
 
   get adminPort(): number | null {

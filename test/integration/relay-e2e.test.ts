@@ -1,4 +1,5 @@
 // The relay end to end: real SMTP clients → relay → sandbox provider, all on 127.0.0.1.
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, relayClient, sha256, startStack, type Stack } from '../helpers/stack.js';
@@ -175,6 +176,30 @@ describe('relay without trust', () => {
       expect(stack.sandbox.smtp.stats().connectionsOpened).toBe(1); // only the min_idle one
     } finally {
       await stack.stop();
+    }
+  });
+});
+
+describe('relay whose HTTP port is taken', () => {
+  it('still relays mail, without the admin endpoints', async () => {
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const taken = (squatter.address() as AddressInfo).port;
+    const stack = await startStack({
+      accounts: [{ email: 'http@gmail.test', kind: 'google', senders: ['http@gmail.test'] }],
+      overrides: { http: { host: '127.0.0.1', port: taken } },
+    });
+    try {
+      expect(stack.app.adminPort).toBeNull();
+      const client = relayClient(stack.port);
+      const raw = rawMessage('http@gmail.test', ['x@example.net'], 'http-taken');
+      const info = await client.sendMail({ envelope: { from: 'http@gmail.test', to: ['x@example.net'] }, raw });
+      client.close();
+      expect(info.response).toMatch(/^250 /);
+      expect(stack.sandbox.messages.some((m) => m.sha256 === sha256(raw))).toBe(true);
+    } finally {
+      await stack.stop();
+      squatter.close();
     }
   });
 });
