@@ -29,11 +29,11 @@ import { GOOGLE_MAIL_SCOPE, type SandboxState } from './provider-state.js';
 // package root, so the same relative URL finds the committed fixtures from either.
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Absolute paths of the committed sandbox TLS files (see fixtures/sandbox-tls/README.md). */
+/** Absolute paths of the committed sandbox TLS files (see test/fixtures/sandbox-tls/README.md). */
 export const SANDBOX_TLS_FILES = Object.freeze({
-  ca: join(PACKAGE_ROOT, 'fixtures', 'sandbox-tls', 'ca.crt'),
-  cert: join(PACKAGE_ROOT, 'fixtures', 'sandbox-tls', 'server.crt'),
-  key: join(PACKAGE_ROOT, 'fixtures', 'sandbox-tls', 'server.key'),
+  ca: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'ca.crt'),
+  cert: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.crt'),
+  key: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.key'),
 });
 
 // ---- public types ----------------------------------------------------------------------------
