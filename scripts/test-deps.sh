@@ -11,7 +11,9 @@ missing=()
 # Postfix as the MTA in front of the relay (test/integration/postfix.test.ts); libsasl2-modules
 # gives its SMTP client the PLAIN/LOGIN mechanisms it authenticates to the relay with.
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(postfix)
-dpkg -s libsasl2-modules >/dev/null 2>&1 || missing+=(libsasl2-modules)
+# Installed means unpacked and configured: a removed package leaves `dpkg -s` succeeding on its config files.
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]; }
+installed libsasl2-modules || missing+=(libsasl2-modules)
 # Redis for the shared store (test/integration/redis-store.test.ts, fleet.test.ts); the tests
 # start their own redis-server on a free port, so the system service is not wanted.
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
