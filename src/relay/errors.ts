@@ -4,7 +4,7 @@
 //
 // Policy (SPEC "On the wire"): problems that are the relay's or the account's, not the
 // message's, are temporary (4xx) so the MTA keeps the message and retries.
-import { formatReply, reply, type Reply } from '../upstream/reply.js';
+import { enhancedCode, formatReply, reply, type Reply } from '../upstream/reply.js';
 
 export type RelayErrorCode =
   | 'AUTH_REQUIRED'
@@ -108,8 +108,19 @@ export const relayError = (code: RelayErrorCode, detail?: string, cause?: unknow
  * session with it: it becomes 451 with the provider's own text.
  */
 export function upstreamReplyForClient(r: Reply): Reply {
-  if (r.code === 421) return { code: 451, lines: r.lines };
-  return r;
+  return withEnhancedCode(r.code === 421 ? { code: 451, lines: r.lines } : r);
+}
+
+/**
+ * The relay advertises ENHANCEDSTATUSCODES, and then every reply carries one (RFC 2034 §3). A
+ * provider reply without one gets its class's "other undefined status" (RFC 3463: X.0.0) on
+ * each line, not a guessed detail: smtp-server's own table would call any 550 "5.1.1 bad
+ * destination mailbox", which is wrong for a refused sender.
+ */
+export function withEnhancedCode(r: Reply): Reply {
+  if (enhancedCode(r)) return r;
+  const other = `${Math.floor(r.code / 100)}.0.0`;
+  return { code: r.code, lines: r.lines.map((l) => (l ? `${other} ${l}` : other)) };
 }
 
 /** The one place that turns anything thrown on a message's path into the MTA's reply. */

@@ -86,6 +86,15 @@ describe('relay end to end', () => {
     expect(got?.authUser).toBe('carol@outlook.test');
   });
 
+  it('a provider refusal without an enhanced code reaches the client with the generic one of its class', async () => {
+    stack.sandbox.smtp.addFault({ at: 'rcpt', recipient: 'plain@example.net', code: 550, enhanced: null, text: 'No such user here' });
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    expect((await client.cmd('MAIL FROM:<boss@shared.test>')).code).toBe(250);
+    expect(line(await client.cmd('RCPT TO:<plain@example.net>'))).toBe('550 5.0.0 No such user here');
+    client.close();
+  });
+
   it('routes a trusted client by MAIL FROM: exact address beats *@domain, unknown sender gets 550 5.7.1', async () => {
     const { client } = await RawSmtp.connect(stack.port);
     await client.cmd('EHLO mta.test');
