@@ -226,8 +226,17 @@ export class AccountPool<C extends PoolableConnection> {
       !lease.closed &&
       lease.conn.isUsable &&
       lease.uses < this.opts.messagesPerConnection &&
-      this.now() < lease.tokenExpiresAt - this.opts.tokenMarginMs
+      this.now() < lease.tokenExpiresAt - this.retireMargin(lease)
     );
+  }
+
+  /**
+   * How long before its token's expiry a connection is retired: tokenMarginMs, but at most a
+   * quarter of the life the token had when the connection opened, so short-lived tokens (a
+   * provider issuing 2-minute tokens) still give connections most of their life, not none.
+   */
+  private retireMargin(lease: Lease<C>): number {
+    return Math.min(this.opts.tokenMarginMs, (lease.tokenExpiresAt - lease.openedAt) / 4);
   }
 
   private async openLease(): Promise<Lease<C>> {

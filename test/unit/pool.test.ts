@@ -241,10 +241,10 @@ describe('AccountPool', () => {
   });
 
   it('does not reuse a connection whose token expires within tokenMarginMs', async () => {
-    const h = harness({ tokenMarginMs: 5 * 60_000 }, { tokenLifeMs: 10 * 60_000 });
+    const h = harness({ tokenMarginMs: 5 * 60_000 }, { tokenLifeMs: 60 * 60_000 });
     const lease = await h.pool.acquire();
     finish(h.pool, lease);
-    h.clock.now += 4 * 60_000; // 6 min of token left: still fine
+    h.clock.now += 54 * 60_000; // 6 min of token left: still fine
     const again = await h.pool.acquire();
     expect(again.conn).toBe(lease.conn);
     finish(h.pool, again);
@@ -254,10 +254,22 @@ describe('AccountPool', () => {
     expect(lease.conn.closed).toBe(true);
   });
 
-  it('a connection whose token enters the margin while busy is retired on release', async () => {
-    const h = harness({ tokenMarginMs: 5 * 60_000 }, { tokenLifeMs: 10 * 60_000 });
+  it('with a short-lived token the margin shrinks to a quarter of its life, so the connection is still used', async () => {
+    const h = harness({ tokenMarginMs: 60_000 }, { tokenLifeMs: 120_000 });
     const lease = await h.pool.acquire();
-    h.clock.now += 6 * 60_000;
+    finish(h.pool, lease);
+    h.clock.now += 80_000; // 40 s left: beyond a quarter of 120 s
+    const again = await h.pool.acquire();
+    expect(again.conn).toBe(lease.conn);
+    finish(h.pool, again);
+    h.clock.now += 15_000; // 25 s left: retired
+    expect((await h.pool.acquire()).conn).not.toBe(lease.conn);
+  });
+
+  it('a connection whose token enters the margin while busy is retired on release', async () => {
+    const h = harness({ tokenMarginMs: 5 * 60_000 }, { tokenLifeMs: 60 * 60_000 });
+    const lease = await h.pool.acquire();
+    h.clock.now += 56 * 60_000;
     finish(h.pool, lease);
     expect(lease.conn.closed).toBe(true);
     expect(h.pool.stats.idle).toBe(0);
