@@ -3,7 +3,9 @@
 // naming the key path, so `serve` and `check-config` can exit 2 with a message an operator can act on.
 import { existsSync, readFileSync } from 'node:fs';
 import { BlockList, isIPv6 } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -126,11 +128,32 @@ export function hostHasAddress(ip: string, interfaces: ReturnType<typeof network
   return list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
 }
 
-function readable(path: string, at: string): void {
+function readable(path: string, at: string): Buffer {
   try {
-    readFileSync(path);
+    return readFileSync(path);
   } catch (e) {
     throw new ConfigError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, at);
+  }
+}
+
+/**
+ * PEM that TLS cannot use (not PEM, a key that does not match its certificate) is a config
+ * error at load, naming the key, not a crash when the listener or the first connection needs it.
+ */
+function usableTls(material: { cert: Buffer; key?: Buffer }, at: string): void {
+  try {
+    createSecureContext(material);
+  } catch (e) {
+    throw new ConfigError(`not usable for TLS: ${(e as Error).message}`, at);
+  }
+}
+
+/** TLS silently ignores a CA file without a certificate in it; the operator would only see every handshake fail. */
+function usableCa(pem: Buffer, at: string): void {
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new ConfigError('holds no PEM certificate', at);
   }
 }
 
@@ -141,7 +164,7 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
   for (const p of Object.values(providers)) {
     if (p.caFile) {
       p.caFile = abs(p.caFile);
-      readable(p.caFile, `providers.${p.name}.ca_file`);
+      usableCa(readable(p.caFile, `providers.${p.name}.ca_file`), `providers.${p.name}.ca_file`);
     }
   }
 
@@ -156,8 +179,10 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
   const inbound = { ...raw.inbound };
   if (inbound.tls) {
     inbound.tls = { cert_file: abs(inbound.tls.cert_file), key_file: abs(inbound.tls.key_file) };
-    readable(inbound.tls.cert_file, 'inbound.tls.cert_file');
-    readable(inbound.tls.key_file, 'inbound.tls.key_file');
+    const cert = readable(inbound.tls.cert_file, 'inbound.tls.cert_file');
+    const key = readable(inbound.tls.key_file, 'inbound.tls.key_file');
+    usableTls({ cert }, 'inbound.tls.cert_file');
+    usableTls({ cert, key }, 'inbound.tls.key_file');
   }
   const loopback = /^(127\.|::1$|localhost$)/.test(raw.http.host);
   if (raw.http.enabled && !loopback && !raw.http.bearer_token) {

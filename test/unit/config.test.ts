@@ -1,11 +1,15 @@
 import { describe, it, expect, afterEach, beforeEach } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SANDBOX_TLS_FILES } from '../../src/sandbox/submission-server.js';
 import { buildConfig, expandEnv, hostHasAddress, loadConfig, loadConfigFile } from '../../src/config/load.js';
 import { renderMaskedConfig, MASK } from '../../src/config/mask.js';
 import { configSchema } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/config/errors.js';
+
+/** Real PEM files: the config check now parses TLS material. */
+const FIXTURE = (name: 'server.crt' | 'server.key' | 'ca.crt') => ({ 'server.crt': SANDBOX_TLS_FILES.cert, 'server.key': SANDBOX_TLS_FILES.key, 'ca.crt': SANDBOX_TLS_FILES.ca })[name];
 
 let dir: string;
 beforeEach(() => {
@@ -80,8 +84,8 @@ http: { host: 127.0.0.1, port: 9090 }   # /healthz, /readyz, /metrics
 
 describe('SPEC example config', () => {
   it('validates and resolves relative paths against the config file directory', () => {
-    writeFileSync(join(dir, 'server.crt'), 'dummy cert');
-    writeFileSync(join(dir, 'server.key'), 'dummy key');
+    copyFileSync(FIXTURE('server.crt'), join(dir, 'server.crt'));
+    copyFileSync(FIXTURE('server.key'), join(dir, 'server.key'));
     const file = writeConfig(SPEC_EXAMPLE);
     const cfg = loadConfigFile(file, { env: { SENDER_REFRESH_TOKEN: 'rt-from-env' } });
 
@@ -112,8 +116,22 @@ describe('SPEC example config', () => {
   it('resolves a provider ca_file relative to the config file and requires it to be readable', () => {
     const file = writeConfig('providers:\n  google:\n    ca_file: ca.pem\n');
     expect(configError(() => loadConfigFile(file)).path).toBe('providers.google.ca_file');
-    writeFileSync(join(dir, 'ca.pem'), 'dummy pem');
+    copyFileSync(FIXTURE('ca.crt'), join(dir, 'ca.pem'));
     expect(loadConfigFile(file).providers.google!.caFile).toBe(join(dir, 'ca.pem'));
+  });
+
+  it('TLS material that TLS cannot use is a config error naming the key', () => {
+    const file = writeConfig(SPEC_EXAMPLE);
+    const env = { env: { SENDER_REFRESH_TOKEN: 'x' } };
+    writeFileSync(join(dir, 'server.crt'), 'not a certificate');
+    copyFileSync(FIXTURE('server.key'), join(dir, 'server.key'));
+    expect(configError(() => loadConfigFile(file, env)).path).toBe('inbound.tls.cert_file');
+    // A certificate with a key that is not its own.
+    copyFileSync(FIXTURE('ca.crt'), join(dir, 'server.crt'));
+    expect(configError(() => loadConfigFile(file, env)).path).toBe('inbound.tls.key_file');
+    const caFile = writeConfig('providers:\n  google:\n    ca_file: ca.pem\n');
+    writeFileSync(join(dir, 'ca.pem'), 'not a certificate');
+    expect(configError(() => loadConfigFile(caFile)).path).toBe('providers.google.ca_file');
   });
 });
 
