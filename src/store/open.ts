@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/schema.js';
 import { RedisStore } from './redis-store.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -6,6 +7,14 @@ import type { Store } from './store.js';
 
 /** The store the config names: the embedded SQLite file, or Redis shared by several instances. */
 export async function openStore(cfg: Config['store'], env: NodeJS.ProcessEnv, logger: Logger): Promise<Store> {
-  if ('path' in cfg) return SqliteStore.open(cfg.path, env);
+  if ('path' in cfg) {
+    try {
+      return SqliteStore.open(cfg.path, env);
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      // A path the relay cannot create, write or read as SQLite is the operator's to fix: exit 2, naming the key.
+      throw new ConfigError(`cannot open ${cfg.path}: ${(e as Error).message}`, 'store.path');
+    }
+  }
   return RedisStore.open({ url: cfg.url, keyPrefix: cfg.key_prefix }, env, logger);
 }

@@ -48,6 +48,11 @@ describe('xoauth2-relay command line', () => {
     expect(r2.stderr).toMatch(/accounts\[0\]\.refresh_token.*NOT_SET_ANYWHERE/);
     const r3 = runCli(['serve', '--config', join(dir, 'absent.yaml')]);
     expect(r3.status).toBe(2);
+    // A store path that cannot be a database file: under a regular file.
+    const notDir = writeYaml(dir, { http: { enabled: false }, store: { path: join(missingEnv, 'sub', 'relay.db') } }, 'store.yaml');
+    const r4 = runCli(['serve', '--config', notDir]);
+    expect(r4.status).toBe(2);
+    expect(r4.stderr).toContain('store.path');
   });
 
   it('serve relays mail and exits 0 on SIGTERM', async () => {
