@@ -141,6 +141,11 @@ export const configSchema = z
         idle_timeout_ms: millis.default(300_000),
         /** How long the client may take to send a whole message, from 354 to the final dot. */
         data_timeout_ms: millis.default(600_000),
+        /**
+         * How long the greeting is held to catch clients that talk before it (they get 421). 0:
+         * greet at once — the relay's clients are trusted or authenticated MTAs (src/inbound/server.ts).
+         */
+        greeting_delay_ms: z.number().int().min(0).max(30_000).default(0),
         /** Errors (5xx replies the relay decided) a session may collect before it is closed with 421. */
         max_errors_per_session: positiveInt.default(20),
         /** Failed AUTH attempts from one address, within auth_lockout_ms, before AUTH is refused. */
@@ -159,6 +164,7 @@ export const configSchema = z
         max_connections: 1000,
         idle_timeout_ms: 300_000,
         data_timeout_ms: 600_000,
+        greeting_delay_ms: 0,
         max_errors_per_session: 20,
         auth_failures_before_lockout: 10,
         auth_lockout_ms: 15 * 60_000,
