@@ -11,6 +11,7 @@ import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
 import { effectiveLevel } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import { Refusals } from './obs/refusals.js';
 import { Relay } from './relay/relay.js';
 import { openStore } from './store/open.js';
 import type { Store, StoredAccount } from './store/store.js';
@@ -24,6 +25,8 @@ export class RelayApp {
   readonly relay: Relay;
   readonly inbound: InboundServer;
   readonly metrics: Metrics;
+  /** Every 4xx/5xx given to an MTA: logged, counted, the recent ones kept for the status page. */
+  readonly refusals: Refusals;
   readonly admin: AdminServer;
   readonly accounts: AccountAdmin;
   private port: number | null = null;
@@ -47,9 +50,10 @@ export class RelayApp {
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
     });
+    this.refusals = new Refusals(logger, this.metrics);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
     this.accounts = new AccountAdmin({ relay: this.relay, store, logger }, config, stored, merged);
-    this.inbound = new InboundServer(config, { relay: this.relay, logger, metrics: this.metrics });
+    this.inbound = new InboundServer(config, { relay: this.relay, logger, metrics: this.metrics, refusals: this.refusals });
     this.admin = new AdminServer({
       relay: this.relay,
       metrics: this.metrics,

@@ -16,6 +16,7 @@ import {
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../config/schema.js';
 import { Metrics } from '../obs/metrics.js';
+import type { Refusals } from '../obs/refusals.js';
 import { defaultReply, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
 import type { LimitedTransaction as RelayTransaction } from '../relay/limited-transaction.js';
@@ -160,6 +161,8 @@ export interface InboundDeps {
   relay: Relay;
   logger: Logger;
   metrics?: Metrics;
+  /** Where every reply of 400 or above is recorded (log line, metric, recent list). */
+  refusals?: Refusals;
 }
 
 const isLoopback = (ip: string) => ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');

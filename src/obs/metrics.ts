@@ -33,6 +33,13 @@ export class Metrics {
     labelNames: ['account', 'command', 'code'] as const,
     registers: [this.registry],
   });
+  /** Every reply of 400 or above given to an MTA (src/obs/refusals.ts records them). */
+  readonly refusals = new Counter({
+    name: 'xoauth2_relay_refusals_total',
+    help: 'Replies of 400 or above given to MTAs, by stage, code class, reason and account (empty when none was picked)',
+    labelNames: ['stage', 'class', 'reason', 'account'] as const,
+    registers: [this.registry],
+  });
   readonly tokenRefreshes = new Counter({
     name: 'xoauth2_relay_token_refreshes_total',
     help: 'Token refresh attempts by account and result',

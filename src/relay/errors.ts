@@ -33,43 +33,73 @@ export type RelayErrorCode =
   | 'CLIENT_GONE'
   | 'INTERNAL';
 
+/**
+ * Why the relay refused or deferred, in the operator's words: the `reason` label of
+ * xoauth2_relay_refusals_total and of every `refused` log line (src/obs/refusals.ts).
+ */
+export type RefusalReason =
+  | 'auth_required'
+  | 'auth_failed'
+  | 'auth_needs_tls'
+  | 'auth_locked_out'
+  | 'sender_not_allowed'
+  | 'no_account'
+  | 'no_token'
+  | 'upstream_auth'
+  | 'upstream_unreachable'
+  | 'upstream'
+  | 'pool_busy'
+  | 'limit'
+  | 'store'
+  | 'too_many_recipients'
+  | 'too_big'
+  | 'syntax'
+  | 'shutting_down'
+  | 'account_changed'
+  | 'too_many_errors'
+  | 'timeout'
+  | 'client_gone'
+  | 'too_many_connections'
+  | 'internal';
+
 interface ErrorSpec {
   reply: Reply;
+  reason: RefusalReason;
 }
 
 // RFC 5321 §4.2.2/§4.3.2 and RFC 3463 for the codes; RFC 4954 §6 for the AUTH ones.
 const SPECS: Record<RelayErrorCode, ErrorSpec> = {
-  AUTH_REQUIRED: { reply: reply(530, '5.7.0 Authentication required') },
-  AUTH_FAILED: { reply: reply(535, '5.7.8 Authentication credentials invalid') },
-  AUTH_NEEDS_TLS: { reply: reply(538, '5.7.11 Encryption required for requested authentication mechanism') },
-  SENDER_NOT_ALLOWED: { reply: reply(550, '5.7.1 Sender address not allowed for this account') },
-  NO_ROUTE: { reply: reply(550, '5.7.1 No account is configured to send as this address') },
-  TOKEN_UNAVAILABLE: { reply: reply(454, '4.7.0 Temporary authentication failure: no access token for the account, try again later') },
-  UPSTREAM_AUTH_REJECTED: { reply: reply(454, '4.7.0 Temporary authentication failure: the provider refused the account\'s token, try again later') },
-  UPSTREAM_CONNECT_FAILED: { reply: reply(451, '4.4.1 Provider unreachable, try again later') },
-  UPSTREAM_CLOSED: { reply: reply(451, '4.4.2 Provider closed the connection, try again later') },
-  UPSTREAM_TIMEOUT: { reply: reply(451, '4.4.2 Provider timed out, try again later') },
-  UPSTREAM_TLS: { reply: reply(451, '4.7.5 Could not secure the connection to the provider, try again later') },
-  UPSTREAM_PROTOCOL: { reply: reply(451, '4.5.0 Unexpected reply from the provider, try again later') },
-  POOL_BUSY: { reply: reply(451, '4.4.5 All connections of the account are busy, try again later') },
-  ACCOUNT_LIMIT: { reply: reply(451, '4.7.1 Account over its sending limits, try again later') },
-  STORE_UNAVAILABLE: { reply: reply(451, '4.3.0 Sending limits cannot be checked (shared state store unreachable), try again later') },
-  TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients') },
-  MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size') },
-  SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later') },
+  AUTH_REQUIRED: { reply: reply(530, '5.7.0 Authentication required'), reason: 'auth_required' },
+  AUTH_FAILED: { reply: reply(535, '5.7.8 Authentication credentials invalid'), reason: 'auth_failed' },
+  AUTH_NEEDS_TLS: { reply: reply(538, '5.7.11 Encryption required for requested authentication mechanism'), reason: 'auth_needs_tls' },
+  SENDER_NOT_ALLOWED: { reply: reply(550, '5.7.1 Sender address not allowed for this account'), reason: 'sender_not_allowed' },
+  NO_ROUTE: { reply: reply(550, '5.7.1 No account is configured to send as this address'), reason: 'no_account' },
+  TOKEN_UNAVAILABLE: { reply: reply(454, '4.7.0 Temporary authentication failure: no access token for the account, try again later'), reason: 'no_token' },
+  UPSTREAM_AUTH_REJECTED: { reply: reply(454, '4.7.0 Temporary authentication failure: the provider refused the account\'s token, try again later'), reason: 'upstream_auth' },
+  UPSTREAM_CONNECT_FAILED: { reply: reply(451, '4.4.1 Provider unreachable, try again later'), reason: 'upstream_unreachable' },
+  UPSTREAM_CLOSED: { reply: reply(451, '4.4.2 Provider closed the connection, try again later'), reason: 'upstream' },
+  UPSTREAM_TIMEOUT: { reply: reply(451, '4.4.2 Provider timed out, try again later'), reason: 'upstream' },
+  UPSTREAM_TLS: { reply: reply(451, '4.7.5 Could not secure the connection to the provider, try again later'), reason: 'upstream_unreachable' },
+  UPSTREAM_PROTOCOL: { reply: reply(451, '4.5.0 Unexpected reply from the provider, try again later'), reason: 'upstream' },
+  POOL_BUSY: { reply: reply(451, '4.4.5 All connections of the account are busy, try again later'), reason: 'pool_busy' },
+  ACCOUNT_LIMIT: { reply: reply(451, '4.7.1 Account over its sending limits, try again later'), reason: 'limit' },
+  STORE_UNAVAILABLE: { reply: reply(451, '4.3.0 Sending limits cannot be checked (shared state store unreachable), try again later'), reason: 'store' },
+  TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients'), reason: 'too_many_recipients' },
+  MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size'), reason: 'too_big' },
+  SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later'), reason: 'shutting_down' },
   // An account removed at run time (reload, the HTTP API) while a session that authenticated as
   // it is still open. Not 535 (AUTH did succeed) and not 5xx: the message is not at fault, and
   // an operator's change must not bounce mail. The MTA retries; its next AUTH then says why.
-  ACCOUNT_REMOVED: { reply: reply(451, '4.7.0 Account no longer configured on this relay, try again later') },
+  ACCOUNT_REMOVED: { reply: reply(451, '4.7.0 Account no longer configured on this relay, try again later'), reason: 'account_changed' },
   // A message waited for a connection of an account whose pool was replaced by a change to it.
-  ACCOUNT_RECONFIGURED: { reply: reply(451, '4.3.0 Account reconfigured while the message waited, try again later') },
+  ACCOUNT_RECONFIGURED: { reply: reply(451, '4.3.0 Account reconfigured while the message waited, try again later'), reason: 'account_changed' },
   // The three below end the session (421, RFC 5321 §3.8): the client is guessing, erring or stalling.
-  AUTH_LOCKED_OUT: { reply: reply(421, '4.7.0 Too many failed authentication attempts from your address, try again later') },
-  TOO_MANY_ERRORS: { reply: reply(421, '4.7.0 Too many errors in this session, closing connection') },
-  CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection') },
+  AUTH_LOCKED_OUT: { reply: reply(421, '4.7.0 Too many failed authentication attempts from your address, try again later'), reason: 'auth_locked_out' },
+  TOO_MANY_ERRORS: { reply: reply(421, '4.7.0 Too many errors in this session, closing connection'), reason: 'too_many_errors' },
+  CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection'), reason: 'timeout' },
   // The message stream broke off: the client is gone, so the reply is for the log's sake.
-  CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection') },
-  INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later') },
+  CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection'), reason: 'client_gone' },
+  INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later'), reason: 'internal' },
 };
 
 export class RelayError extends Error {
@@ -141,4 +171,15 @@ export function accountLimitError(why: string, retryInMs: number, detail: string
 
 export function defaultReply(code: RelayErrorCode): Reply {
   return SPECS[code].reply;
+}
+
+/**
+ * The reason label for anything thrown on a message's path: a RelayError's own, `upstream` for a
+ * provider reply passed through (its code says the rest), `syntax` for an argument refused before
+ * it went upstream.
+ */
+export function reasonOf(err: unknown): RefusalReason {
+  if (err instanceof RelayError) return (err.reply.code === 501 && err.code === 'INTERNAL') ? 'syntax' : SPECS[err.code].reason;
+  if (err instanceof UpstreamReplyError) return 'upstream';
+  return 'internal';
 }
