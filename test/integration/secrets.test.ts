@@ -41,6 +41,7 @@ interface Target {
   dir: string;
   /** Everything logged so far, as it was written. */
   logs(): string;
+  /** Stops the relay; its data directory stays for the look at the store. */
   stop(): Promise<void>;
 }
 
@@ -77,7 +78,8 @@ async function newSandbox(): Promise<Run> {
 
 async function inProcess(sandbox: SandboxProvider): Promise<Target> {
   const log = captureLog('debug');
-  const stack = await startStack({ provider: sandbox, accounts: ACCOUNTS, overrides: OVERRIDES, logger: log.logger });
+  const dir = mkdtempSync(join(tmpdir(), 'xoauth2-relay-secrets-'));
+  const stack = await startStack({ provider: sandbox, dir, accounts: ACCOUNTS, overrides: OVERRIDES, logger: log.logger });
   return { port: stack.port, admin: `http://127.0.0.1:${stack.app.adminPort}`, dir: stack.dir, logs: () => log.lines.join('\n'), stop: () => stack.stop() };
 }
 
@@ -99,7 +101,6 @@ async function cli({ sandbox, registered }: Run, format: 'json' | 'pretty'): Pro
     async stop() {
       relay.child.kill('SIGTERM');
       await relay.exited;
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
@@ -170,6 +171,7 @@ async function places(target: Target, replies: string[]): Promise<Record<string,
     .filter((f) => f.name.startsWith('relay.db'))
     .map((f) => readFileSync(join(target.dir, f.name)).toString('latin1'))
     .join('\n');
+  rmSync(target.dir, { recursive: true, force: true });
   return { logs: target.logs(), metrics, status, accounts, replies: replies.join('\n'), store };
 }
 
