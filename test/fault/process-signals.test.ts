@@ -103,7 +103,7 @@ describe('the relay process under load', () => {
         if (o.code !== 250 || ++accepted !== 150) return;
         signalledAt = Date.now();
         relay.child.kill('SIGTERM');
-        refusedAfterSignal = until(() => relay.output().includes('"event":"stopping"'), 5_000).then(() => refused(relay.port));
+        refusedAfterSignal = until(() => relay.output().includes('"event":"stopping"'), 15_000).then(() => refused(relay.port));
       },
     });
     expect(await relay.exited).toBe(0);

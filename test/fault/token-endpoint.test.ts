@@ -72,7 +72,7 @@ async function tokenFaultUnderLoad(name: string, fault: TokenFault): Promise<voi
 
     // Healed: the account recovers on its own (no message needed), then the MTA's retries go through.
     sandbox.tokens.clearFaults();
-    await until(() => app.relay.tokens.statusOf(FAILING)?.health === 'healthy', TOKENS.retry_max_ms * 1.2 + 3_000, 'recovery');
+    await until(() => app.relay.tokens.statusOf(FAILING)?.health === 'healthy', TOKENS.retry_max_ms * 1.2 + 15_000, 'recovery');
     await resendPending(stack.port, ledger, LOAD);
     expect(ledger.problems(sandbox.messages)).toEqual([]);
     ledger.report(`${name} (after recovery)`, sandbox.messages);

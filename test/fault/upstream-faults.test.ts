@@ -152,7 +152,7 @@ describe('upstream faults under load', () => {
       const stalled = () => stack.sandbox.smtp.connectionLog().filter((l) => l.stalled);
       expect(stalled()).toHaveLength(6);
       // Only the relay can have closed them: a stalled sandbox connection never times out by itself.
-      await until(() => stalled().every((l) => l.closedAt !== null), 5_000, 'stalled connections closed');
+      await until(() => stalled().every((l) => l.closedAt !== null), 15_000, 'stalled connections closed');
       await healAndResend(stack, ledger, 'stalled provider');
     });
   });
@@ -180,7 +180,7 @@ describe('upstream faults under load', () => {
       // Only the relay can have closed the stalled ones: a stalled sandbox connection never times out by itself.
       const stalled = () => stack.sandbox.smtp.connectionLog().filter((l) => l.stalled);
       expect(stalled()).toHaveLength(KEPT);
-      await until(() => stalled().every((l) => l.closedAt !== null), 10_000, 'stalled connections closed');
+      await until(() => stalled().every((l) => l.closedAt !== null), 15_000, 'stalled connections closed');
       // The MTA retries what it was told to retry: each of those messages is now upstream twice,
       // byte-identical, and those are the only duplicates.
       await healAndResend(stack, ledger, 'kept without reply', 2 * KEPT);
