@@ -63,7 +63,8 @@ async function loadUnderFault(stack: Stack, name: string, count = COUNT) {
   return { ledger, c, fired: stack.sandbox.smtp.listFaults()[0]?.fired ?? 0 };
 }
 
-describe('upstream faults under load', () => {
+// A load plus its resends takes 5-30 s; a loaded 2-core machine may stretch that past vitest's 30 s.
+describe('upstream faults under load', { timeout: 120_000 }, () => {
   it('the provider drops the connection after DATA, before its reply: 451 4.4.2, nothing lost or doubled', async () => {
     await withStack({}, async (stack) => {
       stack.sandbox.smtp.addFault({ at: 'data', action: 'drop', fraction: 0.05 });
