@@ -1,9 +1,11 @@
 // Provider faults under load: 500 messages over 20 inbound connections through a relay whose
 // sandbox provider misbehaves, then the ledger (test/helpers/ledger.ts): nothing acknowledged is
 // lost or doubled, everything deferred arrives exactly once when resent, no 5xx the provider
-// did not give.
+// did not give, and every body arrives byte-identical though it is full of dot lines cut across
+// socket writes. The one duplicate SMTP allows (a resend after a final dot that got no reply)
+// is provoked on purpose by the `keep` fault and counted, never forgiven silently.
 import { describe, expect, it } from 'vitest';
-import { drive, Ledger, resendPending, type DriveOptions } from '../helpers/ledger.js';
+import { drive, Ledger, resendPending, type DriveOptions, type LedgerCounts } from '../helpers/ledger.js';
 import { startStack, type Stack, type StackAccount } from '../helpers/stack.js';
 import { until } from '../helpers/wait.js';
 
@@ -26,13 +28,18 @@ async function withStack(overrides: Record<string, unknown>, run: (stack: Stack)
   }
 }
 
-/** The fault is lifted; what the client still holds is resent and must arrive exactly once. */
-async function healAndResend(stack: Stack, ledger: Ledger, name: string): Promise<void> {
+/**
+ * The fault is lifted; what the client still holds is resent and must arrive exactly once,
+ * except the `afterSilence` messages the provider had kept without answering.
+ */
+async function healAndResend(stack: Stack, ledger: Ledger, name: string, afterSilence = 0): Promise<LedgerCounts> {
   stack.sandbox.smtp.clearFaults();
   stack.sandbox.smtp.setCloseAfterMessages(null);
   await resendPending(stack.port, ledger, LOAD);
   expect(ledger.problems(stack.sandbox.messages)).toEqual([]);
-  ledger.report(`${name} (after resend)`, stack.sandbox.messages);
+  const c = ledger.report(`${name} (after resend)`, stack.sandbox.messages);
+  expect(c).toMatchObject({ lost: 0, duplicated: 0, duplicatedAfterSilence: afterSilence });
+  return c;
 }
 
 /** The first attempt's deferrals, as "stage code text". */
@@ -52,11 +59,12 @@ async function loadUnderFault(stack: Stack, name: string, count = COUNT) {
   await drive(stack.port, ledger.entries, LOAD);
   const c = ledger.report(name, stack.sandbox.messages);
   expect(ledger.refusals()).toEqual([]);
-  expect(c).toMatchObject({ sent: count, refused: 0, noReply: 0, unknown: 0, lost: 0, duplicated: 0 });
+  expect(c).toMatchObject({ sent: count, refused: 0, noReply: 0, unknown: 0, lost: 0, duplicated: 0, duplicatedAfterSilence: 0 });
   return { ledger, c, fired: stack.sandbox.smtp.listFaults()[0]?.fired ?? 0 };
 }
 
-describe('upstream faults under load', () => {
+// A load plus its resends takes 5-30 s; a loaded 2-core machine may stretch that past vitest's 30 s.
+describe('upstream faults under load', { timeout: 120_000 }, () => {
   it('the provider drops the connection after DATA, before its reply: 451 4.4.2, nothing lost or doubled', async () => {
     await withStack({}, async (stack) => {
       stack.sandbox.smtp.addFault({ at: 'data', action: 'drop', fraction: 0.05 });
@@ -69,16 +77,18 @@ describe('upstream faults under load', () => {
     });
   });
 
-  it('421 at connect: new upstream connections fail half the time; the client gets 451 4.4.1 and nothing else breaks', async () => {
-    // Connections are retired every 10 messages, so the load needs new ones all the time.
-    const accounts = ACCOUNTS.map((a) => ({ ...a, extra: { messages_per_connection: 10 } }));
+  it('421 at connect: every second new upstream connection fails; each failure is one 451 4.4.1 at MAIL, nothing else breaks', async () => {
+    // Connections are retired every 10 messages, so the load needs new ones all the time. With
+    // min_idle 0 every connection is opened for a waiting MAIL, never ahead of time in the
+    // background (where a failure reaches no client), so each 421 has exactly one client to tell.
+    const accounts = ACCOUNTS.map((a) => ({ ...a, extra: { messages_per_connection: 10, min_idle: 0 } }));
     await withStack(
       {},
       async (stack) => {
         stack.sandbox.smtp.addFault({ at: 'connect', code: 421, fraction: 0.5 });
         const { ledger, c, fired } = await loadUnderFault(stack, '421 at connect');
         expect(fired).toBeGreaterThan(5);
-        expect(c.deferred).toBeLessThanOrEqual(fired);
+        expect(c.deferred).toBe(fired);
         for (const d of deferrals(ledger)) expect(d).toMatch(/^mail 451 4\.4\.1 /);
         await healAndResend(stack, ledger, '421 at connect');
       },
@@ -91,8 +101,14 @@ describe('upstream faults under load', () => {
       stack.sandbox.smtp.addFault({ at: 'mail', code: 421, fraction: 0.1 });
       const { ledger, c, fired } = await loadUnderFault(stack, '421 at MAIL');
       expect(fired).toBeGreaterThan(20);
-      // Without the retry every 421 would be a deferral; with it each deferral costs two.
-      expect(c.deferred * 2).toBeLessThanOrEqual(fired);
+      // Every MAIL beyond one per message is the retry of a first 421; a 421 that is not a first
+      // one hit a retry, and only those reach the client. With 20 connections interleaving, how
+      // often a retry lands on a firing MAIL varies from run to run; the count never does.
+      const mails = stack.sandbox.smtp.listFaults()[0]!.matched;
+      const firstTries = mails - COUNT;
+      console.log(`[ledger] 421 at MAIL: ${mails} MAILs, ${fired} answered 421: ${firstTries} first tries retried, ${fired - firstTries} retries failed`);
+      expect(firstTries).toBeGreaterThan(0);
+      expect(c.deferred).toBe(fired - firstTries);
       // The provider's 421 closes *its* channel, not the client's session: 451 with its text.
       for (const d of deferrals(ledger)) expect(d).toBe('mail 451 4.7.0 Try again later, closing connection.');
       await healAndResend(stack, ledger, '421 at MAIL');
@@ -126,20 +142,50 @@ describe('upstream faults under load', () => {
     await withStack({ upstream: { command_timeout_ms: 1_000, data_timeout_ms: 1_500 } }, async (stack) => {
       stack.sandbox.smtp.addFault({ at: 'rcpt', action: 'stall', fraction: 0.02, times: 3 });
       stack.sandbox.smtp.addFault({ at: 'data', action: 'stall', fraction: 0.02, times: 3 });
-      const started = Date.now();
       const { ledger, c } = await loadUnderFault(stack, 'stalled provider', 300);
       expect(c.deferred).toBe(6);
       expect(deferrals(ledger).map((d) => d.split(',')[0]).sort()).toEqual([
         ...Array(3).fill('final 451 4.4.2 Provider timed out'),
         ...Array(3).fill('rcpt 451 4.4.2 Provider timed out'),
       ]);
-      // The timeouts are the configured ones, not the 60 s/180 s defaults.
-      expect(Date.now() - started).toBeLessThan(20_000);
+      // The timeouts are the configured ones, not the 60 s/180 s defaults: under those the
+      // client's own 15 s reply timeout would have run out first, counted as silence above.
       const stalled = () => stack.sandbox.smtp.connectionLog().filter((l) => l.stalled);
       expect(stalled()).toHaveLength(6);
       // Only the relay can have closed them: a stalled sandbox connection never times out by itself.
-      await until(() => stalled().every((l) => l.closedAt !== null), 5_000, 'stalled connections closed');
+      await until(() => stalled().every((l) => l.closedAt !== null), 15_000, 'stalled connections closed');
       await healAndResend(stack, ledger, 'stalled provider');
+    });
+  });
+
+  it('the provider keeps the message but never answers its final dot: 451 4.4.2, the connection discarded, and the resend is the one duplicate SMTP allows', async () => {
+    const KEPT = 3;
+    const [stallSender, dropSender] = SENDERS;
+    await withStack({ upstream: { data_timeout_ms: 1_500 } }, async (stack) => {
+      // Kept, then silence until the relay's data timeout; kept, then the connection dropped.
+      stack.sandbox.smtp.addFault({ at: 'data', action: 'stall', keep: true, sender: stallSender, fraction: 0.02, times: KEPT });
+      stack.sandbox.smtp.addFault({ at: 'data', action: 'drop', keep: true, sender: dropSender, fraction: 0.02, times: KEPT });
+      const { ledger, c } = await loadUnderFault(stack, 'kept without reply', 300);
+      expect(stack.sandbox.smtp.listFaults().map((f) => f.fired)).toEqual([KEPT, KEPT]);
+      // What the MTA sees: a temporary failure at the final dot, nothing else. Had the relay
+      // reused a stalled connection, another transaction would have timed out too.
+      expect(c.deferred).toBe(2 * KEPT);
+      expect(deferrals(ledger).map((d) => d.split(',')[0]).sort()).toEqual([
+        ...Array(KEPT).fill('final 451 4.4.2 Provider closed the connection'),
+        ...Array(KEPT).fill('final 451 4.4.2 Provider timed out'),
+      ]);
+      // ... though the provider holds every one of those messages already.
+      const deferred = ledger.entries.filter((e) => e.attempts[0]!.code === 451);
+      const arrivals = (sha: string) => stack.sandbox.messages.filter((m) => m.sha256 === sha).length;
+      expect(deferred.map((e) => arrivals(e.sha))).toEqual(Array(2 * KEPT).fill(1));
+      // Only the relay can have closed the stalled ones: a stalled sandbox connection never times out by itself.
+      const stalled = () => stack.sandbox.smtp.connectionLog().filter((l) => l.stalled);
+      expect(stalled()).toHaveLength(KEPT);
+      await until(() => stalled().every((l) => l.closedAt !== null), 15_000, 'stalled connections closed');
+      // The MTA retries what it was told to retry: each of those messages is now upstream twice,
+      // byte-identical, and those are the only duplicates.
+      await healAndResend(stack, ledger, 'kept without reply', 2 * KEPT);
+      expect(deferred.map((e) => arrivals(e.sha))).toEqual(Array(2 * KEPT).fill(2));
     });
   });
 });

@@ -92,13 +92,14 @@ export async function startServe(
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay not listening in time:\n${out}`)), opts.timeoutMs ?? 20_000);
+    const timer = setTimeout(() => reject(new Error(`relay not listening in time:\n${out}`)), opts.timeoutMs ?? 60_000);
     const check = () => {
-      const m = /"event":"listening"[^\n]*"port":(\d+)/.exec(out);
+      // The JSON line, or the readable one (LOG_FORMAT=pretty, src/obs/pretty.ts).
+      const m = /"event":"listening"[^\n]*"port":(\d+)|\blistening: [^\n]* port=(\d+)/.exec(out);
       if (m) {
         clearTimeout(timer);
         child.stdout!.off('data', check);
-        resolve(Number(m[1]));
+        resolve(Number(m[1] ?? m[2]));
       }
     };
     child.stdout!.on('data', check);

@@ -100,7 +100,7 @@ describe('hostile envelopes', () => {
     c.write(raw + '.\r\n');
     expect(line(await c.read())).toBe('552 5.3.4 Message size exceeds fixed maximum message size');
     // The upstream transaction was aborted without its final dot: the connection carrying it is gone.
-    await until(() => stack.sandbox.smtp.connectionLog().some((l) => l.mailCommands > l.messages && l.closedAt !== null), 2_000, 'upstream transaction aborted');
+    await until(() => stack.sandbox.smtp.connectionLog().some((l) => l.mailCommands > l.messages && l.closedAt !== null), 15_000, 'upstream transaction aborted');
     expect(stack.sandbox.messages.length).toBe(before);
     expect(stack.sandbox.smtp.stats().messagesRejected).toBe(0);
     // The session is in step and the next message is fine.

@@ -70,7 +70,7 @@ describe('hostile protocol input', () => {
     expect((await client.cmd('NOOP')).code).toBe(250);
     // A web page made to talk to the SMTP port (cross-protocol attack): closed at once.
     expect(line(await client.cmd('GET / HTTP/1.1'))).toMatch(/^421 /);
-    await until(() => client.closed, 2_000, 'session closed');
+    await until(() => client.closed, 15_000, 'session closed');
   });
 
   it(`${MAX_ERRORS} errors in one session end it with 421 4.7.0; a provider's refusals do not count`, async () => {
@@ -86,7 +86,7 @@ describe('hostile protocol input', () => {
     client.write(errors.at(-1) + '\r\n');
     expect(line(await client.read())).toMatch(/^503 /);
     expect(line(await client.read())).toBe('421 4.7.0 Too many errors in this session, closing connection');
-    await until(() => client.closed, 2_000, 'session closed');
+    await until(() => client.closed, 15_000, 'session closed');
     stack.sandbox.smtp.clearFaults();
   });
 
@@ -96,7 +96,7 @@ describe('hostile protocol input', () => {
     expect(line(await client.cmd(`MAIL FROM:<${'a'.repeat(300)}@example.com>`))).toMatch(/^501 /);
     client.write('NOOP ' + 'x'.repeat(64 * 1024));
     expect(line(await client.read())).toMatch(/^421 .*too long/i);
-    await until(() => client.closed, 2_000, 'session closed');
+    await until(() => client.closed, 15_000, 'session closed');
     expect(await stillDelivers(stack, SENDER, 'after-overlong-line')).toBe(true);
   });
 
@@ -125,10 +125,10 @@ describe('hostile protocol input', () => {
     for (let n = 0; n < 5; n++) {
       const client = await session();
       client.write(randomBytes(16 * 1024));
-      await until(() => client.closed, 5_000, 'session closed after random binary');
+      await until(() => client.closed, 15_000, 'session closed after random binary');
     }
     expect(await stillDelivers(stack, SENDER, 'after-random-binary')).toBe(true);
     for (const c of clients.splice(0)) c.close();
-    await until(() => stack.app.inbound.sessionCount === 0, 5_000, 'no session left');
+    await until(() => stack.app.inbound.sessionCount === 0, 15_000, 'no session left');
   });
 });
