@@ -76,6 +76,16 @@ export function markdown(r: BenchResult): string {
         ],
       ],
     ),
+    '### 6. The floor: a bare byte pipe to a pre-authenticated upstream',
+    table(
+      ['connections', 'message', 'pipe msg/s', 'relay msg/s', 'pipe CPU µs/msg', 'relay CPU µs/msg', 'relay / floor'],
+      r.floor.map((f) => [f.connections, kb(f.size), f.pipePerSecond, f.relayPerSecond, f.pipeCpuUsPerMessage, f.relayCpuUsPerMessage, `${f.multiple}x`]),
+    ) + `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side, alternating; the relay is the one of table 2 (log level info).`,
+    `### 7. A provider ${r.roundTrip.rttMs} ms away, ${r.roundTrip.connections} connections, 2 KB`,
+    table(
+      ['client', 'path', 'msg/s', 'round trips per message'],
+      r.roundTrip.rows.map((x) => [x.client, x.path, x.perSecond, x.roundTripsPerMessage]),
+    ) + `\n\nPipelining client through the relay / direct: ${r.roundTrip.pipeliningRatio}. Round trips per message: wall time per message on one connection over the round trip.`,
     '### The generator is not the bottleneck',
     table(
       ['connections', 'message', 'generator → sink msg/s', 'generator CPU (of one core)'],

@@ -17,16 +17,43 @@ installed libsasl2-modules || missing+=(libsasl2-modules)
 # Redis for the shared store (test/integration/redis-store.test.ts, fleet.test.ts); the tests
 # start their own redis-server on a free port, so the system service is not wanted.
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# Dovecot's submission service as an independently written XOAUTH2 provider
+# (test/interop/dovecot.test.ts); the test runs its own instance, never the system service.
+installed dovecot-core || missing+=(dovecot-core)
+installed dovecot-submissiond || missing+=(dovecot-submissiond)
+# Exim's libraries: its binary comes unpacked from its package below, not installed.
+installed libidn12 || missing+=(libidn12)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
   # Postfix's debconf questions are answered "No configuration": the test writes its own
   # config into a temporary directory and never touches /etc/postfix's instance.
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
   # Where the package started its service (a machine with an init system), stop it: nothing
   # here uses port 6379, and a test box should not keep a Redis listening.
   if [[ " ${missing[*]} " == *" redis-server "* ]]; then
     $SUDO service redis-server stop >/dev/null 2>&1 || true
   fi
+  if [[ " ${missing[*]} " == *" dovecot-core "* ]]; then
+    $SUDO service dovecot stop >/dev/null 2>&1 || true
+  fi
 fi
+
+# Exim as a second MTA in front of the relay (test/interop/exim.test.ts). Debian allows one MTA
+# package at a time and Postfix is installed above, so Exim's packages are downloaded and unpacked
+# into a cache directory (test/helpers/exim.ts runs the binary from there with its own config).
+EXIM_ROOT="${XOAUTH2_RELAY_EXIM_ROOT:-/var/cache/xoauth2-relay-test/exim4}"
+if [ ! -x "$EXIM_ROOT/usr/sbin/exim4" ]; then
+  work="$(mktemp -d)"
+  # apt-get download runs as _apt where it can; a world-writable scratch directory lets it.
+  chmod 0777 "$work"
+  (cd "$work" && apt-get download exim4-daemon-light exim4-base exim4-config)
+  $SUDO mkdir -p "$EXIM_ROOT"
+  for deb in "$work"/*.deb; do $SUDO dpkg-deb -x "$deb" "$EXIM_ROOT"; done
+  rm -rf "$work"
+fi
+# Exim looks its compiled-in user up before it reads any config; exim4-base's postinst would
+# create it, and the unpacked binary needs it just the same.
+getent passwd Debian-exim >/dev/null || $SUDO useradd --system --user-group --no-create-home \
+  --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim

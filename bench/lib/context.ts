@@ -68,6 +68,8 @@ export interface RelaySpec {
   overrides?: Record<string, unknown>;
   logLevel?: string;
   profile?: boolean;
+  /** Reach the provider through this port of 127.0.0.1 instead (a latency proxy). */
+  smtpPort?: number;
   /** Another build of the CLI than the run's (to compare two versions side by side). */
   entry?: RelayEntry;
 }
@@ -118,6 +120,7 @@ export class BenchContext {
         inbound: { max_message_bytes: MAX_MESSAGE_BYTES, max_connections: 2_000 },
         ...spec.overrides,
       },
+      ...(spec.smtpPort !== undefined ? { smtpPort: spec.smtpPort } : {}),
     });
     const relay = await RelayProcess.start({
       config,

@@ -13,6 +13,8 @@ export interface LoadSpec {
   warmupMs: number;
   measureMs?: number;
   messages?: number;
+  /** false: a client that waits for each command's reply (default: MAIL, RCPT, DATA pipelined). */
+  pipelining?: boolean;
   /** Keep each message's latency (ms). */
   latencies?: boolean;
   /** Called at both edges of the measured window (CPU of the processes under test). */
@@ -56,7 +58,7 @@ export async function runLoad(spec: LoadSpec, conns?: LoadConnection[]): Promise
 
   const loop = async (conn: LoadConnection): Promise<void> => {
     while (phase !== 'stop') {
-      const ms = await conn.send(spec.message);
+      const ms = spec.pipelining === false ? await conn.sendStepwise(spec.message) : await conn.send(spec.message);
       if (phase !== 'measure') continue;
       counted++;
       if (spec.latencies) latencies.push(ms);

@@ -6,11 +6,13 @@ import type { Server } from 'node:net';
 import { SandboxProvider, type ProviderKind } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
 import type { SandboxAccount } from '../../src/sandbox/index.js';
+import { startLatencyProxy } from './latency-proxy.js';
 import { startSink } from './sink-server.js';
 import type { SandboxMethods } from './sandbox-process.js';
 
 let provider: SandboxProvider | null = null;
 let sink: Server | null = null;
+const proxies: Server[] = [];
 const accounts = new Map<string, SandboxAccount>();
 /** Counts from before the submission server's last reset (see trim()). */
 const carried = { accepted: 0, connectionsOpened: 0 };
@@ -44,14 +46,26 @@ const methods: SandboxMethods = {
   async addAccounts({ emails, kind }) {
     for (const email of emails) accounts.set(email, sandbox().addAccount({ email, kind: kind as ProviderKind }));
   },
-  async relayConfig({ emails, extra, overrides }) {
+  async relayConfig({ emails, extra, overrides, smtpPort }) {
     const list: SandboxRelayAccount[] = emails.map((email) => {
       const account = accounts.get(email);
       if (!account) throw new Error(`no sandbox account ${email}`);
       // Current credentials: a rotated refresh token must not be configured stale.
       return { account: { ...account, ...sandbox().state.credentials(email) }, senders: [email], extra };
     });
-    return sandboxRelayConfig(sandbox(), list, overrides);
+    const config = sandboxRelayConfig(sandbox(), list, overrides);
+    if (smtpPort === undefined) return config;
+    // The same providers, reached through another port (a latency proxy in front of the server).
+    const providers = config.providers as Record<string, { smtp: Record<string, unknown> }>;
+    for (const p of Object.values(providers)) p.smtp = { ...p.smtp, port: smtpPort };
+    return config;
+  },
+  async startLatencyProxy({ rttMs }) {
+    const proxy = await startLatencyProxy({ host: sandbox().smtpHost, port: sandbox().smtpPort }, rttMs);
+    proxies.push(proxy);
+    const addr = proxy.address();
+    if (!addr || typeof addr !== 'object') throw new Error('latency proxy not listening');
+    return { port: addr.port };
   },
   async issueAccessToken({ email }) {
     return sandbox().state.issueAccessToken(email);
@@ -84,6 +98,7 @@ const methods: SandboxMethods = {
   async stop() {
     clearInterval(trimmer);
     sink?.close();
+    for (const p of proxies) p.close();
     await provider?.stop();
   },
 };

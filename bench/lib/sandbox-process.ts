@@ -7,7 +7,9 @@ export interface SandboxMethods {
   start(p: { size: number }): Promise<{ host: string; port: number; caFile: string }>;
   addAccounts(p: { emails: string[]; kind: 'google' | 'microsoft' }): Promise<void>;
   /** relay.yaml for these accounts (each may send as itself), from sandboxRelayConfig. */
-  relayConfig(p: { emails: string[]; extra: Record<string, unknown>; overrides: Record<string, unknown> }): Promise<Record<string, unknown>>;
+  relayConfig(p: { emails: string[]; extra: Record<string, unknown>; overrides: Record<string, unknown>; smtpPort?: number }): Promise<Record<string, unknown>>;
+  /** A latency proxy (latency-proxy.ts) in front of the submission server; its port. */
+  startLatencyProxy(p: { rttMs: number }): Promise<{ port: number }>;
   issueAccessToken(p: { email: string }): Promise<string>;
   tokenRequests(p: Record<string, never>): Promise<number>;
   setTokenLatency(p: { ms: number }): Promise<void>;

@@ -275,6 +275,11 @@ export class SandboxState {
     return { email, expired: this.now() >= record.expiresAt };
   }
 
+  /** Whom an access token was issued to, revoked or not (null for a token never issued). */
+  ownerOfAccessToken(token: string): string | null {
+    return this.accessTokens.get(token)?.email ?? null;
+  }
+
   /** Revokes every access token issued to the account (they fail AUTH from now on). */
   revokeAccessTokens(email: string): number {
     const key = normaliseEmail(email);

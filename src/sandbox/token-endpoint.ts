@@ -68,6 +68,7 @@ export interface TokenFaultInfo {
 type FaultEntry = TokenFaultInfo;
 
 const MAX_BODY_BYTES = 64 * 1024;
+const INTROSPECTION_PATH = '/introspect';
 
 export class SandboxTokenEndpoint {
   /** Users' consent: the authorization endpoint (PKCE) and device codes, with their test controls. */
@@ -80,6 +81,8 @@ export class SandboxTokenEndpoint {
   private latencyMs: number;
   private readonly defaultLatencyMs: number;
   private faults: FaultEntry[] = [];
+  /** Introspection requests per owner of the token asked about (they are not token requests). */
+  private readonly introspected = new Map<string, number>();
   private nextFaultId = 1;
   private stopped = false;
   /** Pending sleeps, resolved early on stop() so no handler outlives the server. */
@@ -134,6 +137,16 @@ export class SandboxTokenEndpoint {
    */
   url(kind: ProviderKind): string {
     return kind === 'google' ? `${this.baseUrl}/google/token` : `${this.authority()}/common/oauth2/v2.0/token`;
+  }
+
+  /**
+   * Token introspection (RFC 7662) for the sandbox's access tokens, for a submission server
+   * written by someone else (Dovecot's oauth2 passdb, `introspection_mode = post`) to check the
+   * tokens the sandbox issued: `{active, email, exp}`, or `{active: false}` for unknown, revoked
+   * and expired ones.
+   */
+  introspectionUrl(): string {
+    return `${this.baseUrl}${INTROSPECTION_PATH}`;
   }
 
   /** Google's authorization endpoint (`--auth-url` of `auth google`). */
@@ -222,6 +235,29 @@ export class SandboxTokenEndpoint {
 
   // ---- request handling ----------------------------------------------------------------
 
+  /** Introspection requests about the account's tokens (revoked and expired ones included). */
+  introspections(email: string): number {
+    return this.introspected.get(email.trim().toLowerCase()) ?? 0;
+  }
+
+  private introspect(req: IncomingMessage, res: ServerResponse, body: Buffer | null): void {
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      sendJson(res, 405, { error: 'invalid_request', error_description: 'Method not allowed' });
+      return;
+    }
+    const token = body === null ? null : parseForm(req, body)?.get('token');
+    if (!token) {
+      sendJson(res, 400, { error: 'invalid_request', error_description: 'Expected a form-urlencoded token parameter' });
+      return;
+    }
+    const owner = this.state.ownerOfAccessToken(token);
+    if (owner) this.introspected.set(owner, (this.introspected.get(owner) ?? 0) + 1);
+    const check = this.state.checkAccessToken(token);
+    if (!check || check.expired) sendJson(res, 200, { active: false });
+    else sendJson(res, 200, { active: true, email: check.email, token_type: 'Bearer' });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -229,6 +265,8 @@ export class SandboxTokenEndpoint {
     // The browser's page, not a token request: no latency, faults or request log.
     if (path.endsWith('/auth')) return this.authorize(req, res, pathKind);
     const body = await readBody(req);
+    // A resource server asking about a token, not a client getting one: no latency, faults or log.
+    if (path === INTROSPECTION_PATH) return this.introspect(req, res, body);
 
     if (this.latencyMs > 0) await this.sleep(this.latencyMs);
     if (this.stopped) return;

@@ -42,10 +42,25 @@ describe('bench harness (BENCH_QUICK)', () => {
     expect(r.startup.firstMessageTokenRequests).toBe(0);
     expect(r.startup.firstMessageOnWarmConnection).toBe(true);
 
+    // The floor: the byte pipe and the relay both moved messages and both were measured.
+    expect(r.floor.map((f) => f.connections)).toEqual([10, 50]);
+    for (const f of r.floor) {
+      expect(f.pipePerSecond).toBeGreaterThan(0);
+      expect(f.pipeCpuUsPerMessage).toBeGreaterThan(0);
+      expect(f.multiple).toBeGreaterThan(0);
+    }
+    // A provider a round trip away: every message costs at least the round trip of its final
+    // reply, however loaded the machine (how many more a client pays is a timing, not asserted).
+    expect(r.roundTrip.rows.map((x) => `${x.client}/${x.path}`)).toEqual(['pipelining/direct', 'pipelining/relay', 'not pipelining/direct', 'not pipelining/relay']);
+    for (const x of r.roundTrip.rows) {
+      expect(x.messages).toBeGreaterThan(0);
+      expect(x.roundTripsPerMessage).toBeGreaterThanOrEqual(1);
+    }
+
     const md = markdown(r);
-    for (const heading of ['Against the targets', '1. Latency', '2. Throughput', 'Logging cost', '3. Memory', '4. Tokens', '5. Start-up', 'generator is not the bottleneck']) {
+    for (const heading of ['Against the targets', '1. Latency', '2. Throughput', 'Logging cost', '3. Memory', '4. Tokens', '5. Start-up', '6. The floor', '7. A provider 20 ms away', 'generator is not the bottleneck']) {
       expect(md).toContain(heading);
     }
-    expect(r.targets.length).toBeGreaterThanOrEqual(8);
-  }, 90_000);
+    expect(r.targets.length).toBeGreaterThanOrEqual(13);
+  }, 180_000);
 });
