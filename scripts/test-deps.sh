@@ -17,6 +17,9 @@ installed libsasl2-modules || missing+=(libsasl2-modules)
 # Redis for the shared store (test/integration/redis-store.test.ts, fleet.test.ts); the tests
 # start their own redis-server on a free port, so the system service is not wanted.
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# Debian's Chromium, driven headless by puppeteer-core (which downloads no browser), for the
+# status page test (test/browser/status-page.test.ts).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
