@@ -7,7 +7,7 @@ import type { Relay } from '../relay/relay.js';
 import { RelayError } from '../relay/errors.js';
 import type { Account } from '../routing/account.js';
 import type { Store } from '../store/store.js';
-import { TokenGrantError, type GrantFailure } from '../tokens/grant.js';
+import type { GrantFailure } from '../tokens/grant.js';
 import { hasCounters } from '../limits/limits.js';
 import { UpstreamAuthError } from '../upstream/connection.js';
 import { formatReply } from '../upstream/reply.js';
@@ -113,10 +113,9 @@ export class AccountHealthBoard {
     const { tokens, pools, pauses, limiter } = this.relay;
     const token = tokens.statusOf(account.email);
     if (token?.lastFailure) {
-      const state = CONSENT_STATES[token.lastFailure] ?? 'token_endpoint_failing';
-      const err = new TokenGrantError(token.lastFailure, token.lastError ?? token.lastFailure);
+      const state = CONSENT_STATES[token.lastFailure.kind] ?? 'token_endpoint_failing';
       // A token still cached keeps serving until it expires: tokens.current() decides sending.
-      out.push({ state, error: token.lastError, advice: adviceFor('token', err, account), blocks: false });
+      out.push({ state, error: token.lastError, advice: adviceFor('token', token.lastFailure, account), blocks: false });
     } else if (!token || token.health === 'pending') {
       if (!tokens.current(account.email)) out.push({ state: 'starting', error: null, blocks: true });
     }

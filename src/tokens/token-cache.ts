@@ -36,7 +36,7 @@ export interface TokenStatus {
   lastRefreshAt: number | null;
   consecutiveFailures: number;
   /** Why the last refresh failed (null after a success): the operator's action depends on it. */
-  lastFailure: GrantFailure | null;
+  lastFailure: TokenGrantError | null;
 }
 
 export interface TokenCacheOptions {
@@ -78,7 +78,7 @@ class Entry {
   retryAt = 0;
   health: TokenHealth = 'pending';
   lastError: string | null = null;
-  lastFailure: GrantFailure | null = null;
+  lastFailure: TokenGrantError | null = null;
   lastRefreshAt: number | null = null;
   /** The token the provider refused (535): never taken back from the store. */
   rejected: string | null = null;
@@ -402,7 +402,7 @@ export class TokenCache {
     const err = e instanceof TokenGrantError ? e : new TokenGrantError('network', (e as Error).message);
     entry.failures++;
     entry.lastError = err.message;
-    entry.lastFailure = err.kind;
+    entry.lastFailure = err;
     entry.health = err.needsConsent ? 'needs_consent' : 'failing';
     // A dead grant is retried at the slowest pace: only the operator's new consent fixes it, but
     // the relay must notice when the config or the endpoint changes its mind.
