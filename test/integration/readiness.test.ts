@@ -125,4 +125,28 @@ describe('/readyz and account health', () => {
     await until(() => healthOf(stack!, B).state === 'ok', 15_000, 'B recovers');
     expect(healthOf(stack, B).can_send).toBe(true);
   });
+
+  it('calls accounts with counted limits store_failing while the shared store is unreachable, and only those', async () => {
+    const LIMITED = 'limited@gmail.test';
+    const FREE = 'free@gmail.test';
+    stack = await startStack({
+      accounts: [
+        { email: LIMITED, kind: 'google', senders: [LIMITED], extra: { limits: { messages_per_day: 100 } } },
+        { email: FREE, kind: 'google', senders: [FREE] },
+      ],
+      // Nothing listens on port 1: Redis is down from the start.
+      overrides: { tokens: TOKENS, store: { url: 'redis://127.0.0.1:1' } },
+    });
+    expect(healthOf(stack, LIMITED)).toMatchObject({ state: 'store_failing', can_send: false, error: 'the shared store (Redis) is unreachable' });
+    expect(healthOf(stack, FREE)).toMatchObject({ state: 'ok', can_send: true });
+    const ready = await get(stack, '/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.body).toMatchObject({ ready: true, unable: [{ email: LIMITED, state: 'store_failing' }], store_problem: 'the shared store (Redis) is unreachable' });
+
+    // Without the account that needs no store, nothing can send.
+    await stack.app.relay.applyAccounts(stack.app.relay.accounts.filter((a) => a.email === LIMITED));
+    const down = await get(stack, '/readyz');
+    expect(down.status).toBe(503);
+    expect(down.body.reasons).toEqual([`no account can send: ${LIMITED} store_failing`]);
+  });
 });
