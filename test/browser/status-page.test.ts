@@ -2,7 +2,7 @@
 // page renders every account; when the token endpoint starts failing for one account and the
 // provider refuses the other's login, the page shows both changes by itself (no reload); the
 // provider's reply text, which carries markup here, stays text; and the browser logs no error.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
@@ -17,6 +17,7 @@ const C = 'c@gmail.test';
 /** A provider reply that would run script if the page ever wrote data as markup. */
 const HOSTILE = 'Authentication unsuccessful <img src=x onerror="window.__pwned=1"> SmtpClientAuthentication is disabled for the Tenant.';
 const WAIT_MS = 30_000;
+const CHROMIUM = '/usr/bin/chromium';
 
 // The page's globals, as the functions that run inside the browser use them (the test program
 // is compiled without the DOM library).
@@ -60,9 +61,12 @@ beforeAll(async () => {
     ],
     overrides: { tokens: { request_timeout_ms: 1_000, retry_min_ms: 200, retry_max_ms: 1_000 } },
   });
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: this test drives Debian's Chromium. Install it with scripts/test-deps.sh (apt-get install chromium).`);
+  }
   profile = mkdtempSync(join(tmpdir(), 'xoauth2-relay-chromium-'));
   browser = await puppeteer.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     headless: true,
     userDataDir: profile,
     args: [
