@@ -1,9 +1,11 @@
 // /readyz means "this relay can send now", and an account's health says what the operator must
 // do: from the token endpoint's answer (500 → token_endpoint_failing, invalid_client →
 // bad_client_credentials) and from what the provider said at the last AUTH (535 with a fresh
-// token → provider_refuses_login), shown alike in /api/accounts, /metrics and /readyz.
+// token → provider_refuses_login), the store (store_failing) and the provider's quota replies
+// (paused_by_quota), shown alike in /api/accounts, /metrics and /readyz.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/index.js';
+import { RawSmtp } from '../helpers/smtp-client.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { until } from '../helpers/wait.js';
 
@@ -148,5 +150,23 @@ describe('/readyz and account health', () => {
     const down = await get(stack, '/readyz');
     expect(down.status).toBe(503);
     expect(down.body.reasons).toEqual([`no account can send: ${LIMITED} store_failing`]);
+  });
+
+  it('a provider quota reply pauses the account: paused_by_quota until a time, healthy, and not ready when it was the only one', async () => {
+    stack = await startStack({ accounts: [{ email: A, kind: 'google', senders: [A] }], overrides: { tokens: TOKENS } });
+    stack.sandbox.smtp.addFault({ at: 'mail', code: 550, enhanced: '5.4.5', text: 'Daily user sending limit exceeded.', user: A, times: 1 });
+    const { client } = await RawSmtp.connect(stack.port);
+    await client.cmd('EHLO mta.test');
+    expect((await client.cmd(`MAIL FROM:<${A}>`)).code).toBe(451);
+    client.close();
+    const h = healthOf(stack, A);
+    expect(h).toMatchObject({ state: 'paused_by_quota', can_send: false, error: expect.stringMatching(/daily quota: 550 5\.4\.5 Daily user sending limit exceeded/) });
+    expect(h.until! - Date.now()).toBeGreaterThan(3_000_000);
+    const ready = await get(stack, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.reasons).toEqual([`no account can send: ${A} paused_by_quota`]);
+    // Paused is the provider's limit working as it should: nothing to fix, so not unhealthy.
+    expect(await metrics(stack)).toMatch(/xoauth2_relay_account_healthy\{account="a@gmail\.test"\} 1/);
+    expect((await get(stack, `/api/accounts/${A}`)).body).toMatchObject({ health: 'paused_by_quota', paused: { reason: expect.stringMatching(/daily quota/) } });
   });
 });
