@@ -23,6 +23,9 @@ installed dovecot-core || missing+=(dovecot-core)
 installed dovecot-submissiond || missing+=(dovecot-submissiond)
 # Exim's libraries: its binary comes unpacked from its package below, not installed.
 installed libidn12 || missing+=(libidn12)
+# Debian's Chromium, driven headless by puppeteer-core (which downloads no browser), for the
+# status page test (test/browser/status-page.test.ts).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
@@ -48,7 +51,8 @@ if [ ! -x "$EXIM_ROOT/usr/sbin/exim4" ]; then
   work="$(mktemp -d)"
   # apt-get download runs as _apt where it can; a world-writable scratch directory lets it.
   chmod 0777 "$work"
-  (cd "$work" && apt-get download exim4-daemon-light exim4-base exim4-config)
+  # Package lists may be missing or stale on a fresh machine: refresh them once if the download fails.
+  (cd "$work" && { apt-get download exim4-daemon-light exim4-base exim4-config || { $SUDO apt-get update && apt-get download exim4-daemon-light exim4-base exim4-config; }; })
   $SUDO mkdir -p "$EXIM_ROOT"
   for deb in "$work"/*.deb; do $SUDO dpkg-deb -x "$deb" "$EXIM_ROOT"; done
   rm -rf "$work"

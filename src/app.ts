@@ -7,6 +7,7 @@ import { restartNeeded } from './config/reload-diff.js';
 import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
 import { AccountAdmin, type ReloadReport } from './admin/accounts.js';
+import { AccountHealthBoard, isHealthy } from './admin/health.js';
 import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
 import { effectiveLevel } from './obs/logger.js';
@@ -28,6 +29,8 @@ export class RelayApp {
   /** Every 4xx/5xx given to an MTA: logged, counted, the recent ones kept for the status page. */
   readonly refusals: Refusals;
   readonly admin: AdminServer;
+  /** Each account's health by what the operator must do, and whether it can send (/readyz, the API, the page). */
+  readonly health: AccountHealthBoard;
   readonly accounts: AccountAdmin;
   private port: number | null = null;
   private adminPortNumber: number | null = null;
@@ -46,16 +49,20 @@ export class RelayApp {
   ) {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
-      tokenExpiries: () => this.relay.tokens.status().map((t) => ({ email: t.email, expiresAt: t.expiresAt, healthy: t.health === 'healthy' })),
+      tokenExpiries: () => this.relay.tokens.status(),
+      accountHealth: () => this.health.all().map(({ email, health }) => ({ email, state: health.state, healthy: isHealthy(health) })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
     });
     this.refusals = new Refusals(logger, this.metrics);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
-    this.accounts = new AccountAdmin({ relay: this.relay, store, logger }, config, stored, merged);
+    this.health = new AccountHealthBoard(this.relay, store);
+    this.accounts = new AccountAdmin({ relay: this.relay, health: this.health, store, logger }, config, stored, merged);
     this.inbound = new InboundServer(config, { relay: this.relay, logger, metrics: this.metrics, refusals: this.refusals });
     this.admin = new AdminServer({
       relay: this.relay,
+      health: this.health,
+      refusals: this.refusals,
       metrics: this.metrics,
       accounts: this.accounts,
       reload: () => this.reload(),

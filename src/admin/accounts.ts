@@ -15,6 +15,7 @@ import { isAccountStore, type AccountStore, type StoredAccount, type Store } fro
 import { connectorOptions } from '../upstream/connector.js';
 import type { PoolStats } from '../upstream/pool.js';
 import { checkAccount, freshToken, type CheckResult } from './account-check.js';
+import type { AccountHealthBoard, AccountState } from './health.js';
 
 /** A refusal with the HTTP status that says whose fault it is; `body` joins `error` in the answer. */
 export class AdminError extends Error {
@@ -36,14 +37,23 @@ export interface AccountView {
   /** Where it is defined: relay.yaml (`config`, read-only here) or the store. */
   source: SourcedAccount['source'];
   senders: readonly string[];
-  health: string;
+  /** What the operator must do, by name (src/admin/health.ts): `ok`, `needs_consent`, `provider_refuses_login`, ... */
+  health: AccountState;
+  /** Whether a message for it would go upstream now. */
+  can_send: boolean;
   token_expires_at: string | null;
   last_refresh_at: string | null;
+  /** What the token endpoint or the provider last said that made it unhealthy; null when healthy. */
   last_error: string | null;
+  last_error_at: string | null;
+  /** What to do about it. */
+  advice: string | null;
   sent_last_hour: number;
   sent_last_day: number;
   connections: PoolStats | null;
   paused: { until: string; reason: string } | null;
+  /** At a sending limit (health at_limit_until): when its window frees. */
+  at_limit_until: string | null;
   /** The account's keys as the relay runs them, secrets masked. */
   settings: unknown;
 }
@@ -58,6 +68,7 @@ export interface ReloadReport {
 
 export interface AccountAdminDeps {
   relay: Relay;
+  health: AccountHealthBoard;
   store: Store;
   logger: Logger;
 }
@@ -302,20 +313,25 @@ export class AccountAdmin {
     const pause = relay.pauses.get(a.email);
     const sent = relay.sent.of(a.email);
     const sourced = this.sources.get(a.email);
+    const health = this.deps.health.of(a);
     return {
       email: a.email,
       provider: a.provider.name,
       auth: a.auth,
       source: sourced?.source ?? 'config',
       senders: a.senders,
-      health: token?.health ?? 'pending',
+      health: health.state,
+      can_send: health.can_send,
       token_expires_at: iso(token?.expiresAt),
       last_refresh_at: iso(token?.lastRefreshAt),
-      last_error: token?.lastError ?? null,
+      last_error: health.error,
+      last_error_at: iso(health.error_at),
+      advice: health.advice,
       sent_last_hour: sent.last_hour,
       sent_last_day: sent.last_day,
       connections: relay.pools.get(a.email)?.stats ?? null,
       paused: pause ? { until: new Date(pause.until).toISOString(), reason: pause.reason } : null,
+      at_limit_until: iso(relay.limiter.atLimit(a.email)?.until),
       settings: maskTree(sourced?.config ?? {}),
     };
   }

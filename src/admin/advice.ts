@@ -32,7 +32,10 @@ function tokenAdvice(e: TokenGrantError, a: Account): string {
       }
       return 'The OAuth client may not use this grant: for Microsoft allow public client flows on the app registration; for Google use a Desktop app client.';
     case 'http':
-      return `The token endpoint refused the request (${e.oauthError ?? `HTTP ${e.status}`}): check token_url, tenant and scope of the provider.`;
+      if (e.status !== null && e.status >= 500) {
+        return `The token endpoint is failing (HTTP ${e.status}): the relay retries with backoff; if it lasts, check the provider's status and the way from this host to ${a.tokenUrl}.`;
+      }
+      return `The token endpoint refused the request (${e.oauthError ?? (e.status !== null ? `HTTP ${e.status}` : e.message)}): check token_url, tenant and scope of the provider.`;
     default:
       return `The token endpoint could not be reached or answered badly (${e.kind}): check the network and proxy from this host to ${a.tokenUrl}.`;
   }

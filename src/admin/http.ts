@@ -1,16 +1,23 @@
-// The operator's HTTP port: /healthz (the process answers), /readyz (listener up and every
-// account that is not known-broken has a token), /metrics (Prometheus), /api/status (JSON), and
-// the accounts and reload API (./api.ts). Loopback by default; on any other address the config
+// The operator's HTTP port: /healthz (the process answers), /readyz (the relay can send now:
+// listener up and at least one account able to send, ./health.ts), /metrics (Prometheus),
+// /api/status (JSON), the status page (/ and /status.json, ./status-page.ts and ./status.ts),
+// and the accounts and reload API (./api.ts). Loopback by default; on any other address the config
 // must set http.bearer_token (load.ts refuses it otherwise), and when one is set every request
 // needs it.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Metrics } from '../obs/metrics.js';
+import type { Refusals } from '../obs/refusals.js';
 import type { Relay } from '../relay/relay.js';
 import { routeApi, type ApiDeps } from './api.js';
+import type { AccountHealthBoard, Readiness } from './health.js';
+import { statusPage } from './status-page.js';
+import { statusSnapshot } from './status.js';
 
 export interface AdminDeps extends ApiDeps {
   relay: Relay;
+  health: AccountHealthBoard;
+  refusals: Refusals;
   metrics: Metrics;
   isListening: () => boolean;
   inboundSessions: () => number;
@@ -44,13 +51,9 @@ export class AdminServer {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  /** Ready: listening, and no account is still waiting for its first token. */
-  ready(): { ready: boolean; waiting: string[] } {
-    const waiting = this.deps.relay.tokens
-      .status()
-      .filter((s) => s.health === 'pending' || (s.health === 'healthy' && !this.deps.relay.tokens.current(s.email)))
-      .map((s) => s.email);
-    return { ready: this.deps.isListening() && waiting.length === 0, waiting };
+  /** Ready: this relay can send now (listening, and at least one account can). */
+  ready(): Readiness {
+    return this.deps.health.readiness(this.deps.isListening());
   }
 
   status() {
@@ -59,6 +62,12 @@ export class AdminServer {
       inbound_sessions: this.deps.inboundSessions(),
       accounts: this.deps.accounts.list(),
     };
+  }
+
+  private sendStatusPage(res: ServerResponse): void {
+    const { headers, body } = statusPage();
+    res.writeHead(200, headers);
+    res.end(body);
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -89,6 +98,10 @@ export class AdminServer {
       }
       case '/api/status':
         return send(res, 200, this.status());
+      case '/':
+        return this.sendStatusPage(res);
+      case '/status.json':
+        return send(res, 200, statusSnapshot(this.deps), { 'cache-control': 'no-store' });
       default:
         return send(res, 404, { error: 'not found' });
     }

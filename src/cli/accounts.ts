@@ -41,6 +41,12 @@ const errorOf = (reply: ApiReply) => String(reply.body.error ?? `HTTP ${reply.st
 
 const when = (iso: unknown) => (typeof iso === 'string' ? iso.replace('T', ' ').slice(0, 19) + 'Z' : '-');
 
+/** The state, with when it frees for the two that pass by themselves. */
+const healthCell = (a: AccountView) => {
+  const until = a.at_limit_until ?? a.paused?.until;
+  return until && (a.health === 'at_limit_until' || a.health === 'paused_by_quota') ? `${a.health} ${when(until)}` : a.health;
+};
+
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
@@ -56,7 +62,7 @@ export async function accountsListCommand(opts: ConfigOption & { json?: boolean 
     if (opts.json) io.out(JSON.stringify(accounts, null, 2) + '\n');
     else {
       const head = ['EMAIL', 'PROVIDER', 'SOURCE', 'HEALTH', 'TOKEN EXPIRES', 'SENT 1H', 'SENT 24H', 'LAST ERROR'];
-      const rows = accounts.map((a) => [a.email, a.provider, a.source, a.paused ? `${a.health} (paused)` : a.health, when(a.token_expires_at), String(a.sent_last_hour), String(a.sent_last_day), a.last_error ?? '-']);
+      const rows = accounts.map((a) => [a.email, a.provider, a.source, healthCell(a), when(a.token_expires_at), String(a.sent_last_hour), String(a.sent_last_day), a.last_error ?? '-']);
       io.out(table([head, ...rows]));
     }
     io.info(`${accounts.length} account(s), from the running relay at ${api!.base}`);

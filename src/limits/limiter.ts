@@ -95,6 +95,12 @@ export class Limiter {
     this.full.delete(email);
   }
 
+  /** The limit the account was last refused at, while its window has not freed (for its health). */
+  atLimit(email: string): { until: number; why: string } | null {
+    const full = this.full.get(email);
+    return full && full.until > this.now() ? full : null;
+  }
+
   plan(account: Account): ChargePlan {
     let plan = this.plans.get(account.email);
     if (!plan) this.plans.set(account.email, (plan = chargePlan(account.limits)));

@@ -7,7 +7,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type Outcome = 'accepted' | 'rejected' | 'deferred';
 
 export interface MetricSources {
-  tokenExpiries(): Array<{ email: string; expiresAt: number | null; healthy: boolean }>;
+  tokenExpiries(): Array<{ email: string; expiresAt: number | null }>;
+  /** Each account's health (src/admin/health.ts): its state's name, and whether nothing needs fixing. */
+  accountHealth(): Array<{ email: string; state: string; healthy: boolean }>;
   pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
   inboundSessions(): number;
 }
@@ -69,12 +71,22 @@ export class Metrics {
     });
     new Gauge({
       name: 'xoauth2_relay_account_healthy',
-      help: '1 when the account has a token and its last refresh succeeded',
+      help: '1 when nothing about the account needs fixing (state ok, or at a sending limit, or paused by the provider\'s quota); 0 otherwise',
       labelNames: ['account'] as const,
       registers,
       collect() {
         this.reset();
-        for (const t of sources.tokenExpiries()) this.set({ account: t.email }, t.healthy ? 1 : 0);
+        for (const a of sources.accountHealth()) this.set({ account: a.email }, a.healthy ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'xoauth2_relay_account_state',
+      help: 'Always 1, labelled with the account\'s health state (ok, starting, needs_consent, bad_client_credentials, provider_refuses_login, ...)',
+      labelNames: ['account', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const a of sources.accountHealth()) this.set({ account: a.email, state: a.state }, 1);
       },
     });
     new Gauge({

@@ -35,6 +35,8 @@ export interface TokenStatus {
   lastError: string | null;
   lastRefreshAt: number | null;
   consecutiveFailures: number;
+  /** Why the last refresh failed (null after a success): the operator's action depends on it. */
+  lastFailure: TokenGrantError | null;
 }
 
 export interface TokenCacheOptions {
@@ -76,6 +78,7 @@ class Entry {
   retryAt = 0;
   health: TokenHealth = 'pending';
   lastError: string | null = null;
+  lastFailure: TokenGrantError | null = null;
   lastRefreshAt: number | null = null;
   /** The token the provider refused (535): never taken back from the store. */
   rejected: string | null = null;
@@ -201,6 +204,7 @@ export class TokenCache {
       lastError: e.lastError,
       lastRefreshAt: e.lastRefreshAt,
       consecutiveFailures: e.failures,
+      lastFailure: e.lastFailure,
     }));
   }
 
@@ -387,6 +391,7 @@ export class TokenCache {
     entry.retryAt = 0;
     entry.health = 'healthy';
     entry.lastError = null;
+    entry.lastFailure = null;
     entry.lastRefreshAt = this.now();
     entry.rejected = null;
     this.schedule(entry);
@@ -397,6 +402,7 @@ export class TokenCache {
     const err = e instanceof TokenGrantError ? e : new TokenGrantError('network', (e as Error).message);
     entry.failures++;
     entry.lastError = err.message;
+    entry.lastFailure = err;
     entry.health = err.needsConsent ? 'needs_consent' : 'failing';
     // A dead grant is retried at the slowest pace: only the operator's new consent fixes it, but
     // the relay must notice when the config or the endpoint changes its mind.

@@ -53,6 +53,12 @@ interface Waiter<C> {
   fresh: boolean;
 }
 
+/** Why the last attempt to open a connection failed (the provider's AUTH reply, a refused connect, ...). */
+export interface OpenFailure {
+  at: number;
+  error: unknown;
+}
+
 export interface PoolStats {
   idle: number;
   busy: number;
@@ -68,6 +74,7 @@ export class AccountPool<C extends PoolableConnection> {
   private opening = 0;
   private openedTotal = 0;
   private openFailures = 0;
+  private lastOpenFailure: OpenFailure | null = null;
   private replenishTimer: NodeJS.Timeout | null = null;
   private closing = false;
   /** What acquire() and waiters get once closing: the relay stopping, or the account leaving it. */
@@ -83,6 +90,19 @@ export class AccountPool<C extends PoolableConnection> {
 
   get stats(): PoolStats {
     return { idle: this.idle.length, busy: this.busy.size, opening: this.opening, waiting: this.waiters.length, opened: this.openedTotal };
+  }
+
+  /**
+   * The last failed open, until an open succeeds: what the provider said at the last AUTH is part
+   * of the account's health (src/admin/health.ts), not only whether a token could be fetched.
+   */
+  get openFailure(): OpenFailure | null {
+    return this.lastOpenFailure;
+  }
+
+  /** Whether the pool reopens by itself after a failure (it keeps min_idle ready), or only when a message needs it. */
+  get retriesAlone(): boolean {
+    return this.opts.minIdle > 0;
   }
 
   private get total(): number {
@@ -264,6 +284,7 @@ export class AccountPool<C extends PoolableConnection> {
     } catch (e) {
       this.opening--;
       this.openFailures++;
+      this.lastOpenFailure = { at: this.now(), error: e };
       // A failed open frees a slot a waiter may use.
       queueMicrotask(() => this.dispatch());
       throw e;
@@ -272,6 +293,7 @@ export class AccountPool<C extends PoolableConnection> {
     this.opening--;
     this.openedTotal++;
     this.openFailures = 0;
+    this.lastOpenFailure = null;
     const { conn, tokenExpiresAt } = opened;
     const lease: Lease<C> = { conn, uses: 0, openedAt: this.now(), tokenExpiresAt, idleSince: this.now(), closed: false };
     conn.onClose(() => this.onConnectionClosed(lease));

@@ -67,7 +67,7 @@ describe('accounts through the HTTP API, at run time', () => {
 
     const added = await api(stack, 'POST', '/api/accounts', accountBody(b, { password: B_PASSWORD, senders: [B] }));
     expect(added.status, added.text).toBe(201);
-    expect(added.body).toMatchObject({ email: B, source: 'store', health: 'healthy' });
+    expect(added.body).toMatchObject({ email: B, source: 'store', health: 'ok' });
     for (const secret of [b.refreshToken, b.clientSecret!, B_PASSWORD]) expect(added.text).not.toContain(secret);
     // Verified: the sandbox saw an AUTH as B before the account was saved.
     expect(stack.sandbox.smtp.authAttempts().some((t) => t.user === B && t.ok)).toBe(true);
@@ -129,7 +129,8 @@ describe('accounts through the HTTP API, at run time', () => {
     // Told not to verify, it is saved, and runs as what it is: an account that needs consent.
     const unverified = await api(stack, 'POST', '/api/accounts?verify=false', bogus);
     expect(unverified.status, unverified.text).toBe(201);
-    expect(unverified.body.health).toBe('needs_consent');
+    expect(unverified.body).toMatchObject({ health: 'needs_consent', can_send: false, last_error: 'token endpoint answered HTTP 400 invalid_grant' });
+    expect(unverified.body.advice).toMatch(/Consent again, signed in as bogus@gmail\.test/);
     expect((await api(stack, 'DELETE', '/api/accounts/bogus@gmail.test')).status).toBe(204);
   });
 
@@ -155,7 +156,7 @@ describe('accounts through the HTTP API, at run time', () => {
   it('lists accounts with health, expiry, recent sends and secrets masked; counts provider replies by command', async () => {
     const list = await api(stack, 'GET', '/api/accounts');
     const a = (list.body.accounts as Array<Record<string, unknown>>).find((x) => x.email === A)!;
-    expect(a).toMatchObject({ source: 'config', health: 'healthy', provider: 'google' });
+    expect(a).toMatchObject({ source: 'config', health: 'ok', provider: 'google' });
     expect(a.sent_last_hour).toBeGreaterThan(20);
     expect(a.sent_last_day).toBe(a.sent_last_hour);
     expect(Date.parse(String(a.token_expires_at))).toBeGreaterThan(Date.now());
@@ -175,7 +176,7 @@ describe('accounts through the HTTP API, at run time', () => {
     await stack.stopRelay();
     stack = await startStack({ accounts: [{ email: A, kind: 'google', senders: [A] }], dir: stack.dir, provider: stack.sandbox });
     const kept = await api(stack, 'GET', `/api/accounts/${d.email}`);
-    expect(kept.body).toMatchObject({ source: 'store', health: 'healthy' });
+    expect(kept.body).toMatchObject({ source: 'store', health: 'ok' });
     // Its token came back from the store with it.
     expect(stack.sandbox.state.tokenRequests(d.email)).toBe(requests);
     const raw = rawMessage(d.email, ['r@example.net'], 'api-kept');

@@ -132,10 +132,10 @@ describe('accounts commands', () => {
     expect(list.status, list.stderr).toBe(0);
     expect(list.stderr).toMatch(/6 account\(s\), from the running relay at http:\/\/127\.0\.0\.1:\d+/);
     const views = JSON.parse(list.stdout) as Array<Record<string, unknown>>;
-    expect(views.find((v) => v.email === b.email)).toMatchObject({ source: 'store', health: 'healthy', sent_last_hour: 2, sent_last_day: 2, last_error: null });
-    expect(views.find((v) => v.email === m.email)).toMatchObject({ health: 'healthy' });
+    expect(views.find((v) => v.email === b.email)).toMatchObject({ source: 'store', health: 'ok', sent_last_hour: 2, sent_last_day: 2, last_error: null });
+    expect(views.find((v) => v.email === m.email)).toMatchObject({ health: 'ok' });
     const table = await cli(['accounts', 'list']);
-    expect(table.stdout).toMatch(new RegExp(`${b.email.replace('.', '\\.')}\\s+google\\s+store\\s+healthy\\s+\\S+ \\S+Z\\s+2\\s+2\\s+-`));
+    expect(table.stdout).toMatch(new RegExp(`${b.email.replace('.', '\\.')}\\s+google\\s+store\\s+ok\\s+\\S+ \\S+Z\\s+2\\s+2\\s+-`));
 
     const ok = await cli(['accounts', 'test', b.email]);
     expect(ok.status, ok.stdout + ok.stderr).toBe(0);

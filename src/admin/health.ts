@@ -1,0 +1,174 @@
+// Each account's health, named by what the operator must do, and whether it can send now. One
+// place derives it from what the relay knows (the token cache, what the provider said when the
+// pool last tried to open a connection, quota pauses, sending limits, the store), and every view
+// shows the same: /api/accounts and `accounts list`, /readyz, the account_healthy and
+// account_state metrics, the status page.
+import type { Relay } from '../relay/relay.js';
+import { RelayError } from '../relay/errors.js';
+import type { Account } from '../routing/account.js';
+import type { Store } from '../store/store.js';
+import type { GrantFailure } from '../tokens/grant.js';
+import { hasCounters } from '../limits/limits.js';
+import { UpstreamAuthError } from '../upstream/connection.js';
+import { formatReply } from '../upstream/reply.js';
+import { adviceFor } from './advice.js';
+
+/** In the order they win when several hold: what needs the operator first, what passes by itself last. */
+export const ACCOUNT_STATES = [
+  'needs_consent',
+  'bad_client_credentials',
+  'client_not_authorized',
+  'provider_refuses_login',
+  'token_endpoint_failing',
+  'provider_unreachable',
+  'store_failing',
+  'paused_by_quota',
+  'at_limit_until',
+  'starting',
+  'ok',
+] as const;
+
+export type AccountState = (typeof ACCOUNT_STATES)[number];
+
+/** The state in a few words, for the status page and `accounts list` readers. */
+export const STATE_WORDS: Record<AccountState, string> = {
+  needs_consent: 'Needs new consent (refresh token refused)',
+  bad_client_credentials: 'OAuth client refused: fix client_id / client_secret',
+  client_not_authorized: 'OAuth client not authorised for this grant',
+  provider_refuses_login: 'Provider refuses login with a fresh token',
+  token_endpoint_failing: 'Token endpoint failing, retrying',
+  provider_unreachable: 'Provider unreachable, retrying',
+  store_failing: 'Store failing: sending limits cannot be counted',
+  paused_by_quota: 'Paused: the provider says it is over its quota',
+  at_limit_until: 'At its sending limit',
+  starting: 'Starting: fetching its first token',
+  ok: 'Sending',
+};
+
+export interface AccountHealth {
+  state: AccountState;
+  /** Whether a message for it would go upstream now. */
+  can_send: boolean;
+  /** What went wrong, as the token endpoint or the provider said it; null when nothing did. Never a secret. */
+  error: string | null;
+  /** Epoch ms of that error, when known. */
+  error_at: number | null;
+  /** What to do about it, in a sentence; null when nothing is to be done. */
+  advice: string | null;
+  /** paused_by_quota, at_limit_until: when it frees. */
+  until: number | null;
+}
+
+/**
+ * What the store says about itself: a reason when it is failing, else null. The hook for the
+ * store's own failing flag: a store that counts limits and cannot answer stops every account
+ * with counted limits (451 4.3.0 at MAIL). Today only the shared Redis store says so (`connected`).
+ */
+export function storeProblem(store: Store): string | null {
+  const s = store as Store & { connected?: boolean };
+  if (s.connected === false) return 'the shared store (Redis) is unreachable';
+  return null;
+}
+
+const CONSENT_STATES: Partial<Record<GrantFailure, AccountState>> = {
+  invalid_grant: 'needs_consent',
+  invalid_client: 'bad_client_credentials',
+  unauthorized_client: 'client_not_authorized',
+};
+
+/** Failures of opening a connection that belong to the token (the token cache reports those) or to the relay's own life. */
+const NOT_UPSTREAM = new Set(['TOKEN_UNAVAILABLE', 'ACCOUNT_REMOVED', 'ACCOUNT_RECONFIGURED', 'SHUTTING_DOWN']);
+
+interface Finding {
+  state: AccountState;
+  error: string | null;
+  errorAt?: number | null;
+  advice?: string | null;
+  until?: number | null;
+  /** This finding by itself keeps the account from sending. */
+  blocks: boolean;
+}
+
+export class AccountHealthBoard {
+  constructor(
+    private readonly relay: Relay,
+    private readonly store: Store,
+  ) {}
+
+  of(account: Account): AccountHealth {
+    const findings = this.findings(account);
+    const hasToken = this.relay.tokens.current(account.email) !== null;
+    const top = findings.sort((a, b) => ACCOUNT_STATES.indexOf(a.state) - ACCOUNT_STATES.indexOf(b.state))[0];
+    const canSend = hasToken && !findings.some((f) => f.blocks);
+    if (!top) return { state: hasToken ? 'ok' : 'starting', can_send: canSend, error: null, error_at: null, advice: null, until: null };
+    return { state: top.state, can_send: canSend, error: top.error, error_at: top.errorAt ?? null, advice: top.advice ?? null, until: top.until ?? null };
+  }
+
+  all(): Array<{ email: string; health: AccountHealth }> {
+    return this.relay.accounts.map((a) => ({ email: a.email, health: this.of(a) }));
+  }
+
+  private findings(account: Account): Finding[] {
+    const out: Finding[] = [];
+    const { tokens, pools, pauses, limiter } = this.relay;
+    const token = tokens.statusOf(account.email);
+    if (token?.lastFailure) {
+      const state = CONSENT_STATES[token.lastFailure.kind] ?? 'token_endpoint_failing';
+      // A token still cached keeps serving until it expires: tokens.current() decides sending.
+      out.push({ state, error: token.lastError, advice: adviceFor('token', token.lastFailure, account), blocks: false });
+    } else if (!token || token.health === 'pending') {
+      if (!tokens.current(account.email)) out.push({ state: 'starting', error: null, blocks: true });
+    }
+    const pool = pools.get(account.email);
+    const failure = pool?.openFailure;
+    if (pool && failure && !(failure.error instanceof RelayError && NOT_UPSTREAM.has(failure.error.code))) {
+      const cause = failure.error instanceof RelayError ? failure.error.cause : undefined;
+      const auth = failure.error instanceof UpstreamAuthError ? failure.error : cause instanceof UpstreamAuthError ? cause : null;
+      out.push({
+        state: auth ? 'provider_refuses_login' : 'provider_unreachable',
+        error: auth ? `the provider answered AUTH with ${formatReply(auth.upstreamReply)}` : (failure.error as Error).message,
+        errorAt: failure.at,
+        advice: adviceFor(auth ? 'auth' : 'connect', auth ?? failure.error, account),
+        // With no connection left, the next message would most likely fail the same way. A pool
+        // that keeps min_idle reopens by itself and clears this; one with min_idle 0 tries again
+        // only for a message, so it must not be called unable (a load balancer would then send
+        // it none, and it would never find out that the provider is back).
+        blocks: pool.retriesAlone && pool.stats.idle + pool.stats.busy === 0,
+      });
+    }
+    const problem = storeProblem(this.store);
+    if (problem && hasCounters(limiter.plan(account))) {
+      out.push({ state: 'store_failing', error: problem, advice: 'Bring the store back: messages of accounts with sending limits get 451 4.3.0 until it answers.', blocks: true });
+    }
+    const pause = pauses.get(account.email);
+    if (pause) out.push({ state: 'paused_by_quota', error: pause.reason, until: pause.until, advice: null, blocks: true });
+    const full = limiter.atLimit(account.email);
+    if (full) out.push({ state: 'at_limit_until', error: `at ${full.why}`, until: full.until, advice: null, blocks: true });
+    return out;
+  }
+
+  /**
+   * /readyz: ready when the listener is up and at least one account can send now. `reasons` say
+   * why not; `unable` names the accounts that cannot send (also when ready), with their state.
+   */
+  readiness(listening: boolean): Readiness {
+    const accounts = this.all();
+    const unable = accounts.filter((a) => !a.health.can_send).map(({ email, health }) => ({ email, state: health.state, error: health.error }));
+    const reasons: string[] = [];
+    if (!listening) reasons.push('the SMTP listener is not up (starting or stopping)');
+    if (!accounts.length) reasons.push('no account is configured');
+    else if (unable.length === accounts.length) reasons.push(`no account can send: ${unable.map((u) => `${u.email} ${u.state}`).join(', ')}`);
+    return { ready: reasons.length === 0, reasons, unable, store_problem: storeProblem(this.store) };
+  }
+}
+
+export interface Readiness {
+  ready: boolean;
+  reasons: string[];
+  unable: Array<{ email: string; state: AccountState; error: string | null }>;
+  /** The store's own failure, if any (it stops only the accounts with counted limits). */
+  store_problem: string | null;
+}
+
+/** 1 when nothing about the account needs fixing (at a limit or paused by quota, it works as it should). */
+export const isHealthy = (h: AccountHealth): boolean => h.state === 'ok' || h.state === 'paused_by_quota' || h.state === 'at_limit_until';
