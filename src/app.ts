@@ -1,12 +1,14 @@
 // The whole relay process assembled from config: store → relay (tokens, pools) → inbound
 // listener. `serve`, `demo` and the integration tests all run exactly this. The accounts are
 // relay.yaml's and the store's; reload() re-reads both while the relay runs.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { loadConfig } from './config/load.js';
 import { restartNeeded } from './config/reload-diff.js';
 import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
 import { AccountAdmin, type ReloadReport } from './admin/accounts.js';
+import { ensureAdminToken } from './admin/admin-token.js';
 import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
 import { effectiveLevel } from './obs/logger.js';
@@ -43,6 +45,7 @@ export class RelayApp {
     private readonly env: NodeJS.ProcessEnv,
     stored: StoredAccount[],
     merged: MergedAccounts,
+    adminToken: string,
   ) {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
@@ -61,7 +64,8 @@ export class RelayApp {
       reload: () => this.reload(),
       isListening: () => this.port !== null && !this.stopping,
       inboundSessions: () => this.inbound.sessionCount,
-      bearerToken: config.http.bearer_token ?? null,
+      host: config.http.host,
+      bearerToken: adminToken,
     });
   }
 
@@ -71,7 +75,9 @@ export class RelayApp {
     const store = await openStore(config.store, env, opts.logger);
     const stored = await AccountAdmin.readStore(store, opts.logger);
     const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
-    const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged);
+    // Made (or read) before any token is fetched: a relay whose API has no credential does not start.
+    const adminToken = config.http.enabled ? ensureAdminToken(config) : randomBytes(32).toString('hex');
+    const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged, adminToken);
     if (!stored) app.accounts.retryStore();
     try {
       // Health answers from the first moment; readiness waits for the tokens and the listener.

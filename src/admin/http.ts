@@ -1,28 +1,30 @@
 // The operator's HTTP port: /healthz (the process answers), /readyz (listener up and every
 // account that is not known-broken has a token), /metrics (Prometheus), /api/status (JSON), and
-// the accounts and reload API (./api.ts). Loopback by default; on any other address the config
-// must set http.bearer_token (load.ts refuses it otherwise), and when one is set every request
-// needs it.
-import { timingSafeEqual, createHash } from 'node:crypto';
+// the accounts and reload API (./api.ts). Who may use which is ./guard.ts's: /api/* always needs
+// the bearer credential (http.bearer_token, or the generated admin.token), the probes only off
+// loopback.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Metrics } from '../obs/metrics.js';
 import type { Relay } from '../relay/relay.js';
 import { routeApi, type ApiDeps } from './api.js';
+import { AdminGuard } from './guard.js';
 
 export interface AdminDeps extends ApiDeps {
   relay: Relay;
   metrics: Metrics;
   isListening: () => boolean;
   inboundSessions: () => number;
-  bearerToken: string | null;
+  /** http.host, as configured: the Host every request must name (or an IP literal, or localhost). */
+  host: string;
+  bearerToken: string;
 }
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export class AdminServer {
   private readonly server: Server;
+  private readonly guard: AdminGuard;
 
   constructor(private readonly deps: AdminDeps) {
+    this.guard = new AdminGuard({ host: deps.host, bearerToken: deps.bearerToken });
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((e: Error) => send(res, 500, { error: e.message }));
     });
@@ -61,16 +63,10 @@ export class AdminServer {
     };
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    const token = this.deps.bearerToken;
-    if (!token) return true;
-    const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    return timingSafeEqual(digest(given), digest(token));
-  }
-
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.authorized(req)) return send(res, 401, { error: 'bearer token required' });
     const url = new URL(req.url ?? '/', 'http://relay');
+    const refused = this.guard.check(req, url.pathname);
+    if (refused) return send(res, refused.status, { error: refused.error });
     const answer = await routeApi(req, url, this.deps);
     if (answer) return send(res, answer.status, answer.body, answer.headers);
     if (req.method !== 'GET') return send(res, 405, { error: 'method not allowed' });

@@ -110,7 +110,7 @@ describe('secrets never leak', () => {
 
     const admin = `http://127.0.0.1:${stack.app.adminPort}`;
     const metrics = await (await fetch(`${admin}/metrics`)).text();
-    const status = await (await fetch(`${admin}/api/status`)).text();
+    const status = await (await fetch(`${admin}/api/status`, { headers: stack.adminAuth() })).text();
     await new Promise((r) => setTimeout(r, 50)); // let the logger's last lines land
     const store = readdirSync(stack.dir)
       .filter((f) => f.startsWith('relay.db'))
