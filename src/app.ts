@@ -72,7 +72,7 @@ export class RelayApp {
   /** Tokens and ready connections first, then the listener: the first message waits for nothing. */
   static async start(config: Config, opts: RelayAppOptions): Promise<RelayApp> {
     const env = opts.env ?? process.env;
-    const store = await openStore(config.store, env, opts.logger);
+    const store = await openStore(config.store, env, opts.logger, { lock: true });
     const stored = await AccountAdmin.readStore(store, opts.logger);
     const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
     // Made (or read) before any token is fetched: a relay whose API has no credential does not start.

@@ -4,9 +4,10 @@
 // file every second and on close, so a restart does not reset the day; a crash loses at most
 // the last second of counts.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Sealer } from './sealer.js';
+import { checkKeyFitsStore, lockStore, privateDatabaseFiles, sealedRows } from './sqlite-files.js';
 import { SqliteAccountTable } from './sqlite-accounts.js';
 import type { AccountPause, AccountStore, Charge, Charged, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
 import { WindowCounters, type BucketRow } from './window-counters.js';
@@ -21,13 +22,15 @@ export class SqliteStore implements Store, AccountStore {
   private readonly counters: WindowCounters;
   private readonly flushTimer: NodeJS.Timeout;
   private readonly accounts: SqliteAccountTable;
+  /** The relay's hold on the store (lockStore), when it was opened to run the relay. */
+  private lock: Database.Database | null = null;
 
   constructor(
     path: string,
     private readonly sealer: Sealer,
     private readonly now: () => number = Date.now,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
+    privateDatabaseFiles(path);
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -60,9 +63,24 @@ export class SqliteStore implements Store, AccountStore {
     this.flushTimer.unref();
   }
 
-  /** The store at `path`, its key from XOAUTH2_RELAY_KEY or `relay.key` beside the database. */
-  static open(path: string, env: NodeJS.ProcessEnv = process.env): SqliteStore {
-    return new SqliteStore(path, Sealer.fromEnvOrFile(env, join(dirname(path), 'relay.key')));
+  /**
+   * The store at `path`, its key from XOAUTH2_RELAY_KEY or `relay.key` beside the database (a
+   * key is generated only for a store with no sealed rows). `lock`: this process runs the relay
+   * on it, and no other may (the commands that edit the store alongside a running relay do not lock).
+   */
+  static open(path: string, env: NodeJS.ProcessEnv = process.env, opts: { lock?: boolean } = {}): SqliteStore {
+    const lock = opts.lock ? lockStore(path) : null;
+    try {
+      const keyFile = join(dirname(path), 'relay.key');
+      const keyKnown = env.XOAUTH2_RELAY_KEY !== undefined || existsSync(keyFile);
+      const sealer = checkKeyFitsStore(path, keyFile, sealedRows(path), keyKnown, () => Sealer.fromEnvOrFile(env, keyFile));
+      const store = new SqliteStore(path, sealer);
+      store.lock = lock;
+      return store;
+    } catch (e) {
+      lock?.close();
+      throw e;
+    }
   }
 
   async loadToken(email: string): Promise<TokenRecord | null> {
@@ -134,5 +152,6 @@ export class SqliteStore implements Store, AccountStore {
     clearInterval(this.flushTimer);
     this.flush();
     if (this.db.open) this.db.close();
+    if (this.lock?.open) this.lock.close();
   }
 }
