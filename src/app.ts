@@ -66,7 +66,13 @@ export class RelayApp {
       inboundSessions: () => this.inbound.sessionCount,
       host: config.http.host,
       bearerToken: adminToken,
+      storeHealth: () => store.health?.state,
     });
+    store.health?.onChange((s) =>
+      s.failing
+        ? logger.error({ event: 'store_failing', error: s.error }, 'the store refuses writes (disk full?): running from memory, saving again until it works')
+        : logger.info({ event: 'store_recovered' }, 'the store takes writes again'),
+    );
   }
 
   /** Tokens and ready connections first, then the listener: the first message waits for nothing. */

@@ -41,6 +41,8 @@ export interface AccountView {
   token_expires_at: string | null;
   last_refresh_at: string | null;
   last_error: string | null;
+  /** Why its latest token is not saved yet (the store refuses writes), or null. */
+  store_error: string | null;
   sent_last_hour: number;
   sent_last_day: number;
   connections: PoolStats | null;
@@ -325,6 +327,7 @@ export class AccountAdmin {
       token_expires_at: iso(token?.expiresAt),
       last_refresh_at: iso(token?.lastRefreshAt),
       last_error: token?.lastError ?? null,
+      store_error: token?.storeError ?? null,
       sent_last_hour: sent.last_hour,
       sent_last_day: sent.last_day,
       connections: relay.pools.get(a.email)?.stats ?? null,

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Metrics } from '../obs/metrics.js';
 import type { Relay } from '../relay/relay.js';
 import { routeApi, type ApiDeps } from './api.js';
+import type { StoreHealthState } from '../store/store-health.js';
 import { AdminGuard } from './guard.js';
 
 export interface AdminDeps extends ApiDeps {
@@ -17,6 +18,8 @@ export interface AdminDeps extends ApiDeps {
   /** http.host, as configured: the Host every request must name (or an IP literal, or localhost). */
   host: string;
   bearerToken: string;
+  /** Whether the store takes writes (absent: not known, taken as working). */
+  storeHealth?: () => StoreHealthState | undefined;
 }
 
 export class AdminServer {
@@ -46,13 +49,19 @@ export class AdminServer {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  /** Ready: listening, and no account is still waiting for its first token. */
-  ready(): { ready: boolean; waiting: string[] } {
+  /**
+   * Ready: listening, no account still waiting for its first token, and a store that takes
+   * writes (a failing one would lose rotated refresh tokens at the next restart: the operator
+   * must see it, and a fleet should send through an instance whose store works).
+   */
+  ready(): { ready: boolean; waiting: string[]; reasons: string[]; store?: StoreHealthState } {
     const waiting = this.deps.relay.tokens
       .status()
       .filter((s) => s.health === 'pending' || (s.health === 'healthy' && !this.deps.relay.tokens.current(s.email)))
       .map((s) => s.email);
-    return { ready: this.deps.isListening() && waiting.length === 0, waiting };
+    const store = this.deps.storeHealth?.();
+    const reasons = [...(this.deps.isListening() ? [] : ['listener']), ...(waiting.length ? ['tokens'] : []), ...(store?.failing ? ['store'] : [])];
+    return { ready: reasons.length === 0, waiting, reasons, ...(store?.failing ? { store } : {}) };
   }
 
   status() {

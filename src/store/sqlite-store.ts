@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { Sealer } from './sealer.js';
 import { checkKeyFitsStore, lockStore, privateDatabaseFiles, sealedRows } from './sqlite-files.js';
 import { SqliteAccountTable } from './sqlite-accounts.js';
+import { StoreHealth } from './store-health.js';
 import type { AccountPause, AccountStore, Charge, Charged, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
 import { WindowCounters, type BucketRow } from './window-counters.js';
 
@@ -24,6 +25,8 @@ export class SqliteStore implements Store, AccountStore {
   private readonly accounts: SqliteAccountTable;
   /** The relay's hold on the store (lockStore), when it was opened to run the relay. */
   private lock: Database.Database | null = null;
+  /** Failing while writes fail (a full disk): nothing here throws out of a timer. */
+  readonly health = new StoreHealth();
 
   constructor(
     path: string,
@@ -91,7 +94,7 @@ export class SqliteStore implements Store, AccountStore {
   }
 
   async saveToken(email: string, record: TokenRecord): Promise<void> {
-    this.upsert.run(email, this.sealer.seal(JSON.stringify(record), email), Date.now());
+    this.write(() => this.upsert.run(email, this.sealer.seal(JSON.stringify(record), email), Date.now()));
   }
 
   async deleteToken(email: string): Promise<void> {
@@ -123,9 +126,11 @@ export class SqliteStore implements Store, AccountStore {
   }
 
   async savePause(email: string, pause: AccountPause): Promise<void> {
-    this.db
-      .prepare('INSERT INTO pauses (email, until, reason) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET until = excluded.until, reason = excluded.reason')
-      .run(email, pause.until, pause.reason);
+    this.write(() =>
+      this.db
+        .prepare('INSERT INTO pauses (email, until, reason) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET until = excluded.until, reason = excluded.reason')
+        .run(email, pause.until, pause.reason),
+    );
   }
 
   async loadPauses(): Promise<Map<string, AccountPause>> {
@@ -133,19 +138,41 @@ export class SqliteStore implements Store, AccountStore {
     return new Map(rows.map((r) => [r.email, { until: r.until, reason: r.reason }]));
   }
 
-  /** Writes the counters that changed since the last flush, each replaced whole, in one transaction. */
+  /**
+   * Writes the counters that changed since the last flush, each replaced whole, in one
+   * transaction. Runs in a timer: it never throws. Counters it could not write (a full disk)
+   * stay in memory, marked to be written again at the next flush.
+   */
   flush(): void {
     if (!this.db.open) return;
     const changed = this.counters.takeDirty();
     if (!changed.length) return;
-    const clear = this.db.prepare('DELETE FROM quota WHERE email = ? AND counter = ?');
-    const insert = this.db.prepare('INSERT INTO quota (email, counter, bucket, count) VALUES (?, ?, ?, ?)');
-    this.db.transaction(() => {
-      for (const c of changed) {
-        clear.run(c.email, c.counter);
-        for (const [bucket, count] of c.buckets) insert.run(c.email, c.counter, bucket, count);
-      }
-    })();
+    try {
+      this.write(() => {
+        const clear = this.db.prepare('DELETE FROM quota WHERE email = ? AND counter = ?');
+        const insert = this.db.prepare('INSERT INTO quota (email, counter, bucket, count) VALUES (?, ?, ?, ?)');
+        this.db.transaction(() => {
+          for (const c of changed) {
+            clear.run(c.email, c.counter);
+            for (const [bucket, count] of c.buckets) insert.run(c.email, c.counter, bucket, count);
+          }
+        })();
+      });
+    } catch {
+      this.counters.markDirty(changed);
+    }
+  }
+
+  /** A write, with its outcome recorded in `health`; its error is rethrown for the caller. */
+  private write<T>(work: () => T): T {
+    try {
+      const result = work();
+      this.health.succeeded();
+      return result;
+    } catch (e) {
+      this.health.failed(e, this.now());
+      throw e;
+    }
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@
 // touches it only to count against sending limits (and only for accounts that have any);
 // tokens are served from memory, the store sees start-up and refreshes.
 import type { AccountInput } from '../config/schema.js';
+import type { StoreHealth } from './store-health.js';
 
 /** An account's token state. Every field is secret except `expiresAt` and is sealed at rest. */
 export interface TokenRecord {
@@ -80,6 +81,8 @@ export interface TokenStore {
   saveToken(email: string, record: TokenRecord): Promise<void>;
   deleteToken(email: string): Promise<void>;
   readonly fleet?: FleetCoordination | null;
+  /** Whether writes succeed; the token cache reports its own failed and retried saves here. */
+  readonly health?: StoreHealth;
 }
 
 export interface Store extends TokenStore {

@@ -35,6 +35,11 @@ export interface TokenStatus {
   lastError: string | null;
   lastRefreshAt: number | null;
   consecutiveFailures: number;
+  /**
+   * Why the latest token (and rotated refresh token) is not in the store yet, or null when it
+   * is. Kept in memory meanwhile, used for the next refresh, and its save retried.
+   */
+  storeError: string | null;
 }
 
 export interface TokenCacheOptions {
@@ -63,6 +68,8 @@ const USABLE_MARGIN_MS = 30_000;
 const PEER_POLL_MS = 100;
 /** The refresh lock outlives the grant request by this much (time to store the token). */
 const LOCK_MARGIN_MS = 5_000;
+/** A token the store refused (full disk) is saved again at most this far apart. */
+const SAVE_RETRY_MAX_MS = 60_000;
 
 class Entry {
   token: AccessToken | null = null;
@@ -79,6 +86,10 @@ class Entry {
   lastRefreshAt: number | null = null;
   /** The token the provider refused (535): never taken back from the store. */
   rejected: string | null = null;
+  /** Set while the latest token is not saved: the store's error. */
+  storeError: string | null = null;
+  saveFailures = 0;
+  saveTimer: NodeJS.Timeout | null = null;
 
   constructor(public account: Account) {
     this.refreshToken = account.refreshToken;
@@ -201,6 +212,7 @@ export class TokenCache {
       lastError: e.lastError,
       lastRefreshAt: e.lastRefreshAt,
       consecutiveFailures: e.failures,
+      storeError: e.storeError,
     }));
   }
 
@@ -234,13 +246,18 @@ export class TokenCache {
 
   stop(): void {
     this.stopped = true;
-    for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
+    for (const e of this.entries.values()) {
+      if (e.timer) clearTimeout(e.timer);
+      if (e.saveTimer) clearTimeout(e.saveTimer);
+    }
   }
 
   private retire(entry: Entry): void {
     entry.retired = true;
     if (entry.timer) clearTimeout(entry.timer);
+    if (entry.saveTimer) clearTimeout(entry.saveTimer);
     entry.timer = null;
+    entry.saveTimer = null;
   }
 
   private entry(account: Account): Entry {
@@ -447,9 +464,16 @@ export class TokenCache {
     if (record.expiresAt - this.now() > USABLE_MARGIN_MS) entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
   }
 
+  /**
+   * Saves the entry's token and refresh token. Never throws: when the store refuses (a full
+   * disk), the rotated refresh token stays in memory — the next refresh uses it — and the save
+   * is retried with backoff until the store takes it, with no one's help.
+   */
   private async persist(entry: Entry): Promise<void> {
     // A retired entry's token belongs to credentials the relay no longer has.
     if (!entry.token || entry.retired) return;
+    if (entry.saveTimer) clearTimeout(entry.saveTimer);
+    entry.saveTimer = null;
     try {
       await this.deps.store.saveToken(entry.account.email, {
         accessToken: entry.token.value,
@@ -459,8 +483,23 @@ export class TokenCache {
         clientId: entry.account.clientId,
       });
     } catch (e) {
-      // A rotated refresh token that could not be saved is still in memory; the next refresh retries the write.
-      this.deps.logger.error({ event: 'store_error', account: entry.account.email, error: (e as Error).message }, 'could not store token');
+      entry.storeError = (e as Error).message;
+      entry.saveFailures++;
+      const delay = Math.min(SAVE_RETRY_MAX_MS, this.opts.retryMinMs * 2 ** Math.min(entry.saveFailures - 1, 20));
+      this.deps.logger.error(
+        { event: 'store_error', account: entry.account.email, error: entry.storeError, failures: entry.saveFailures, retry_in_ms: delay },
+        'could not store the token; kept in memory (the next refresh uses it), saving again later',
+      );
+      if (!this.stopped && !entry.retired) {
+        entry.saveTimer = setTimeout(() => void this.persist(entry), delay);
+        entry.saveTimer.unref();
+      }
+      return;
     }
+    if (entry.storeError) {
+      this.deps.logger.info({ event: 'token_saved', account: entry.account.email, failures: entry.saveFailures }, 'token saved after the store recovered');
+    }
+    entry.storeError = null;
+    entry.saveFailures = 0;
   }
 }
