@@ -62,8 +62,14 @@ export interface TokenCacheDeps {
 export const recordMatches = (record: TokenRecord, account: Account): boolean =>
   record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
 
-/** A token with less than this left is not handed out: it could expire mid-handshake. */
+/**
+ * A token with less than this left is not handed out: it could expire mid-handshake. At most a
+ * quarter of the token's life, though: a provider that issues 30-second tokens would otherwise
+ * have every token unusable the moment it arrives, and each message would ask for another one
+ * (refreshes in pairs, issue 10 item 5).
+ */
 const USABLE_MARGIN_MS = 30_000;
+const usableMargin = (lifeMs: number) => Math.min(USABLE_MARGIN_MS, lifeMs / 4);
 /** How often an instance waiting for another one's refresh looks for the new token. */
 const PEER_POLL_MS = 100;
 /** The refresh lock outlives the grant request by this much (time to store the token). */
@@ -73,6 +79,8 @@ const SAVE_RETRY_MAX_MS = 60_000;
 
 class Entry {
   token: AccessToken | null = null;
+  /** How long the token had to live when this relay got it (for usableMargin). */
+  tokenLifeMs = Infinity;
   /** Replaced or removed: its timers stop and what a late refresh brings is not kept. */
   retired = false;
   refreshToken: string | null;
@@ -170,8 +178,9 @@ export class TokenCache {
 
   /** The hot path: the cached token if it is usable, without any I/O. */
   current(email: string): AccessToken | null {
-    const token = this.entries.get(email)?.token;
-    return token && token.expiresAt - this.now() > USABLE_MARGIN_MS ? token : null;
+    const entry = this.entries.get(email);
+    const token = entry?.token;
+    return token && token.expiresAt - this.now() > usableMargin(entry.tokenLifeMs) ? token : null;
   }
 
   /**
@@ -400,6 +409,7 @@ export class TokenCache {
 
   private succeed(entry: Entry, token: AccessToken): AccessToken {
     entry.token = token;
+    entry.tokenLifeMs = token.expiresAt - this.now();
     entry.failures = 0;
     entry.retryAt = 0;
     entry.health = 'healthy';
