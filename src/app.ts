@@ -79,10 +79,16 @@ export class RelayApp {
   static async start(config: Config, opts: RelayAppOptions): Promise<RelayApp> {
     const env = opts.env ?? process.env;
     const store = await openStore(config.store, env, opts.logger, { lock: true });
+    let adminToken: string;
+    try {
+      // Made (or read) before any token is fetched: a relay whose API has no credential does not start.
+      adminToken = config.http.enabled ? ensureAdminToken(config) : randomBytes(32).toString('hex');
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     const stored = await AccountAdmin.readStore(store, opts.logger);
     const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
-    // Made (or read) before any token is fetched: a relay whose API has no credential does not start.
-    const adminToken = config.http.enabled ? ensureAdminToken(config) : randomBytes(32).toString('hex');
     const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged, adminToken);
     if (!stored) app.accounts.retryStore();
     try {

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/schema.js';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
@@ -39,13 +40,17 @@ export function ensureAdminToken(config: Pick<Config, 'store' | 'source' | 'http
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     return existing;
   }
-  mkdirSync(dirname(file), { recursive: true });
   const token = randomBytes(32).toString('base64url');
   try {
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST') {
+      // A read-only config folder (systemd's ProtectSystem=strict) with a Redis store, say.
+      throw new ConfigError(`cannot create ${file} (${code}) for the HTTP API credential: set http.bearer_token, or http.enabled: false`, 'http.bearer_token');
+    }
     // Another instance beside the same config made it first: use that one.
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     const theirs = readAdminToken(file);
     if (theirs) return theirs;
     // An empty or truncated file (a disk that filled up mid-write): replaced.
