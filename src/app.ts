@@ -52,6 +52,7 @@ export class RelayApp {
       tokenExpiries: () => this.relay.tokens.status().map((t) => ({ email: t.email, expiresAt: t.expiresAt, healthy: t.health === 'healthy' })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
+      storeFailing: () => store.health?.failing ?? false,
     });
     this.refusals = new Refusals(logger, this.metrics);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });

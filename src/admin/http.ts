@@ -68,6 +68,7 @@ export class AdminServer {
     return {
       listening: this.deps.isListening(),
       inbound_sessions: this.deps.inboundSessions(),
+      store: this.deps.storeHealth?.() ?? null,
       accounts: this.deps.accounts.list(),
     };
   }

@@ -93,6 +93,8 @@ describe('a full disk under the store', () => {
     expect(ready.status).toBe(503);
     expect(ready.body.reasons).toContain('store');
     expect(log.events(50)).toEqual(expect.arrayContaining(['store_error', 'store_failing']));
+    const metrics = async () => (await fetch(`http://127.0.0.1:${stack.app.adminPort}/metrics`)).text();
+    expect(await metrics()).toMatch(/^xoauth2_relay_store_failing 1$/m);
 
     // The next refresh uses the rotated token kept in memory (the provider takes only that one).
     await tokens.refreshNow(EMAIL);
@@ -110,6 +112,7 @@ describe('a full disk under the store', () => {
       await sleep(200);
     }
     expect(log.events()).toEqual(expect.arrayContaining(['token_saved', 'store_recovered']));
+    expect(await metrics()).toMatch(/^xoauth2_relay_store_failing 0$/m);
 
     // A restart loads the latest refresh token: the provider takes it (no invalid_grant, no new consent).
     const latest = sandbox.state.credentials(EMAIL).refreshToken;
