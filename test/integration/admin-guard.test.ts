@@ -11,6 +11,7 @@ import { isLoopbackHost } from '../../src/admin/guard.js';
 import { TESTS_PER_WINDOW } from '../../src/admin/test-gate.js';
 import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
@@ -40,16 +41,22 @@ describe('the admin port refuses what a web page or another local user tries', (
   let stack: Stack;
   let port: number;
   let victim: ReturnType<Stack['sandbox']['addAccount']>;
+  const log = captureLog('debug');
   const auth = () => stack.adminAuth();
   const accounts = async () => JSON.parse((await raw(port, 'GET', '/api/accounts', auth())).text) as { accounts: Array<Record<string, unknown>> };
 
   beforeAll(async () => {
-    stack = await startStack({ accounts: [{ email: OTHER, kind: 'google', senders: ['*@gmail.test'] }] });
+    stack = await startStack({ accounts: [{ email: OTHER, kind: 'google', senders: ['*@gmail.test'] }], logger: log.logger });
     port = stack.app.adminPort!;
     victim = stack.sandbox.addAccount({ email: CEO, kind: 'google' });
   });
   afterAll(async () => {
+    const token = auth().authorization!.slice('Bearer '.length);
     await stack.stop();
+    // The credential never reaches a log line (debug level included).
+    expect(token.length).toBeGreaterThan(40);
+    expect(log.lines.length).toBeGreaterThan(0);
+    expect(log.lines.filter((l) => l.includes(token))).toEqual([]);
   });
 
   it('keeps the generated credential in admin.token, 0600, beside the store', () => {
