@@ -209,12 +209,21 @@ export class AccountAdmin {
   async test(email: string): Promise<CheckResult> {
     const account = this.live(email);
     try {
-      return await this.tests.run(account.email, () =>
-        checkAccount(account, {
-          token: (a) => this.deps.relay.tokens.refreshNow(a.email),
-          upstream: connectorOptions(this.config.upstream),
-        }),
-      );
+      return await this.tests.run(account.email, async () => {
+        // The check's connection counts against the account's max_connections like a pooled one.
+        const giveBack = await (this.deps.relay.pools.get(account.email)?.borrowSlot() ?? (() => undefined));
+        if (!giveBack) {
+          throw new AdminError(503, `every connection of ${account.email} is busy (max_connections ${account.maxConnections}): test again in a moment`, { retry_after_s: 5 });
+        }
+        try {
+          return await checkAccount(account, {
+            token: (a) => this.deps.relay.tokens.refreshNow(a.email),
+            upstream: connectorOptions(this.config.upstream),
+          });
+        } finally {
+          giveBack();
+        }
+      });
     } catch (e) {
       if (e instanceof TestRateLimited) throw new AdminError(429, e.message, { retry_after_s: e.retryAfterS });
       throw e;
