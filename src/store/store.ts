@@ -18,6 +18,11 @@ export interface TokenRecord {
    */
   configRefreshToken: string | null;
   clientId: string;
+  /**
+   * How long the token had to live when it was obtained, so an instance that takes it from the
+   * store judges a short-lived token by its own life (absent in records of older versions).
+   */
+  lifeMs?: number;
 }
 
 /** One rolling-window counter of an account (src/limits/limits.ts defines them). */

@@ -360,8 +360,9 @@ export class TokenCache {
     if (record && recordMatches(record, account)) {
       // A peer may have rotated the refresh token; the newer record has the one to use.
       if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
-      if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected) {
+      if (record.expiresAt > mine && record.expiresAt - now > usableMargin(record.lifeMs ?? Infinity) && record.accessToken !== entry.rejected) {
         this.succeed(entry, { value: record.accessToken, expiresAt: record.expiresAt });
+        if (record.lifeMs) entry.tokenLifeMs = record.lifeMs;
         this.deps.logger.info(
           { event: 'token_shared', account: account.email, expires_in_s: Math.round((record.expiresAt - now) / 1000) },
           'token taken from the shared store (refreshed by another instance)',
@@ -471,7 +472,10 @@ export class TokenCache {
       return;
     }
     entry.refreshToken = record.refreshToken;
-    if (record.expiresAt - this.now() > USABLE_MARGIN_MS) entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
+    if (record.expiresAt - this.now() > usableMargin(record.lifeMs ?? Infinity)) {
+      entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
+      entry.tokenLifeMs = record.lifeMs ?? Infinity;
+    }
   }
 
   /**
@@ -491,6 +495,7 @@ export class TokenCache {
         refreshToken: entry.refreshToken,
         configRefreshToken: entry.account.refreshToken,
         clientId: entry.account.clientId,
+        ...(Number.isFinite(entry.tokenLifeMs) ? { lifeMs: entry.tokenLifeMs } : {}),
       });
     } catch (e) {
       entry.storeError = (e as Error).message;

@@ -509,6 +509,16 @@ describe('a fleet sharing one store', () => {
     expect(store.locks.size).toBe(0); // every lock was freed
   });
 
+  it('30-second tokens: the other instances take the stored one instead of asking for their own', async () => {
+    const g = fakeGrant({ delayMs: 30, result: () => ({ expiresAt: Date.now() + 30_000 }) });
+    const store = new FleetMemoryStore();
+    const accounts = makeAccounts(2);
+    const caches = fleetOf(3, g.grant, store);
+    await Promise.all(caches.map((c) => c.start(accounts, { waitMs: 5_000, concurrency: 4 })));
+    for (const c of caches) for (const a of accounts) expect(await c.get(a)).toBeTruthy();
+    expect(g.calls).toHaveLength(2);
+  });
+
   it('a token the provider refused on every instance is replaced once for the fleet', async () => {
     const g = fakeGrant({ delayMs: 20 });
     const store = new FleetMemoryStore();
