@@ -1,6 +1,7 @@
 // The whole relay process assembled from config: store → relay (tokens, pools) → inbound
 // listener. `serve`, `demo` and the integration tests all run exactly this. The accounts are
 // relay.yaml's and the store's; reload() re-reads both while the relay runs.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { loadConfig } from './config/load.js';
 import { restartNeeded } from './config/reload-diff.js';
@@ -8,6 +9,7 @@ import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
 import { AccountAdmin, type ReloadReport } from './admin/accounts.js';
 import { AccountHealthBoard, isHealthy } from './admin/health.js';
+import { ensureAdminToken } from './admin/admin-token.js';
 import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
 import { effectiveLevel } from './obs/logger.js';
@@ -46,6 +48,7 @@ export class RelayApp {
     private readonly env: NodeJS.ProcessEnv,
     stored: StoredAccount[],
     merged: MergedAccounts,
+    adminToken: string,
   ) {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
@@ -53,6 +56,7 @@ export class RelayApp {
       accountHealth: () => this.health.all().map(({ email, health }) => ({ email, state: health.state, healthy: isHealthy(health) })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
+      storeFailing: () => store.health?.failing ?? false,
     });
     this.refusals = new Refusals(logger, this.metrics);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
@@ -68,17 +72,32 @@ export class RelayApp {
       reload: () => this.reload(),
       isListening: () => this.port !== null && !this.stopping,
       inboundSessions: () => this.inbound.sessionCount,
-      bearerToken: config.http.bearer_token ?? null,
+      host: config.http.host,
+      bearerToken: adminToken,
+      storeHealth: () => store.health?.state,
     });
+    store.health?.onChange((s) =>
+      s.failing
+        ? logger.error({ event: 'store_failing', error: s.error }, 'the store refuses writes (disk full?): running from memory, saving again until it works')
+        : logger.info({ event: 'store_recovered' }, 'the store takes writes again'),
+    );
   }
 
   /** Tokens and ready connections first, then the listener: the first message waits for nothing. */
   static async start(config: Config, opts: RelayAppOptions): Promise<RelayApp> {
     const env = opts.env ?? process.env;
-    const store = await openStore(config.store, env, opts.logger);
+    const store = await openStore(config.store, env, opts.logger, { lock: true });
+    let adminToken: string;
+    try {
+      // Made (or read) before any token is fetched: a relay whose API has no credential does not start.
+      adminToken = config.http.enabled ? ensureAdminToken(config) : randomBytes(32).toString('hex');
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     const stored = await AccountAdmin.readStore(store, opts.logger);
     const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
-    const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged);
+    const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged, adminToken);
     if (!stored) app.accounts.retryStore();
     try {
       // Health answers from the first moment; readiness waits for the tokens and the listener.

@@ -16,6 +16,7 @@ import { connectorOptions } from '../upstream/connector.js';
 import type { PoolStats } from '../upstream/pool.js';
 import { checkAccount, freshToken, type CheckResult } from './account-check.js';
 import type { AccountHealthBoard, AccountState } from './health.js';
+import { TestGate, TestRateLimited } from './test-gate.js';
 
 /** A refusal with the HTTP status that says whose fault it is; `body` joins `error` in the answer. */
 export class AdminError extends Error {
@@ -48,6 +49,8 @@ export interface AccountView {
   last_error_at: string | null;
   /** What to do about it. */
   advice: string | null;
+  /** Why its latest token is not saved yet (the store refuses writes), or null. */
+  store_error: string | null;
   sent_last_hour: number;
   sent_last_day: number;
   connections: PoolStats | null;
@@ -85,6 +88,7 @@ export class AccountAdmin {
   /** Whether the store's accounts have been read since start (else they are retried). */
   private storeRead = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private readonly tests = new TestGate();
 
   constructor(
     private readonly deps: AccountAdminDeps,
@@ -162,6 +166,7 @@ export class AccountAdmin {
   /** POST /api/accounts: a new stored account, verified first unless `verify` is false. */
   add(input: unknown, verify: boolean): Promise<AccountView> {
     return this.serial(async () => {
+      refuseFileKeys(input);
       const resolved = this.resolve(input);
       const existing = this.sources.get(resolved.email);
       if (existing?.source === 'config') throw readOnly(resolved.email);
@@ -177,6 +182,7 @@ export class AccountAdmin {
     return this.serial(async () => {
       const current = this.storedInput(email);
       if (!isObject(input)) throw new AdminError(400, 'the body must be a JSON object of account keys');
+      refuseFileKeys(input);
       if (input.email !== undefined && String(input.email).trim().toLowerCase() !== email) {
         throw new AdminError(400, `the email in the body (${String(input.email)}) is not the one in the path (${email}); remove the account and add the new one`, { key: 'email' });
       }
@@ -189,6 +195,7 @@ export class AccountAdmin {
   patch(email: string, changes: unknown, verify: boolean): Promise<AccountView> {
     return this.serial(async () => {
       if (!isObject(changes)) throw new AdminError(400, 'the body must be a JSON object of account keys');
+      refuseFileKeys(changes);
       if (changes.email !== undefined) throw new AdminError(400, 'email cannot be changed; remove the account and add the new one', { key: 'email' });
       const current = this.storedInput(email);
       const merged: Record<string, unknown> = { ...current };
@@ -210,11 +217,28 @@ export class AccountAdmin {
   }
 
   /** A fresh token through the relay's own cache, then an authenticated connection: nothing sent. */
-  test(email: string): Promise<CheckResult> {
-    return checkAccount(this.live(email), {
-      token: (a) => this.deps.relay.tokens.refreshNow(a.email),
-      upstream: connectorOptions(this.config.upstream),
-    });
+  async test(email: string): Promise<CheckResult> {
+    const account = this.live(email);
+    try {
+      return await this.tests.run(account.email, async () => {
+        // The check's connection counts against the account's max_connections like a pooled one.
+        const giveBack = await (this.deps.relay.pools.get(account.email)?.borrowSlot() ?? (() => undefined));
+        if (!giveBack) {
+          throw new AdminError(503, `every connection of ${account.email} is busy (max_connections ${account.maxConnections}): test again in a moment`, { retry_after_s: 5 });
+        }
+        try {
+          return await checkAccount(account, {
+            token: (a) => this.deps.relay.tokens.refreshNow(a.email),
+            upstream: connectorOptions(this.config.upstream),
+          });
+        } finally {
+          giveBack();
+        }
+      });
+    } catch (e) {
+      if (e instanceof TestRateLimited) throw new AdminError(429, e.message, { retry_after_s: e.retryAfterS });
+      throw e;
+    }
   }
 
   /** Runs `next` (already validated) with the store's accounts; `restartNeeded` says what it cannot change live. */
@@ -327,6 +351,7 @@ export class AccountAdmin {
       last_error: health.error,
       last_error_at: iso(health.error_at),
       advice: health.advice,
+      store_error: token?.storeError ?? null,
       sent_last_hour: sent.last_hour,
       sent_last_day: sent.last_day,
       connections: relay.pools.get(a.email)?.stats ?? null,
@@ -340,6 +365,22 @@ export class AccountAdmin {
     const run = this.queue.then(work);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+}
+
+/**
+ * Keys that name a file on the relay's disk. Through the API they would let any caller make the
+ * relay read (and sign with) whatever key file the operator keeps, and its errors would tell
+ * which paths exist: such accounts are configured on the host (relay.yaml, `accounts add`).
+ */
+const FILE_KEYS = ['service_account_file'] as const;
+
+function refuseFileKeys(input: unknown): void {
+  if (!isObject(input)) return;
+  for (const key of FILE_KEYS) {
+    if (input[key] !== undefined) {
+      throw new AdminError(400, `${key} cannot be set through the HTTP API (it names a file on the relay's host): add this account in relay.yaml or with \`xoauth2-relay accounts add\` on the host`, { key });
+    }
   }
 }
 

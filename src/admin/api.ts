@@ -33,7 +33,10 @@ export async function routeApi(req: IncomingMessage, url: URL, deps: ApiDeps): P
   try {
     return await dispatch(req, url, deps);
   } catch (e) {
-    if (e instanceof AdminError) return { status: e.status, body: { error: e.message, ...e.body } };
+    if (e instanceof AdminError) {
+      const retryAfter = e.body.retry_after_s;
+      return { status: e.status, body: { error: e.message, ...e.body }, ...(retryAfter ? { headers: { 'retry-after': String(retryAfter) } } : {}) };
+    }
     // A reload whose new config does not load: nothing changed, and the message names the key.
     if (e instanceof ConfigError) return { status: 422, body: { error: e.message, key: e.path } };
     if (e instanceof RelayError && e.code === 'STORE_UNAVAILABLE') return { status: 503, body: { error: e.message } };

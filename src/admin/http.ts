@@ -1,10 +1,9 @@
 // The operator's HTTP port: /healthz (the process answers), /readyz (the relay can send now:
-// listener up and at least one account able to send, ./health.ts), /metrics (Prometheus),
-// /api/status (JSON), the status page (/ and /status.json, ./status-page.ts and ./status.ts),
-// and the accounts and reload API (./api.ts). Loopback by default; on any other address the config
-// must set http.bearer_token (load.ts refuses it otherwise), and when one is set every request
-// needs it.
-import { timingSafeEqual, createHash } from 'node:crypto';
+// listener up, a store that takes writes, and at least one account able to send, ./health.ts),
+// /metrics (Prometheus), /api/status (JSON), the status page (/ and /status.json, ./status-page.ts
+// and ./status.ts), and the accounts and reload API (./api.ts). Who may use which is ./guard.ts's:
+// /api/* always needs the bearer credential (http.bearer_token, or the generated admin.token), the
+// probes and the page only off loopback.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
@@ -13,6 +12,8 @@ import { routeApi, type ApiDeps } from './api.js';
 import type { AccountHealthBoard, Readiness } from './health.js';
 import { statusPage } from './status-page.js';
 import { statusSnapshot } from './status.js';
+import type { StoreHealthState } from '../store/store-health.js';
+import { AdminGuard } from './guard.js';
 
 export interface AdminDeps extends ApiDeps {
   relay: Relay;
@@ -21,17 +22,22 @@ export interface AdminDeps extends ApiDeps {
   metrics: Metrics;
   isListening: () => boolean;
   inboundSessions: () => number;
-  bearerToken: string | null;
+  /** http.host, as configured: the Host every request must name (or an IP literal, or localhost). */
+  host: string;
+  bearerToken: string;
+  /** Whether the store takes writes (absent: not known, taken as working). */
+  storeHealth?: () => StoreHealthState | undefined;
 }
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export class AdminServer {
   private readonly server: Server;
+  private readonly guard: AdminGuard;
 
   constructor(private readonly deps: AdminDeps) {
+    this.guard = new AdminGuard({ host: deps.host, bearerToken: deps.bearerToken });
     this.server = createServer((req, res) => {
-      this.handle(req, res).catch((e: Error) => send(res, 500, { error: e.message }));
+      // The message of an unexpected error may name a file or quote a store error: not for API callers.
+      this.handle(req, res).catch(() => send(res, 500, { error: 'internal error' }));
     });
   }
 
@@ -51,15 +57,23 @@ export class AdminServer {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  /** Ready: this relay can send now (listening, and at least one account can). */
-  ready(): Readiness {
-    return this.deps.health.readiness(this.deps.isListening());
+  /**
+   * Ready: this relay can send now: listening, at least one account can send, and a store that
+   * takes writes (a failing one would lose rotated refresh tokens at the next restart: the
+   * operator must see it, and a fleet should send through an instance whose store works).
+   */
+  ready(): Readiness & { store?: StoreHealthState } {
+    const r = this.deps.health.readiness(this.deps.isListening());
+    const store = this.deps.storeHealth?.();
+    if (!store?.failing) return r;
+    return { ...r, ready: false, reasons: [...r.reasons, `store: writes fail (${store.error ?? 'unknown error'})`], store };
   }
 
   status() {
     return {
       listening: this.deps.isListening(),
       inbound_sessions: this.deps.inboundSessions(),
+      store: this.deps.storeHealth?.() ?? null,
       accounts: this.deps.accounts.list(),
     };
   }
@@ -70,16 +84,10 @@ export class AdminServer {
     res.end(body);
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    const token = this.deps.bearerToken;
-    if (!token) return true;
-    const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    return timingSafeEqual(digest(given), digest(token));
-  }
-
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.authorized(req)) return send(res, 401, { error: 'bearer token required' });
     const url = new URL(req.url ?? '/', 'http://relay');
+    const refused = this.guard.check(req, url.pathname);
+    if (refused) return send(res, refused.status, { error: refused.error });
     const answer = await routeApi(req, url, this.deps);
     if (answer) return send(res, answer.status, answer.body, answer.headers);
     if (req.method !== 'GET') return send(res, 405, { error: 'method not allowed' });

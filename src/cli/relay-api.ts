@@ -1,12 +1,16 @@
 // The commands' way to the running relay: its HTTP API at the config's http.host:port, with
-// http.bearer_token when one is set. "Not running" (nothing listens there) is an answer of its
+// http.bearer_token, or else the credential the relay generated into admin.token at its first
+// start (src/admin/admin-token.ts), so the operator has nothing to pass. "Not running" (nothing listens there) is an answer of its
 // own, so a command can fall back to what it can do without the relay.
+import { adminTokenPath, readAdminToken } from '../admin/admin-token.js';
 import type { Config } from '../config/schema.js';
 
 export interface RelayApi {
   /** http://host:port, for messages. */
   base: string;
   bearerToken: string | null;
+  /** Where the generated credential is, for messages. */
+  tokenFile: string;
 }
 
 export interface ApiReply {
@@ -20,7 +24,9 @@ export function relayApi(config: Config): RelayApi | null {
   if (!enabled) return null;
   // A relay listening on every address is reached on loopback.
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return { base: `http://${target.includes(':') ? `[${target}]` : target}:${port}`, bearerToken: bearerToken ?? null };
+  const tokenFile = adminTokenPath(config);
+  // Read when needed: a relay that has never run has no file yet (and callRelay finds it not running).
+  return { base: `http://${target.includes(':') ? `[${target}]` : target}:${port}`, bearerToken: bearerToken ?? readAdminToken(tokenFile), tokenFile };
 }
 
 /** The relay's answer, or null when nothing listens (connection refused): the relay is not running. */
@@ -49,6 +55,10 @@ export async function callRelay(api: RelayApi | null, method: string, path: stri
   } catch {
     parsed = { error: text.slice(0, 200) };
   }
-  if (res.status === 401) throw new Error(`the relay at ${api.base} refused the request: http.bearer_token in the config is not the one it runs with`);
+  if (res.status === 401) {
+    throw new Error(
+      `the relay at ${api.base} refused the request: its credential is not ${api.bearerToken ? 'the one this command sent' : `in ${api.tokenFile}`} (http.bearer_token changed since it started, or it runs with another store?)`,
+    );
+  }
   return { status: res.status, body: parsed };
 }

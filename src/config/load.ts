@@ -9,6 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { isLoopbackHost } from '../admin/guard.js';
 import { ConfigError } from './errors.js';
 import { MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
 import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
@@ -184,8 +185,8 @@ function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean):
     usableTls({ cert }, 'inbound.tls.cert_file');
     usableTls({ cert, key }, 'inbound.tls.key_file');
   }
-  const loopback = /^(127\.|::1$|localhost$)/.test(raw.http.host);
-  if (raw.http.enabled && !loopback && !raw.http.bearer_token) {
+  // As an address, not as text: `127.attacker.example` is a name anyone can point anywhere.
+  if (raw.http.enabled && !isLoopbackHost(raw.http.host) && !raw.http.bearer_token) {
     throw new ConfigError('http.host is not a loopback address: set http.bearer_token (16+ characters) to protect the API', 'http.bearer_token');
   }
   const store = 'path' in raw.store ? { path: abs(raw.store.path) } : raw.store;

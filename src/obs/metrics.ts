@@ -12,6 +12,8 @@ export interface MetricSources {
   accountHealth(): Array<{ email: string; state: string; healthy: boolean }>;
   pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
   inboundSessions(): number;
+  /** Whether the store refuses writes (src/store/store-health.ts); absent: not known. */
+  storeFailing?(): boolean;
 }
 
 export class Metrics {
@@ -118,6 +120,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.inboundSessions());
+      },
+    });
+    new Gauge({
+      name: 'xoauth2_relay_store_failing',
+      help: '1 while the store refuses writes (disk full, I/O error): tokens are kept in memory and saved again until it works',
+      registers,
+      collect() {
+        this.set(sources.storeFailing?.() ? 1 : 0);
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'xoauth2_relay_' });

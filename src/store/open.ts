@@ -4,11 +4,14 @@ import type { Config } from '../config/schema.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 
-/** The store the config names: the embedded SQLite file, or Redis shared by several instances. */
-export async function openStore(cfg: Config['store'], env: NodeJS.ProcessEnv, logger: Logger): Promise<Store> {
+/**
+ * The store the config names: the embedded SQLite file, or Redis shared by several instances.
+ * `lock`: the relay runs on it (one process per SQLite file; see SqliteStore.open).
+ */
+export async function openStore(cfg: Config['store'], env: NodeJS.ProcessEnv, logger: Logger, opts: { lock?: boolean } = {}): Promise<Store> {
   if ('path' in cfg) {
     try {
-      return SqliteStore.open(cfg.path, env);
+      return SqliteStore.open(cfg.path, env, opts);
     } catch (e) {
       if (e instanceof ConfigError) throw e;
       // A path the relay cannot create, write or read as SQLite is the operator's to fix: exit 2, naming the key.

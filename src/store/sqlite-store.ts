@@ -4,10 +4,12 @@
 // file every second and on close, so a restart does not reset the day; a crash loses at most
 // the last second of counts.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Sealer } from './sealer.js';
+import { checkKeyFitsStore, lockStore, privateDatabaseFiles, sealedRows } from './sqlite-files.js';
 import { SqliteAccountTable } from './sqlite-accounts.js';
+import { StoreHealth } from './store-health.js';
 import type { AccountPause, AccountStore, Charge, Charged, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
 import { WindowCounters, type BucketRow } from './window-counters.js';
 
@@ -21,13 +23,17 @@ export class SqliteStore implements Store, AccountStore {
   private readonly counters: WindowCounters;
   private readonly flushTimer: NodeJS.Timeout;
   private readonly accounts: SqliteAccountTable;
+  /** The relay's hold on the store (lockStore), when it was opened to run the relay. */
+  private lock: Database.Database | null = null;
+  /** Failing while writes fail (a full disk): nothing here throws out of a timer. */
+  readonly health = new StoreHealth();
 
   constructor(
     path: string,
     private readonly sealer: Sealer,
     private readonly now: () => number = Date.now,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
+    privateDatabaseFiles(path);
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -60,9 +66,24 @@ export class SqliteStore implements Store, AccountStore {
     this.flushTimer.unref();
   }
 
-  /** The store at `path`, its key from XOAUTH2_RELAY_KEY or `relay.key` beside the database. */
-  static open(path: string, env: NodeJS.ProcessEnv = process.env): SqliteStore {
-    return new SqliteStore(path, Sealer.fromEnvOrFile(env, join(dirname(path), 'relay.key')));
+  /**
+   * The store at `path`, its key from XOAUTH2_RELAY_KEY or `relay.key` beside the database (a
+   * key is generated only for a store with no sealed rows). `lock`: this process runs the relay
+   * on it, and no other may (the commands that edit the store alongside a running relay do not lock).
+   */
+  static open(path: string, env: NodeJS.ProcessEnv = process.env, opts: { lock?: boolean } = {}): SqliteStore {
+    const lock = opts.lock ? lockStore(path) : null;
+    try {
+      const keyFile = join(dirname(path), 'relay.key');
+      const keyKnown = env.XOAUTH2_RELAY_KEY !== undefined || existsSync(keyFile);
+      const sealer = checkKeyFitsStore(path, keyFile, sealedRows(path), keyKnown, () => Sealer.fromEnvOrFile(env, keyFile));
+      const store = new SqliteStore(path, sealer);
+      store.lock = lock;
+      return store;
+    } catch (e) {
+      lock?.close();
+      throw e;
+    }
   }
 
   async loadToken(email: string): Promise<TokenRecord | null> {
@@ -73,7 +94,7 @@ export class SqliteStore implements Store, AccountStore {
   }
 
   async saveToken(email: string, record: TokenRecord): Promise<void> {
-    this.upsert.run(email, this.sealer.seal(JSON.stringify(record), email), Date.now());
+    this.write(() => this.upsert.run(email, this.sealer.seal(JSON.stringify(record), email), Date.now()));
   }
 
   async deleteToken(email: string): Promise<void> {
@@ -105,9 +126,11 @@ export class SqliteStore implements Store, AccountStore {
   }
 
   async savePause(email: string, pause: AccountPause): Promise<void> {
-    this.db
-      .prepare('INSERT INTO pauses (email, until, reason) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET until = excluded.until, reason = excluded.reason')
-      .run(email, pause.until, pause.reason);
+    this.write(() =>
+      this.db
+        .prepare('INSERT INTO pauses (email, until, reason) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET until = excluded.until, reason = excluded.reason')
+        .run(email, pause.until, pause.reason),
+    );
   }
 
   async loadPauses(): Promise<Map<string, AccountPause>> {
@@ -115,24 +138,47 @@ export class SqliteStore implements Store, AccountStore {
     return new Map(rows.map((r) => [r.email, { until: r.until, reason: r.reason }]));
   }
 
-  /** Writes the counters that changed since the last flush, each replaced whole, in one transaction. */
+  /**
+   * Writes the counters that changed since the last flush, each replaced whole, in one
+   * transaction. Runs in a timer: it never throws. Counters it could not write (a full disk)
+   * stay in memory, marked to be written again at the next flush.
+   */
   flush(): void {
     if (!this.db.open) return;
     const changed = this.counters.takeDirty();
     if (!changed.length) return;
-    const clear = this.db.prepare('DELETE FROM quota WHERE email = ? AND counter = ?');
-    const insert = this.db.prepare('INSERT INTO quota (email, counter, bucket, count) VALUES (?, ?, ?, ?)');
-    this.db.transaction(() => {
-      for (const c of changed) {
-        clear.run(c.email, c.counter);
-        for (const [bucket, count] of c.buckets) insert.run(c.email, c.counter, bucket, count);
-      }
-    })();
+    try {
+      this.write(() => {
+        const clear = this.db.prepare('DELETE FROM quota WHERE email = ? AND counter = ?');
+        const insert = this.db.prepare('INSERT INTO quota (email, counter, bucket, count) VALUES (?, ?, ?, ?)');
+        this.db.transaction(() => {
+          for (const c of changed) {
+            clear.run(c.email, c.counter);
+            for (const [bucket, count] of c.buckets) insert.run(c.email, c.counter, bucket, count);
+          }
+        })();
+      });
+    } catch {
+      this.counters.markDirty(changed);
+    }
+  }
+
+  /** A write, with its outcome recorded in `health`; its error is rethrown for the caller. */
+  private write<T>(work: () => T): T {
+    try {
+      const result = work();
+      this.health.succeeded();
+      return result;
+    } catch (e) {
+      this.health.failed(e, this.now());
+      throw e;
+    }
   }
 
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
     this.flush();
     if (this.db.open) this.db.close();
+    if (this.lock?.open) this.lock.close();
   }
 }

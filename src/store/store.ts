@@ -3,6 +3,7 @@
 // touches it only to count against sending limits (and only for accounts that have any);
 // tokens are served from memory, the store sees start-up and refreshes.
 import type { AccountInput } from '../config/schema.js';
+import type { StoreHealth } from './store-health.js';
 
 /** An account's token state. Every field is secret except `expiresAt` and is sealed at rest. */
 export interface TokenRecord {
@@ -17,6 +18,11 @@ export interface TokenRecord {
    */
   configRefreshToken: string | null;
   clientId: string;
+  /**
+   * How long the token had to live when it was obtained, so an instance that takes it from the
+   * store judges a short-lived token by its own life (absent in records of older versions).
+   */
+  lifeMs?: number;
 }
 
 /** One rolling-window counter of an account (src/limits/limits.ts defines them). */
@@ -80,6 +86,8 @@ export interface TokenStore {
   saveToken(email: string, record: TokenRecord): Promise<void>;
   deleteToken(email: string): Promise<void>;
   readonly fleet?: FleetCoordination | null;
+  /** Whether writes succeed; the token cache reports its own failed and retried saves here. */
+  readonly health?: StoreHealth;
 }
 
 export interface Store extends TokenStore {

@@ -91,6 +91,11 @@ export class WindowCounters {
     return out;
   }
 
+  /** Counters taken by takeDirty() whose write failed: written again at the next flush. */
+  markDirty(counters: ReadonlyArray<{ email: string; counter: string }>): void {
+    for (const c of counters) this.dirty.add(keyOf(c.email, c.counter));
+  }
+
   private buckets(email: string, counter: string): Buckets {
     const key = keyOf(email, counter);
     let b = this.counts.get(key);

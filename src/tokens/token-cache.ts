@@ -37,6 +37,11 @@ export interface TokenStatus {
   consecutiveFailures: number;
   /** Why the last refresh failed (null after a success): the operator's action depends on it. */
   lastFailure: TokenGrantError | null;
+  /**
+   * Why the latest token (and rotated refresh token) is not in the store yet, or null when it
+   * is. Kept in memory meanwhile, used for the next refresh, and its save retried.
+   */
+  storeError: string | null;
 }
 
 export interface TokenCacheOptions {
@@ -59,15 +64,25 @@ export interface TokenCacheDeps {
 export const recordMatches = (record: TokenRecord, account: Account): boolean =>
   record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
 
-/** A token with less than this left is not handed out: it could expire mid-handshake. */
+/**
+ * A token with less than this left is not handed out: it could expire mid-handshake. At most a
+ * quarter of the token's life, though: a provider that issues 30-second tokens would otherwise
+ * have every token unusable the moment it arrives, and each message would ask for another one
+ * (refreshes in pairs, issue 10 item 5).
+ */
 const USABLE_MARGIN_MS = 30_000;
+const usableMargin = (lifeMs: number) => Math.min(USABLE_MARGIN_MS, lifeMs / 4);
 /** How often an instance waiting for another one's refresh looks for the new token. */
 const PEER_POLL_MS = 100;
 /** The refresh lock outlives the grant request by this much (time to store the token). */
 const LOCK_MARGIN_MS = 5_000;
+/** A token the store refused (full disk) is saved again at most this far apart. */
+const SAVE_RETRY_MAX_MS = 60_000;
 
 class Entry {
   token: AccessToken | null = null;
+  /** How long the token had to live when this relay got it (for usableMargin). */
+  tokenLifeMs = Infinity;
   /** Replaced or removed: its timers stop and what a late refresh brings is not kept. */
   retired = false;
   refreshToken: string | null;
@@ -82,6 +97,10 @@ class Entry {
   lastRefreshAt: number | null = null;
   /** The token the provider refused (535): never taken back from the store. */
   rejected: string | null = null;
+  /** Set while the latest token is not saved: the store's error. */
+  storeError: string | null = null;
+  saveFailures = 0;
+  saveTimer: NodeJS.Timeout | null = null;
 
   constructor(public account: Account) {
     this.refreshToken = account.refreshToken;
@@ -162,8 +181,9 @@ export class TokenCache {
 
   /** The hot path: the cached token if it is usable, without any I/O. */
   current(email: string): AccessToken | null {
-    const token = this.entries.get(email)?.token;
-    return token && token.expiresAt - this.now() > USABLE_MARGIN_MS ? token : null;
+    const entry = this.entries.get(email);
+    const token = entry?.token;
+    return token && token.expiresAt - this.now() > usableMargin(entry.tokenLifeMs) ? token : null;
   }
 
   /**
@@ -205,6 +225,7 @@ export class TokenCache {
       lastRefreshAt: e.lastRefreshAt,
       consecutiveFailures: e.failures,
       lastFailure: e.lastFailure,
+      storeError: e.storeError,
     }));
   }
 
@@ -238,13 +259,18 @@ export class TokenCache {
 
   stop(): void {
     this.stopped = true;
-    for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);
+    for (const e of this.entries.values()) {
+      if (e.timer) clearTimeout(e.timer);
+      if (e.saveTimer) clearTimeout(e.saveTimer);
+    }
   }
 
   private retire(entry: Entry): void {
     entry.retired = true;
     if (entry.timer) clearTimeout(entry.timer);
+    if (entry.saveTimer) clearTimeout(entry.saveTimer);
     entry.timer = null;
+    entry.saveTimer = null;
   }
 
   private entry(account: Account): Entry {
@@ -338,8 +364,9 @@ export class TokenCache {
     if (record && recordMatches(record, account)) {
       // A peer may have rotated the refresh token; the newer record has the one to use.
       if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
-      if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected) {
+      if (record.expiresAt > mine && record.expiresAt - now > usableMargin(record.lifeMs ?? Infinity) && record.accessToken !== entry.rejected) {
         this.succeed(entry, { value: record.accessToken, expiresAt: record.expiresAt });
+        if (record.lifeMs) entry.tokenLifeMs = record.lifeMs;
         this.deps.logger.info(
           { event: 'token_shared', account: account.email, expires_in_s: Math.round((record.expiresAt - now) / 1000) },
           'token taken from the shared store (refreshed by another instance)',
@@ -387,6 +414,7 @@ export class TokenCache {
 
   private succeed(entry: Entry, token: AccessToken): AccessToken {
     entry.token = token;
+    entry.tokenLifeMs = token.expiresAt - this.now();
     entry.failures = 0;
     entry.retryAt = 0;
     entry.health = 'healthy';
@@ -450,12 +478,22 @@ export class TokenCache {
       return;
     }
     entry.refreshToken = record.refreshToken;
-    if (record.expiresAt - this.now() > USABLE_MARGIN_MS) entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
+    if (record.expiresAt - this.now() > usableMargin(record.lifeMs ?? Infinity)) {
+      entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
+      entry.tokenLifeMs = record.lifeMs ?? Infinity;
+    }
   }
 
+  /**
+   * Saves the entry's token and refresh token. Never throws: when the store refuses (a full
+   * disk), the rotated refresh token stays in memory — the next refresh uses it — and the save
+   * is retried with backoff until the store takes it, with no one's help.
+   */
   private async persist(entry: Entry): Promise<void> {
     // A retired entry's token belongs to credentials the relay no longer has.
     if (!entry.token || entry.retired) return;
+    if (entry.saveTimer) clearTimeout(entry.saveTimer);
+    entry.saveTimer = null;
     try {
       await this.deps.store.saveToken(entry.account.email, {
         accessToken: entry.token.value,
@@ -463,10 +501,26 @@ export class TokenCache {
         refreshToken: entry.refreshToken,
         configRefreshToken: entry.account.refreshToken,
         clientId: entry.account.clientId,
+        ...(Number.isFinite(entry.tokenLifeMs) ? { lifeMs: entry.tokenLifeMs } : {}),
       });
     } catch (e) {
-      // A rotated refresh token that could not be saved is still in memory; the next refresh retries the write.
-      this.deps.logger.error({ event: 'store_error', account: entry.account.email, error: (e as Error).message }, 'could not store token');
+      entry.storeError = (e as Error).message;
+      entry.saveFailures++;
+      const delay = Math.min(SAVE_RETRY_MAX_MS, this.opts.retryMinMs * 2 ** Math.min(entry.saveFailures - 1, 20));
+      this.deps.logger.error(
+        { event: 'store_error', account: entry.account.email, error: entry.storeError, failures: entry.saveFailures, retry_in_ms: delay },
+        'could not store the token; kept in memory (the next refresh uses it), saving again later',
+      );
+      if (!this.stopped && !entry.retired) {
+        entry.saveTimer = setTimeout(() => void this.persist(entry), delay);
+        entry.saveTimer.unref();
+      }
+      return;
     }
+    if (entry.storeError) {
+      this.deps.logger.info({ event: 'token_saved', account: entry.account.email, failures: entry.saveFailures }, 'token saved after the store recovered');
+    }
+    entry.storeError = null;
+    entry.saveFailures = 0;
   }
 }

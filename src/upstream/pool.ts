@@ -65,6 +65,8 @@ export interface PoolStats {
   opening: number;
   waiting: number;
   opened: number;
+  /** Connections opened beside the pool (`accounts test`) and counted against max_connections. */
+  outside: number;
 }
 
 export class AccountPool<C extends PoolableConnection> {
@@ -72,6 +74,7 @@ export class AccountPool<C extends PoolableConnection> {
   private readonly busy = new Set<Lease<C>>();
   private readonly waiters: Waiter<C>[] = [];
   private opening = 0;
+  private outside = 0;
   private openedTotal = 0;
   private openFailures = 0;
   private lastOpenFailure: OpenFailure | null = null;
@@ -89,7 +92,7 @@ export class AccountPool<C extends PoolableConnection> {
   ) {}
 
   get stats(): PoolStats {
-    return { idle: this.idle.length, busy: this.busy.size, opening: this.opening, waiting: this.waiters.length, opened: this.openedTotal };
+    return { idle: this.idle.length, busy: this.busy.size, opening: this.opening, waiting: this.waiters.length, opened: this.openedTotal, outside: this.outside };
   }
 
   /**
@@ -106,7 +109,41 @@ export class AccountPool<C extends PoolableConnection> {
   }
 
   private get total(): number {
-    return this.idle.length + this.busy.size + this.opening;
+    return this.idle.length + this.busy.size + this.opening + this.outside;
+  }
+
+  /**
+   * Room for one connection opened beside the pool (`accounts test`), so the account never has
+   * more than max_connections at the provider: an idle connection is closed first if the pool is
+   * full. While every connection is busy or opening it waits, up to acquire_timeout_ms (polling:
+   * a rare operator action does not deserve a place in the transactions' queue); null then.
+   * The returned function gives the room back.
+   */
+  async borrowSlot(): Promise<(() => void) | null> {
+    const deadline = this.now() + this.opts.acquireTimeoutMs;
+    for (;;) {
+      if (this.closing) return null;
+      if (this.total < this.opts.maxConnections) {
+        this.outside++;
+        break;
+      }
+      const spare = this.idle.shift();
+      if (spare) {
+        this.outside++;
+        await this.quit(spare);
+        break;
+      }
+      if (this.now() >= deadline) return null;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    let returned = false;
+    return () => {
+      if (returned) return;
+      returned = true;
+      this.outside--;
+      this.dispatch();
+      this.scheduleReplenish(0);
+    };
   }
 
   /**

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
+import { adminTokenPath, readAdminToken } from '../../src/admin/admin-token.js';
 import { RelayApp } from '../../src/app.js';
 import { buildConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/obs/logger.js';
@@ -45,6 +46,8 @@ export interface Stack {
   port: number;
   dir: string;
   accounts: Map<string, SandboxAccount>;
+  /** Headers that the HTTP API accepts: the relay's credential (http.bearer_token or admin.token). */
+  adminAuth(): Record<string, string>;
   /** Stops the relay (and the sandbox and data dir unless they were passed in). */
   stop(): Promise<void>;
   /** Stops only the relay, leaving sandbox and data for a restart. */
@@ -72,6 +75,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     port: app.smtpPort,
     dir,
     accounts,
+    adminAuth: () => ({ authorization: `Bearer ${config.http.bearer_token ?? readAdminToken(adminTokenPath(config))}` }),
     stopRelay,
     async stop() {
       await app.stop();

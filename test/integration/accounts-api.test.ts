@@ -23,7 +23,7 @@ interface Answer {
 async function api(stack: Stack, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await fetch(`http://127.0.0.1:${stack.app.adminPort}${path}`, {
     method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...stack.adminAuth(), ...headers },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await res.text();
@@ -192,8 +192,9 @@ describe('the HTTP API with a bearer token', () => {
     const token = 'bearer-token-RECOGNISABLE-0123';
     const stack = await startStack({ accounts: [{ email: A, kind: 'google' }], overrides: { http: { host: '127.0.0.1', port: 0, bearer_token: token } } });
     try {
-      expect((await api(stack, 'GET', '/api/accounts')).status).toBe(401);
-      expect((await api(stack, 'POST', '/api/reload')).status).toBe(401);
+      const wrong = { authorization: 'Bearer not-the-token-0123456789' };
+      expect((await api(stack, 'GET', '/api/accounts', undefined, wrong)).status).toBe(401);
+      expect((await api(stack, 'POST', '/api/reload', undefined, wrong)).status).toBe(401);
       expect((await api(stack, 'GET', '/api/accounts', undefined, { authorization: `Bearer ${token}` })).status).toBe(200);
     } finally {
       await stack.stop();

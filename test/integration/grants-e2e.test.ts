@@ -232,7 +232,7 @@ describe('secrets of both grants', () => {
       const places = {
         logs: log.lines.join('\n'),
         metrics: await (await fetch(`${admin}/metrics`)).text(),
-        status: await (await fetch(`${admin}/api/status`)).text(),
+        status: await (await fetch(`${admin}/api/status`, { headers: stack.adminAuth() })).text(),
         store: readdirSync(stack.dir)
           .filter((f) => f.startsWith('relay.db'))
           .map((f) => readFileSync(join(stack.dir, f)).toString('latin1'))

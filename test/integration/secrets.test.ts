@@ -21,6 +21,7 @@ import { buildDist, freePort, startServe, writeYaml } from '../helpers/cli.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { KEY_ENV, rawMessage, startStack } from '../helpers/stack.js';
+import { ADMIN_TOKEN_FILE, readAdminToken } from '../../src/admin/admin-token.js';
 import { sleep } from '../helpers/wait.js';
 
 const GOOGLE = 'secret-g@gmail.test';
@@ -39,6 +40,8 @@ interface Target {
   port: number;
   admin: string;
   dir: string;
+  /** The admin credential's header (the relay generated it into admin.token). */
+  auth(): Record<string, string>;
   /** Everything logged so far, as it was written. */
   logs(): string;
   /** Stops the relay; its data directory stays for the look at the store. */
@@ -80,7 +83,7 @@ async function inProcess(sandbox: SandboxProvider): Promise<Target> {
   const log = captureLog('debug');
   const dir = mkdtempSync(join(tmpdir(), 'xoauth2-relay-secrets-'));
   const stack = await startStack({ provider: sandbox, dir, accounts: ACCOUNTS, overrides: OVERRIDES, logger: log.logger });
-  return { port: stack.port, admin: `http://127.0.0.1:${stack.app.adminPort}`, dir: stack.dir, logs: () => log.lines.join('\n'), stop: () => stack.stop() };
+  return { port: stack.port, admin: `http://127.0.0.1:${stack.app.adminPort}`, dir: stack.dir, auth: () => stack.adminAuth(), logs: () => log.lines.join('\n'), stop: () => stack.stop() };
 }
 
 /** `serve` from dist/, its stdout (and stderr) captured; LOG_FORMAT chooses the format as an operator would. */
@@ -97,6 +100,7 @@ async function cli({ sandbox, registered }: Run, format: 'json' | 'pretty'): Pro
     port: relay.port,
     admin: `http://127.0.0.1:${adminPort}`,
     dir,
+    auth: () => ({ authorization: `Bearer ${readAdminToken(join(dir, ADMIN_TOKEN_FILE))}` }),
     logs: relay.output,
     async stop() {
       relay.child.kill('SIGTERM');
@@ -133,7 +137,7 @@ async function exercise(target: Target, sandbox: SandboxProvider): Promise<strin
     }
   };
   const healthy = async () => {
-    const body = (await (await fetch(`${target.admin}/api/accounts`)).json()) as { accounts: Array<{ email: string; health: string }> };
+    const body = (await (await fetch(`${target.admin}/api/accounts`, { headers: target.auth() })).json()) as { accounts: Array<{ email: string; health: string }> };
     return [GOOGLE, MICROSOFT].every((e) => body.accounts.find((a) => a.email === e)?.health === 'healthy');
   };
 
@@ -164,15 +168,16 @@ async function exercise(target: Target, sandbox: SandboxProvider): Promise<strin
 /** What the run left behind, by place, once the relay has written its last lines. */
 async function places(target: Target, replies: string[]): Promise<Record<string, string>> {
   const metrics = await (await fetch(`${target.admin}/metrics`)).text();
-  const status = await (await fetch(`${target.admin}/api/status`)).text();
-  const accounts = await (await fetch(`${target.admin}/api/accounts`)).text();
+  const status = await (await fetch(`${target.admin}/api/status`, { headers: target.auth() })).text();
+  const accounts = await (await fetch(`${target.admin}/api/accounts`, { headers: target.auth() })).text();
+  const page = await (await fetch(`${target.admin}/status.json`)).text();
   await target.stop(); // the CLI's output is complete once it has exited
   const store = readdirSync(target.dir, { withFileTypes: true })
     .filter((f) => f.name.startsWith('relay.db'))
     .map((f) => readFileSync(join(target.dir, f.name)).toString('latin1'))
     .join('\n');
   rmSync(target.dir, { recursive: true, force: true });
-  return { logs: target.logs(), metrics, status, accounts, replies: replies.join('\n'), store };
+  return { logs: target.logs(), metrics, status, accounts, page, replies: replies.join('\n'), store };
 }
 
 function expectNoSecrets(found: Record<string, string>, secrets: Set<string>): void {
@@ -206,9 +211,10 @@ describe('secrets never leak', () => {
     sandbox = run.sandbox;
     const target = await inProcess(run.sandbox);
     const replies = await exercise(target, run.sandbox);
+    const adminToken = target.auth().authorization!.slice('Bearer '.length);
     const found = await places(target, replies);
     expectTheRun(replies, found.logs!);
-    expectNoSecrets(found, run.secrets);
+    expectNoSecrets(found, new Set([...run.secrets, adminToken]));
   });
 
   for (const format of ['json', 'pretty'] as const) {
@@ -217,13 +223,14 @@ describe('secrets never leak', () => {
       sandbox = run.sandbox;
       const target = await cli(run, format);
       const replies = await exercise(target, run.sandbox);
+      const adminToken = target.auth().authorization!.slice('Bearer '.length);
       const found = await places(target, replies);
       // The format is the one asked for: JSON objects, or the readable lines.
       const first = found.logs!.split('\n')[0]!;
       if (format === 'json') expect(JSON.parse(first)).toHaveProperty('event');
       else expect(first).toMatch(/^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO |WARN ) /);
       expectTheRun(replies, found.logs!);
-      expectNoSecrets(found, run.secrets);
+      expectNoSecrets(found, new Set([...run.secrets, adminToken]));
     });
   }
 });

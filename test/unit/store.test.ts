@@ -109,12 +109,11 @@ describe('SqliteStore', () => {
     expect(await store.loadToken(EMAIL)).toEqual(RECORD);
   });
 
-  it('a record sealed with another key reads as null (start afresh), not as an error', async () => {
+  it('a store whose rows were sealed with another key is refused (ConfigError), not silently emptied', async () => {
     const store = openStore({ XOAUTH2_RELAY_KEY: HEX_KEY });
     await store.saveToken(EMAIL, RECORD);
     await store.close();
-    const other = openStore({ XOAUTH2_RELAY_KEY: 'b'.repeat(64) });
-    expect(await other.loadToken(EMAIL)).toBeNull();
+    expect(() => openStore({ XOAUTH2_RELAY_KEY: 'b'.repeat(64) })).toThrow(ConfigError);
   });
 
   it('a blob moved to another account row reads as null (the email is authenticated data)', async () => {

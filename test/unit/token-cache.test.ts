@@ -160,8 +160,25 @@ describe('current() and get()', () => {
     const cache = makeCache(g.grant, new MemoryStore(), {}, () => now);
     expect(cache.current('nobody@gmail.com')).toBeNull();
     await cache.get(a).catch(() => undefined);
-    // 20 s of life left is too little to start a handshake with
+    // A 20-second token is usable while more than a quarter of its life is left (issue 10 item 5)...
+    expect(cache.current(a.email)).not.toBeNull();
+    now += 16_000;
+    // ...and 4 s of life left is too little to start a handshake with.
     expect(cache.current(a.email)).toBeNull();
+  });
+
+  it('30-second tokens: one grant per token, not one per message (no refreshes in pairs)', async () => {
+    let now = 1_000_000;
+    const g = fakeGrant({ now: () => now, result: () => ({ expiresAt: now + 30_000 }) });
+    const a = oneAccount();
+    const cache = makeCache(g.grant, new MemoryStore(), {}, () => now);
+    await cache.start([a], { waitMs: 1_000, concurrency: 1 });
+    // Messages over the next 10 s, one every second, some in parallel: the first token serves them all.
+    for (let i = 0; i < 10; i++) {
+      await Promise.all([cache.get(a), cache.get(a)]);
+      now += 1_000;
+    }
+    expect(g.calls).toHaveLength(1);
   });
 
   it('single-flight: 10 concurrent get() on an account without token make one grant call', async () => {
@@ -490,6 +507,16 @@ describe('a fleet sharing one store', () => {
       for (const c of caches) expect(c.healthOf(a.email)).toBe('healthy');
     }
     expect(store.locks.size).toBe(0); // every lock was freed
+  });
+
+  it('30-second tokens: the other instances take the stored one instead of asking for their own', async () => {
+    const g = fakeGrant({ delayMs: 30, result: () => ({ expiresAt: Date.now() + 30_000 }) });
+    const store = new FleetMemoryStore();
+    const accounts = makeAccounts(2);
+    const caches = fleetOf(3, g.grant, store);
+    await Promise.all(caches.map((c) => c.start(accounts, { waitMs: 5_000, concurrency: 4 })));
+    for (const c of caches) for (const a of accounts) expect(await c.get(a)).toBeTruthy();
+    expect(g.calls).toHaveLength(2);
   });
 
   it('a token the provider refused on every instance is replaced once for the fleet', async () => {

@@ -8,6 +8,14 @@ export interface TokenAnswer extends GrantResult {
   scope: string | null;
 }
 
+/**
+ * Bounds on what an endpoint may answer (issue 10 item 5: a 400 MB access_token was once taken
+ * whole). Real answers are a few KiB: Microsoft's JWT access tokens run to ~4 KiB with many
+ * claims, Google's are ~200 bytes, refresh tokens ~1-2 KiB.
+ */
+export const MAX_BODY_BYTES = 256 * 1024;
+export const MAX_TOKEN_CHARS = 32 * 1024;
+
 const FAILURE_BY_CODE: Record<string, GrantFailure> = {
   invalid_grant: 'invalid_grant',
   invalid_client: 'invalid_client',
@@ -35,9 +43,11 @@ export async function postForm(url: string, form: URLSearchParams, timeoutMs: nu
     const cause = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.message;
     throw new TokenGrantError('network', `${what} unreachable (${cause})`);
   }
+  // The same signal bounds the body: a body dripped forever ends at `timeoutMs` from the request.
+  const text = await boundedText(res, what, timeoutMs);
   let body: Record<string, unknown> = {};
   try {
-    body = (await res.json()) as Record<string, unknown>;
+    body = JSON.parse(text) as Record<string, unknown>;
   } catch {
     if (res.ok) throw new TokenGrantError('bad_response', `${what} answered with a body that is not JSON`, res.status);
   }
@@ -58,6 +68,11 @@ export async function requestToken(url: string, form: URLSearchParams, timeoutMs
   if (typeof accessToken !== 'string' || !accessToken || !Number.isFinite(expiresIn) || expiresIn <= 0) {
     throw new TokenGrantError('bad_response', 'token endpoint answer lacks access_token or expires_in');
   }
+  for (const [key, value] of [['access_token', accessToken], ['refresh_token', body.refresh_token]] as const) {
+    if (typeof value === 'string' && value.length > MAX_TOKEN_CHARS) {
+      throw new TokenGrantError('bad_response', `token endpoint answered with a ${key} of ${value.length} characters (at most ${MAX_TOKEN_CHARS} taken)`);
+    }
+  }
   // Count the lifetime from when the request was sent: the token may have been minted then.
   return {
     accessToken,
@@ -77,6 +92,37 @@ export function requireRefreshToken(answer: TokenAnswer, scope: string): Obtaine
     throw new ConsentError(`the consent did not grant ${wanted.join(' ')} (granted: ${answer.scope})`);
   }
   return { ...answer, refreshToken: answer.refreshToken };
+}
+
+/** The body as text, at most MAX_BODY_BYTES of it; a longer one is cut off and refused. */
+async function boundedText(res: Response, what: string, timeoutMs: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length'));
+  if (declared > MAX_BODY_BYTES) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new TokenGrantError('bad_response', `${what} answered with a body of ${declared} bytes (at most ${MAX_BODY_BYTES} taken)`, res.status);
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel().catch(() => undefined);
+        throw new TokenGrantError('bad_response', `${what} answered with a body over ${MAX_BODY_BYTES} bytes`, res.status);
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof TokenGrantError) throw e;
+    const err = e as Error;
+    if (err.name === 'TimeoutError' || err.name === 'AbortError') throw new TokenGrantError('timeout', `${what} did not finish its answer within ${timeoutMs} ms`);
+    throw new TokenGrantError('network', `${what} broke off its answer (${(err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.message})`);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Microsoft appends trace lines to its descriptions; a terminal needs only the first. */
