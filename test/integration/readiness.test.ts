@@ -19,7 +19,7 @@ interface Json {
 }
 
 async function get(stack: Stack, path: string): Promise<Json> {
-  const res = await fetch(`http://127.0.0.1:${stack.app.adminPort}${path}`);
+  const res = await fetch(`http://127.0.0.1:${stack.app.adminPort}${path}`, { headers: stack.adminAuth() });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
