@@ -4,9 +4,10 @@
 // byte-exact; EHLO follows the provider's SIZE and SMTPUTF8; the null sender both ways; an
 // upstream 250 to DATA is never passed on as a 250.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureLog } from '../helpers/log-capture.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';
-import { until } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const SENDER = 'engine@gmail.test';
 const PASSWORD = 'engine-password';
@@ -163,6 +164,54 @@ describe("inbound engine against a provider with a 1 MB SIZE and no SMTPUTF8", (
       expect(line(await client.cmd('MAIL FROM:<>'))).toMatch(/^550 5\.7\.1 .*inbound\.null_sender_account/);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('inbound engine: AUTH user in logs, MAIL reply bound', () => {
+  const log = captureLog('info');
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({
+      accounts: [{ email: SENDER, kind: 'google', password: PASSWORD, senders: [SENDER] }],
+      overrides: { inbound: { mail_reply_timeout_ms: 700, auth_failure_delay_ms: 0 } },
+      logger: log.logger,
+    });
+  });
+  afterAll(() => stack.stop());
+
+  it('a failed AUTH logs the user only when it names an account, else a short hash (a swapped password never reaches the log)', async () => {
+    const { client } = await RawSmtp.connect(stack.port);
+    try {
+      await client.cmd('EHLO mta.test');
+      expect((await client.authPlain(PASSWORD, SENDER)).code).toBe(535); // user and password swapped
+      expect((await client.authPlain(SENDER, 'wrong')).code).toBe(535);
+    } finally {
+      client.close();
+    }
+    const failed = log.lines.map((l) => JSON.parse(l) as { event?: string; user?: string }).filter((e) => e.event === 'auth_failed').map((e) => e.user);
+    expect(failed).toHaveLength(2);
+    expect(failed[0]).toMatch(/^sha256:[0-9a-f]{8}$/);
+    expect(failed[1]).toBe(SENDER);
+    expect(log.lines.join('\n')).not.toContain(PASSWORD);
+  });
+
+  it('a MAIL that waits for an upstream connection is answered 451 within inbound.mail_reply_timeout_ms', async () => {
+    stack.sandbox.smtp.addFault({ at: 'connect', action: 'stall' });
+    stack.sandbox.smtp.dropAllConnections();
+    await sleep(100);
+    const { client } = await RawSmtp.connect(stack.port);
+    try {
+      await client.cmd('EHLO mta.test');
+      const started = Date.now();
+      expect(line(await client.cmd(`MAIL FROM:<${SENDER}>`, 10_000))).toMatch(/^451 4\.4\.5 /);
+      expect(Date.now() - started).toBeLessThan(700 + 1_500);
+      // The session is in step: the next command is answered.
+      expect((await client.cmd('NOOP')).code).toBe(250);
+    } finally {
+      client.close();
+      stack.sandbox.smtp.clearFaults();
     }
   });
 });
