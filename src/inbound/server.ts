@@ -64,6 +64,7 @@ export class InboundServer {
       hostname: inbound.hostname ?? hostname(),
       relay: deps.relay,
       logger: deps.logger,
+      transactionLogger: deps.logger.child({}, { level: 'info', redact: { paths: [] } }),
       metrics: deps.metrics,
       refusals: deps.refusals,
       authGuard: new AuthGuard({
