@@ -198,7 +198,8 @@ export class Session {
       return null;
     }
     const end = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-    const line = buf.toString('latin1', 0, end);
+    // UTF-8, so that an address written in it (SMTPUTF8) goes upstream as the same bytes.
+    const line = buf.toString('utf8', 0, end);
     this.input = lf + 1 < buf.length ? buf.subarray(lf + 1) : null;
     return line;
   }
@@ -212,7 +213,7 @@ export class Session {
       const lf = buf.indexOf(LF, from);
       if (lf === -1 || lf - from > MAX_LINE) return;
       const end = lf > from && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-      yield buf.toString('latin1', from, end);
+      yield buf.toString('utf8', from, end);
       from = lf + 1;
     }
   }
@@ -251,7 +252,7 @@ export class Session {
     if (this.out.length === 0 || this.closed) return;
     const text = this.out.length === 1 ? this.out[0]! : this.out.join('');
     this.out = [];
-    this.socket.write(text, 'latin1');
+    this.socket.write(text);
     if (!this.closing) this.guard.waitFor(this.decoder ? 'message' : 'command');
   }
 
@@ -292,7 +293,7 @@ export class Session {
     this.input = null;
     if (!this.closed) {
       const socket = this.socket;
-      socket.end(out, 'latin1');
+      socket.end(out);
       // A client that never closes its side does not keep the connection.
       setTimeout(() => socket.destroy(), 5_000).unref();
     }
@@ -570,6 +571,7 @@ export class Session {
     const tls = this.ctx.tls;
     if (!tls) throw new RelayError('SYNTAX', 'STARTTLS without inbound.tls', { reply: reply(502, '5.5.1 STARTTLS not available') });
     if (this.secure) throw sequence('5.5.1 Already in TLS');
+    if (this.account) throw sequence('5.5.1 STARTTLS after AUTH');
     if (this.tx || this.mailFrom !== null) throw sequence('5.5.1 STARTTLS inside a transaction');
     this.reply(reply(220, '2.0.0 Ready to start TLS'));
     this.flush();
