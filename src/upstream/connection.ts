@@ -570,21 +570,19 @@ export class UpstreamConnection {
   private send(p: Pending, line: string): void {
     this.inflight.push(p);
     // Commands issued in the same turn (a pipelined MAIL, RCPTs and DATA) leave in one write:
-    // one TLS record and one segment, as the client sent them.
-    if (!this.corked) {
-      this.corked = true;
-      const socket = this.socket;
-      socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        socket.uncork();
-      });
-    }
-    this.socket.write(line);
+    // one string, one TLS record and one segment, as the client sent them.
+    if (this.out === '') process.nextTick(this.flushOut);
+    this.out += line;
     if (this.inflight.length === 1) this.armTimer();
   }
 
-  private corked = false;
+  /** Command lines of this turn, not yet written (see send()). */
+  private out = '';
+  private readonly flushOut = (): void => {
+    const out = this.out;
+    this.out = '';
+    if (this.phase !== 'closed') this.socket.write(out);
+  };
 
   private armTimer(): void {
     if (this.timer) {
