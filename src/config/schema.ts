@@ -155,6 +155,32 @@ export const configSchema = z
         /** Each failed AUTH reply is delayed by this much per failure so far from the same address. */
         auth_failure_delay_ms: z.number().int().min(0).default(1_000),
         hostname: z.string().min(1).optional(),
+        /**
+         * The account that carries MAIL FROM:<> (bounces, DSNs) from a trusted network without
+         * AUTH; null: such a null sender gets 550 5.7.1 saying to set this.
+         */
+        null_sender_account: z.string().min(1).nullable().default(null),
+        /**
+         * Sessions one address outside trusted_networks may hold at once (IPv6: per /64). Trusted
+         * addresses are not capped: they are the operator's MTAs.
+         */
+        max_connections_per_address: positiveInt.default(10),
+        /**
+         * Of max_connections, this many are kept for trusted and authenticated clients: sessions
+         * from outside trusted_networks that have not authenticated never hold them.
+         */
+        reserved_connections: z.number().int().min(0).default(50),
+        /**
+         * A session from outside trusted_networks must have authenticated this long after it
+         * connected, else 421. NOOP, RSET and HELP do not extend it.
+         */
+        auth_deadline_ms: millis.default(30_000),
+        /**
+         * The longest a MAIL FROM waits for its reply (an upstream connection being opened, a
+         * provider slow to accept a login): then 451 4.4.5 and the transaction is abandoned.
+         * Under common client timeouts (swaks 30 s).
+         */
+        mail_reply_timeout_ms: millis.default(25_000),
       })
       .default({
         trusted_networks: ['127.0.0.0/8', '::1/128'],
@@ -169,6 +195,11 @@ export const configSchema = z
         auth_failures_before_lockout: 10,
         auth_lockout_ms: 15 * 60_000,
         auth_failure_delay_ms: 1_000,
+        null_sender_account: null,
+        max_connections_per_address: 10,
+        reserved_connections: 50,
+        auth_deadline_ms: 30_000,
+        mail_reply_timeout_ms: 25_000,
       }),
     providers: z.record(z.string(), providerOverride).default({}),
     accounts: z.array(accountSchema).default([]),

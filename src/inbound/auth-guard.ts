@@ -30,7 +30,7 @@ const MAX_TRACKED = 10_000;
  * IPv6 clients usually own a whole /64, so that is the unit an attacker cannot cheaply rotate
  * within; IPv4 (also IPv4-mapped) addresses count one by one.
  */
-function keyOf(address: string): string {
+export function addressKey(address: string): string {
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   if (!isIPv6(v4)) return v4;
   const [head = '', tail = ''] = v4.toLowerCase().split('::');
@@ -50,13 +50,13 @@ export class AuthGuard {
 
   /** Whether AUTH from this address is refused right now. */
   lockedOut(address: string): boolean {
-    const r = this.current(keyOf(address));
+    const r = this.current(addressKey(address));
     return r !== null && r.lockedUntil > this.now();
   }
 
   /** Counts a failed attempt; returns how long to hold its reply back and whether the address is now locked out. */
   failure(address: string): { delayMs: number; lockedOut: boolean } {
-    const key = keyOf(address);
+    const key = addressKey(address);
     const now = this.now();
     const r = this.current(key) ?? { failures: 0, since: now, lockedUntil: 0 };
     r.failures++;

@@ -1,21 +1,15 @@
-// Per-session bounds that smtp-server does not enforce by itself:
+// Per-session bounds, with one timer per connection:
 //  - errors: a client that keeps getting 5xx (syntax, sequence, refused AUTH or sender) is probing
 //    or broken; after `maxErrors` without delivering a message its session ends with 421
 //    (Postfix's smtpd_hard_error_limit). A provider's reply passed through is not the client's error.
-//  - deadlines: smtp-server's idle timeout is an inactivity timer that every received byte resets,
-//    so a client dripping one byte at a time holds a session — and, inside DATA, a pooled upstream
-//    connection of the account — for ever (slowloris). Here the clock starts at our last reply:
-//    the next complete command must follow within `idleTimeoutMs`, a whole message within
-//    `dataTimeoutMs` of the 354. While the reply is ours to give (a hook or the provider working),
-//    the client owes nothing and no deadline runs.
-import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-
-/**
- * The SMTPConnection state read here (public members of smtp-server 3.21's typings, though
- * underscored): whether a command handler is still working, whether a message is being received
- * (`_dataStream`, with the parser still in data mode) and whether the session is already ending.
- */
-export type GuardedConnection = Pick<SMTPConnection, '_handlerPending' | '_dataStream' | '_parser' | '_closing' | 'session'>;
+//  - deadlines, not inactivity timers (a client dripping one byte at a time would hold a session,
+//    and inside DATA a pooled upstream connection, for ever): from our last reply, the next
+//    complete command must follow within `idleTimeoutMs`, a whole message within `dataTimeoutMs`
+//    of the 354. While the reply is ours to give, the client owes nothing and no deadline runs.
+//  - a session from outside trusted_networks must have authenticated by `authBy` (fixed at
+//    connect: NOOP, RSET and HELP do not move it).
+// The timer is re-armed only when it fires early or a deadline moves earlier, so refreshing a
+// deadline on every reply costs an assignment, not a clearTimeout/setTimeout pair.
 
 export interface SessionLimits {
   maxErrors: number;
@@ -23,43 +17,77 @@ export interface SessionLimits {
   dataTimeoutMs: number;
 }
 
-/** What the client is late with: its next command, or the rest of a message. */
-export type Overdue = 'command' | 'message';
+export type Expiry = 'command' | 'message' | 'auth';
 
 export class SessionGuard {
   private errors = 0;
-  private lastReplyAt: number;
+  private deadline = Infinity;
+  private what: Expiry = 'command';
+  private authBy: number;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
 
   constructor(
     private readonly limits: SessionLimits,
-    now: number,
+    authDeadlineMs: number | null,
+    private readonly onExpire: (what: Expiry) => void,
   ) {
-    this.lastReplyAt = now;
+    this.authBy = authDeadlineMs === null ? Infinity : Date.now() + authDeadlineMs;
   }
 
-  /**
-   * Accounts for one reply sent. `clientError`: a 5xx the relay or the protocol layer decided;
-   * `delivered`: a 250 to the end of DATA, which forgives the errors before it. True when this
-   * reply exhausted the session's allowance of errors.
-   */
-  replied(now: number, clientError: boolean, delivered: boolean): boolean {
-    this.lastReplyAt = now;
-    if (delivered) this.errors = 0;
-    return clientError && ++this.errors >= this.limits.maxErrors;
+  /** A 5xx the relay decided; true when the session's allowance is spent. */
+  error(): boolean {
+    return ++this.errors >= this.limits.maxErrors;
   }
 
-  /** Whether the client has missed its deadline: it owes us a command or a message and is late. */
-  overdue(c: GuardedConnection, now: number): Overdue | null {
-    if (c._closing || c._handlerPending) return null;
-    if (c._dataStream) {
-      if (c._parser && !c._parser._dataMode) return null; // the message is in: the reply is ours to give
-      return now - this.lastReplyAt > this.limits.dataTimeoutMs ? 'message' : null;
-    }
-    return now - this.lastReplyAt > this.limits.idleTimeoutMs ? 'command' : null;
+  /** A message delivered forgives the errors before it. */
+  delivered(): void {
+    this.errors = 0;
   }
 
-  /** Whether the session is inside a transaction (or a command is being worked on): a graceful stop lets it finish. */
-  static busy(c: GuardedConnection): boolean {
-    return c._handlerPending || !!c._dataStream || !!c.session.envelope?.mailFrom;
+  authenticated(): void {
+    this.authBy = Infinity;
   }
+
+  /** Our reply is out: the client owes its next command (or, after 354, the message). */
+  waitFor(what: 'command' | 'message'): void {
+    this.what = what;
+    this.set(Date.now() + (what === 'message' ? this.limits.dataTimeoutMs : this.limits.idleTimeoutMs));
+  }
+
+  /** The reply is ours to give: no deadline but the authentication one. */
+  ours(): void {
+    this.deadline = Infinity;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.authBy = Infinity;
+    this.deadline = Infinity;
+  }
+
+  private set(at: number): void {
+    this.deadline = at;
+    this.arm();
+  }
+
+  private arm(): void {
+    const at = Math.min(this.deadline, this.authBy);
+    if (at === Infinity || at >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.fire, Math.max(1, at - Date.now()));
+    this.timer.unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    if (now >= this.authBy) return this.onExpire('auth');
+    if (now >= this.deadline) return this.onExpire(this.what);
+    this.arm();
+  };
 }

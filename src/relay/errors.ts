@@ -31,6 +31,14 @@ export type RelayErrorCode =
   | 'TOO_MANY_ERRORS'
   | 'CLIENT_TIMEOUT'
   | 'CLIENT_GONE'
+  | 'SYNTAX'
+  | 'BAD_SEQUENCE'
+  | 'NOT_CARRIABLE'
+  | 'TOO_MANY_CONNECTIONS'
+  | 'NULL_SENDER_UNROUTED'
+  | 'AUTH_DEADLINE'
+  | 'EARLY_TALKER'
+  | 'LINE_TOO_LONG'
   | 'INTERNAL';
 
 /**
@@ -60,6 +68,7 @@ export type RefusalReason =
   | 'timeout'
   | 'client_gone'
   | 'too_many_connections'
+  | 'not_carriable'
   | 'internal';
 
 interface ErrorSpec {
@@ -99,6 +108,17 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection'), reason: 'timeout' },
   // The message stream broke off: the client is gone, so the reply is for the log's sake.
   CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection'), reason: 'client_gone' },
+  // The inbound engine's protocol replies (RFC 5321 §4.2.4); the detail varies by command.
+  SYNTAX: { reply: reply(500, '5.5.2 Syntax error, command unrecognized'), reason: 'syntax' },
+  BAD_SEQUENCE: { reply: reply(503, '5.5.1 Bad sequence of commands'), reason: 'syntax' },
+  // A MAIL parameter (SMTPUTF8, BODY=8BITMIME) the picked account's provider does not offer.
+  NOT_CARRIABLE: { reply: reply(555, '5.5.4 Parameter not supported by this account\'s provider'), reason: 'not_carriable' },
+  TOO_MANY_CONNECTIONS: { reply: reply(421, '4.7.0 Too many connections, try again later'), reason: 'too_many_connections' },
+  NULL_SENDER_UNROUTED: { reply: reply(550, '5.7.1 Null sender (MAIL FROM:<>) without AUTH needs inbound.null_sender_account to be set on the relay'), reason: 'no_account' },
+  // A session from outside trusted_networks that did not authenticate within inbound.auth_deadline_ms.
+  AUTH_DEADLINE: { reply: reply(421, '4.7.0 Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
+  EARLY_TALKER: { reply: reply(421, '4.5.0 You talk too soon, closing connection'), reason: 'syntax' },
+  LINE_TOO_LONG: { reply: reply(421, '4.5.0 Command line too long, closing connection'), reason: 'syntax' },
   INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later'), reason: 'internal' },
 };
 

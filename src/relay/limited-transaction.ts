@@ -12,6 +12,8 @@ export class LimitedTransaction {
     private readonly inner: RelayTransaction,
     private readonly reservation: Reservation,
     private readonly limiter: Limiter,
+    /** Recipients reserved before begin() sent them upstream with MAIL (a pipelined group). */
+    private prereserved = 0,
   ) {}
 
   get account() {
@@ -26,12 +28,18 @@ export class LimitedTransaction {
     return this.inner.bytes;
   }
 
+  /** The provider's reply to MAIL; a backend without one leaves it null (the client gets a plain 250). */
+  get mailReply(): Reply | null {
+    return this.inner.mailReply;
+  }
+
   get open(): boolean {
     return this.inner.open;
   }
 
   async rcpt(to: string): Promise<Reply> {
-    await this.reservation.addRecipient();
+    if (this.prereserved > 0) this.prereserved--;
+    else await this.reservation.addRecipient();
     try {
       return await this.inner.rcpt(to);
     } catch (e) {

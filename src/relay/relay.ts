@@ -5,7 +5,7 @@
 // closed gracefully, and the message path sees only the router and the pool map it looks up.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { Limiter } from '../limits/limiter.js';
+import { Limiter, type Reservation } from '../limits/limiter.js';
 import { AccountPauses } from '../limits/pauses.js';
 import type { Metrics } from '../obs/metrics.js';
 import { SentCounts } from '../obs/sent-counts.js';
@@ -18,7 +18,7 @@ import { connectorOptions, createConnector, type Connector } from '../upstream/c
 import { AccountPool } from '../upstream/pool.js';
 import { RelayError } from './errors.js';
 import { LimitedTransaction } from './limited-transaction.js';
-import { RelayTransaction, type MailParams, type UpstreamReplyObserver } from './transaction.js';
+import { RelayTransaction, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
 
 /** Pooled connections are retired this long before the token they authenticated with expires. */
 const TOKEN_MARGIN_MS = 60_000;
@@ -30,6 +30,29 @@ export interface RelayDeps {
   metrics?: Metrics;
   /** Replaces the real connector (tests). */
   connector?: Connector;
+}
+
+/** What a provider can carry, as its EHLO said. `size` null: no limit announced. */
+export interface Capabilities {
+  size: number | null;
+  smtputf8: boolean;
+  eightBitMime: boolean;
+}
+
+/**
+ * The group's RCPTs the account's limits allow, in order, reserved; DATA only when all were.
+ * A refused one stops here: it and those after it go the ordinary way and get their refusal.
+ */
+async function reserveGroup(reservation: Reservation, group: Group): Promise<Group> {
+  let n = 0;
+  for (; n < group.rcpts.length; n++) {
+    try {
+      await reservation.addRecipient();
+    } catch {
+      break;
+    }
+  }
+  return { rcpts: group.rcpts.slice(0, n), data: group.data && n === group.rcpts.length && n > 0 };
 }
 
 /** What applyAccounts() did, by email. */
@@ -58,6 +81,8 @@ export class Relay {
   private changing: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private sweeper: NodeJS.Timeout | null = null;
+  /** What each account's provider offered on its last connection (EHLO of the relay follows it). */
+  private readonly learned = new Map<string, Capabilities>();
 
   constructor(
     private readonly config: Config,
@@ -105,7 +130,11 @@ export class Relay {
     const u = this.config.upstream;
     return new AccountPool<UpstreamConnection>(
       account.email,
-      () => this.connect(account),
+      () => this.connect(account).then((opened) => {
+        const ext = opened.conn.extensions;
+        this.learned.set(account.email, { size: opened.conn.maxMessageSize, smtputf8: ext.has('SMTPUTF8'), eightBitMime: ext.has('8BITMIME') });
+        return opened;
+      }),
       {
         maxConnections: account.maxConnections,
         minIdle: account.minIdle,
@@ -213,9 +242,13 @@ export class Relay {
    * Routes the transaction, reserves it against the picked account's limits and opens it
    * upstream; throws a RelayError/UpstreamReplyError to answer. When the provider answers MAIL
    * with a quota refusal, that account is paused and the next account of the pool is tried.
+   *
+   * `group`: RCPTs (and DATA) the client pipelined behind this MAIL. Those the account's limits
+   * allow are reserved now and go upstream in the same write as MAIL; the transaction's rcpt()
+   * and data() then answer from their replies. A backend that is not SMTP ignores it.
    */
-  async begin(identity: SessionIdentity, mailFrom: string, params: MailParams): Promise<LimitedTransaction> {
-    const candidates = this.router.candidates(identity, mailFrom);
+  async begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<LimitedTransaction> {
+    const candidates = this.candidates(identity, mailFrom);
     for (let attempt = 1; ; attempt++) {
       const { account, reservation } = await this.limiter.pick(candidates);
       const pool = this.pools.get(account.email);
@@ -225,7 +258,9 @@ export class Relay {
         throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed`);
       }
       try {
-        return new LimitedTransaction(await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply), reservation, this.limiter);
+        const cleared = group ? await reserveGroup(reservation, group) : undefined;
+        const tx = await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply, cleared);
+        return new LimitedTransaction(tx, reservation, this.limiter, cleared?.rcpts.length ?? 0);
       } catch (e) {
         reservation.unsent();
         const answer = this.limiter.providerRefusal(account, e);
@@ -233,6 +268,32 @@ export class Relay {
         if (answer === e || attempt >= candidates.length) throw answer;
       }
     }
+  }
+
+  /** The router's candidates, and the null sender of a trusted client without AUTH (SPEC "Routing" 4). */
+  private candidates(identity: SessionIdentity, mailFrom: string): readonly Account[] {
+    if (mailFrom === '' && !identity.account && this.router.isTrusted(identity.remoteAddress)) {
+      const name = this.config.inbound.null_sender_account;
+      const account = name ? this.router.account(name.toLowerCase()) : null;
+      if (!account) throw new RelayError('NULL_SENDER_UNROUTED', name ? `null_sender_account ${name} is not an account` : 'inbound.null_sender_account is not set');
+      return [account];
+    }
+    return this.router.candidates(identity, mailFrom);
+  }
+
+  /**
+   * What the relay can promise in EHLO before it knows the account: the least that the
+   * providers' connections seen so far offer (SIZE the smallest, SMTPUTF8 and 8BITMIME only if
+   * all have them); for an authenticated session, its own account's. Until a connection has been
+   * seen, the relay's own limits and both extensions (Gmail and Microsoft 365 offer them); MAIL
+   * then refuses what the picked account cannot carry.
+   */
+  capabilities(account: Account | null): Capabilities {
+    const seen = account ? [this.learned.get(account.email)].filter((c) => c !== undefined) : [...this.learned.values()];
+    if (seen.length === 0) return { size: null, smtputf8: true, eightBitMime: true };
+    let size: number | null = null;
+    for (const c of seen) if (c.size !== null) size = size === null ? c.size : Math.min(size, c.size);
+    return { size, smtputf8: seen.every((c) => c.smtputf8), eightBitMime: seen.every((c) => c.eightBitMime) };
   }
 
   async stop(): Promise<void> {

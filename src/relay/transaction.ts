@@ -5,7 +5,7 @@
 // (The model is Haraka's queue/smtp_proxy, which opens the upstream transaction at MAIL FROM.)
 import type { UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
-import { isPositive, type Reply } from '../upstream/reply.js';
+import { isPositive, reply, type Reply } from '../upstream/reply.js';
 import type { Account } from '../routing/account.js';
 import { RelayError, UpstreamReplyError } from './errors.js';
 
@@ -37,6 +37,54 @@ function mailParams(params: MailParams, conn: UpstreamConnection): string {
   return out.join(' ');
 }
 
+/** What the client pipelined behind MAIL, already cleared by the relay to go upstream with it. */
+export interface Group {
+  rcpts: readonly string[];
+  data: boolean;
+}
+
+const NO_GROUP: Group = { rcpts: [], data: false };
+
+interface Pipelined {
+  mail: Promise<Reply>;
+  rcpts: Array<{ to: string; reply: Promise<Reply> }>;
+  data: Promise<Reply> | null;
+  /** Set once DATA's reply was 354. */
+  dataOpened: boolean;
+  settled(): Promise<unknown>;
+}
+
+/** MAIL, the group's RCPTs and its DATA, issued in one turn so they leave in one write. */
+function pipeline(conn: UpstreamConnection, from: string, params: string, group: Group): Pipelined {
+  const mail = conn.mail(from, params);
+  const rcpts = group.rcpts.map((to) => ({ to, reply: conn.rcpt(to) }));
+  const out: Pipelined = { mail, rcpts, data: null, dataOpened: false, settled: () => Promise.allSettled(all) };
+  if (group.data) out.data = conn.dataCommand().then((r) => ((out.dataOpened = r.code === 354), r));
+  const all: Array<Promise<unknown>> = [mail, ...rcpts.map((r) => r.reply), ...(out.data ? [out.data] : [])];
+  for (const p of all) p.catch(noop);
+  return out;
+}
+
+const noop = (): void => undefined;
+
+/**
+ * What the picked account's provider cannot carry is refused at MAIL in SMTP terms, not dropped:
+ * the relay's EHLO could only guess before it knew the account.
+ */
+function checkCarriable(params: MailParams, conn: UpstreamConnection): void {
+  const ext = conn.extensions;
+  if (params.SMTPUTF8 && !ext.has('SMTPUTF8')) {
+    throw new RelayError('NOT_CARRIABLE', 'SMTPUTF8 not offered by the provider', { reply: reply(555, '5.6.7 SMTPUTF8 is not supported by this account\'s provider') });
+  }
+  if (typeof params.BODY === 'string' && params.BODY.toUpperCase() === '8BITMIME' && !ext.has('8BITMIME')) {
+    throw new RelayError('NOT_CARRIABLE', '8BITMIME not offered by the provider', { reply: reply(555, '5.6.3 8-bit content is not supported by this account\'s provider') });
+  }
+  const limit = conn.maxMessageSize;
+  if (limit !== null && typeof params.SIZE === 'string' && Number(params.SIZE) > limit) {
+    throw new RelayError('MESSAGE_TOO_BIG', `declared ${params.SIZE} bytes over the provider's ${limit}`, { reply: reply(552, `5.3.4 Message size exceeds the provider's limit of ${limit} bytes`) });
+  }
+}
+
 /** Errors that mean the socket, not the transaction, failed: worth one retry on a fresh connection. */
 const isConnectionFailure = (e: unknown) =>
   e instanceof RelayError && (e.code === 'UPSTREAM_CLOSED' || e.code === 'UPSTREAM_TIMEOUT');
@@ -45,6 +93,8 @@ export class RelayTransaction {
   readonly envelope: Envelope;
   private lease: Lease<UpstreamConnection> | null;
   bytes = 0;
+  /** The provider's reply to MAIL (the client gets it as it is). */
+  mailReply: Reply | null = null;
 
   private constructor(
     readonly account: Account,
@@ -52,22 +102,28 @@ export class RelayTransaction {
     lease: Lease<UpstreamConnection>,
     mailFrom: string,
     private readonly observe: UpstreamReplyObserver,
+    private sent: Pipelined | null,
   ) {
     this.lease = lease;
     this.envelope = { mailFrom, rcptTo: [] };
   }
 
   /**
-   * Opens the upstream transaction. A connection-level failure before the provider accepted
-   * MAIL (a pooled socket the provider had closed, a 421 at MAIL) is retried once on a fresh
-   * connection before the MTA hears of it. A refusal is thrown as UpstreamReplyError.
+   * Opens the upstream transaction. `group` is what the client pipelined behind MAIL (RCPTs the
+   * relay has already cleared, and DATA): it leaves with MAIL in one write and the replies are
+   * kept for rcpt() and data(). A connection-level failure before the provider accepted MAIL (a
+   * pooled socket the provider had closed, a 421 at MAIL) is retried once, group and all, on a
+   * fresh connection before the MTA hears of it. A refusal is thrown as UpstreamReplyError.
    */
-  static async begin(account: Account, pool: Pool, mailFrom: string, params: MailParams, observe = ignore): Promise<RelayTransaction> {
+  static async begin(account: Account, pool: Pool, mailFrom: string, params: MailParams, observe = ignore, group: Group = NO_GROUP): Promise<RelayTransaction> {
     let lease = await pool.acquire();
     for (let attempt = 1; ; attempt++) {
       let reply: Reply;
+      let sent: Pipelined;
       try {
-        reply = await lease.conn.mail(mailFrom, mailParams(params, lease.conn));
+        checkCarriable(params, lease.conn);
+        sent = pipeline(lease.conn, mailFrom, mailParams(params, lease.conn), group);
+        reply = await sent.mail;
       } catch (e) {
         // A refused argument leaves the connection as good as it was; a dead socket does not.
         pool.release(lease, lease.conn.isUsable);
@@ -76,14 +132,20 @@ export class RelayTransaction {
         continue;
       }
       observe(account, 'MAIL', reply.code);
-      if (isPositive(reply)) return new RelayTransaction(account, pool, lease, mailFrom, observe);
+      if (isPositive(reply)) {
+        const tx = new RelayTransaction(account, pool, lease, mailFrom, observe, sent);
+        tx.mailReply = reply;
+        return tx;
+      }
+      // The pipelined RCPTs and DATA were refused too (503); their replies keep the FIFO in step.
+      await sent.settled();
       if (reply.code === 421 && attempt === 1) {
         pool.release(lease, false);
         lease = await pool.acquire(true);
         continue;
       }
       // No transaction was opened: the connection is as good as before, unless the provider is closing it.
-      pool.release(lease, reply.code !== 421);
+      pool.release(lease, reply.code !== 421 && !sent.dataOpened);
       throw new UpstreamReplyError(reply);
     }
   }
@@ -91,9 +153,12 @@ export class RelayTransaction {
   /** Relays one RCPT; a refusal is thrown as UpstreamReplyError and the transaction goes on. */
   async rcpt(to: string): Promise<Reply> {
     const lease = this.live();
+    const ahead = this.sent?.rcpts[0];
+    if (ahead && ahead.to === to) this.sent!.rcpts.shift();
+    else this.unexpected();
     let reply: Reply;
     try {
-      reply = await lease.conn.rcpt(to);
+      reply = await (ahead && ahead.to === to ? ahead.reply : lease.conn.rcpt(to));
     } catch (e) {
       if (!lease.conn.isUsable) this.drop();
       throw e;
@@ -114,13 +179,17 @@ export class RelayTransaction {
   async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
     const lease = this.lease;
     if (!lease) {
-      for await (const _ of body); // the upstream is gone; the MTA still sends the message
+      // The upstream is gone: the body is not pulled, so the MTA gets this instead of 354.
       throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost before DATA`);
     }
     this.lease = null;
+    const sent = this.sent?.data ?? undefined;
+    this.sent = null;
     let result;
     try {
-      result = await lease.conn.data(body, { maxBytes });
+      // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
+      const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
+      result = await lease.conn.data(body, { maxBytes: limit, ...(sent ? { sent } : {}) });
     } catch (e) {
       this.pool.release(lease, false);
       throw e;
@@ -146,6 +215,17 @@ export class RelayTransaction {
     const lease = this.lease;
     if (!lease) return;
     this.lease = null;
+    const sent = this.sent;
+    this.sent = null;
+    if (sent) {
+      // Commands pipelined for a group the client did not finish: their replies first. A DATA
+      // the provider answered 354 cannot be taken back without sending a message: drop it.
+      await sent.settled();
+      if (sent.dataOpened) {
+        this.pool.release(lease, false);
+        return;
+      }
+    }
     let reusable = false;
     if (lease.conn.isUsable) {
       try {
@@ -164,6 +244,16 @@ export class RelayTransaction {
   private live(): Lease<UpstreamConnection> {
     if (!this.lease) throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost`);
     return this.lease;
+  }
+
+  /** An RCPT the group did not announce: whatever was pipelined ahead of it is not for it. */
+  private unexpected(): void {
+    if (this.sent && (this.sent.rcpts.length || this.sent.data)) throw new RelayError('INTERNAL', 'RCPT out of the pipelined order');
+  }
+
+  /** Whether DATA was sent ahead with the group (data() then uses its reply). */
+  get dataSent(): boolean {
+    return this.sent?.data != null;
   }
 
   private drop(): void {

@@ -7,6 +7,7 @@
 //  3. anyone else must authenticate: the relay is never open.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { domainToASCII } from 'node:url';
 import { RelayError } from '../relay/errors.js';
 import type { Account } from './account.js';
 
@@ -16,11 +17,29 @@ export interface SessionIdentity {
   remoteAddress: string;
 }
 
+/**
+ * An address with its domain in one form: lower case, A-labels (node:url's domainToASCII), so
+ * `info@xn--mnchen-3ya.example` and `info@münchen.example` are the same sender. Only for
+ * matching: the address itself goes upstream as the client wrote it.
+ */
+export function canonicalAddress(address: string): string {
+  const at = address.lastIndexOf('@');
+  if (at === -1) return address.toLowerCase();
+  return address.slice(0, at).toLowerCase() + '@' + canonicalDomain(address.slice(at + 1));
+}
+
+function canonicalDomain(domain: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(domain) && !/xn--/i.test(domain)) return domain.toLowerCase();
+  return domainToASCII(domain.toLowerCase()) || domain.toLowerCase();
+}
+
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1);
 
 /** `*@domain` matches any address at that domain; anything else matches itself. */
 export function matchesSender(pattern: string, address: string): boolean {
-  return pattern.startsWith('*@') ? domainOf(address) === pattern.slice(2) : pattern === address;
+  const a = canonicalAddress(address);
+  return pattern.startsWith('*@') ? domainOf(a) === canonicalDomain(pattern.slice(2)) : canonicalAddress(pattern) === a;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -37,7 +56,7 @@ export class Router {
       this.byEmail.set(a.email, a);
       for (const s of new Set(a.senders)) {
         const map = s.startsWith('*@') ? this.byDomain : this.exact;
-        const key = s.startsWith('*@') ? s.slice(2) : s;
+        const key = s.startsWith('*@') ? canonicalDomain(s.slice(2)) : canonicalAddress(s);
         const pool = map.get(key);
         if (pool) pool.push(a);
         else map.set(key, [a]);
@@ -84,10 +103,11 @@ export class Router {
    * reroutes a client that said who it is.
    */
   candidates(session: SessionIdentity, mailFrom: string): readonly Account[] {
-    const from = mailFrom.toLowerCase();
+    const from = canonicalAddress(mailFrom);
     if (session.account) {
       const { senders } = session.account;
-      if (senders.length && !senders.some((p) => matchesSender(p, from))) {
+      // The null sender names no one: an authenticated account may send it (the provider decides).
+      if (from !== '' && senders.length && !senders.some((p) => matchesSender(p, from))) {
         throw new RelayError('SENDER_NOT_ALLOWED', `${session.account.email} may not send as ${from || '<>'}`);
       }
       return [session.account];

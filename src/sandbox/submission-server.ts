@@ -71,6 +71,10 @@ export interface SubmissionServerOptions {
   maxRecipients?: number;
   /** Idle timeout of a client connection, ms; default 300000. */
   socketTimeoutMs?: number;
+  /** Advertise SMTPUTF8 (default true, as both providers do). */
+  smtputf8?: boolean;
+  /** Advertise 8BITMIME (default true). */
+  eightBitMime?: boolean;
 }
 
 /**
@@ -181,6 +185,17 @@ export interface ConnectionInfo {
   messages: number;
   /** A 'stall' fault fired on it: it will never answer again, so only the client can close it. */
   stalled: boolean;
+  /**
+   * How the client's command lines arrived: for each socket read that held command lines, their
+   * verbs in order (`[['MAIL', 'RCPT', 'DATA']]`: a pipelined group in one segment). Message
+   * bodies are not recorded. The first 200 reads.
+   */
+  reads: string[][];
+  /**
+   * RCPT TO addresses exactly as the client wrote them (smtp-server turns A-labels into UTF-8 in
+   * the envelope it hands over, so `AcceptedMessage.rcptTo` cannot show it). The first 1000.
+   */
+  rcptAddresses: string[];
 }
 
 export interface SubmissionStats {
@@ -387,6 +402,8 @@ export class SandboxSubmissionServer {
       logger: false,
       socketTimeout: options.socketTimeoutMs ?? 300_000,
       ...(options.maxRecipients !== undefined ? { maxRecipients: options.maxRecipients } : {}),
+      hideSMTPUTF8: options.smtputf8 === false,
+      hide8BITMIME: options.eightBitMime === false,
       onConnect: (session, callback) => this.onConnect(session, callback),
       onSecure: (_socket, session, callback) => this.onSecure(session, callback),
       onAuth: (auth, session, callback) => this.onAuth(auth, session, callback),
@@ -566,10 +583,13 @@ export class SandboxSubmissionServer {
       mailCommands: 0,
       messages: 0,
       stalled: false,
+      reads: [],
+      rcptAddresses: [],
       awaitingAuthAck: false,
       authHiddenUntilTls: false,
     };
     this.connections.set(session.id, record);
+    recordReads(conn._socket, record);
     if (this.requireTls && !session.secure) {
       // Neither provider lists AUTH before STARTTLS; a client must not rely on the pre-TLS EHLO.
       session.disabledCommands = [...this.disabledCommands, 'AUTH'];
@@ -588,6 +608,8 @@ export class SandboxSubmissionServer {
 
   private onSecure(session: SMTPServerSession, callback: (err?: Error | null) => void): void {
     const record = this.connections.get(session.id);
+    const conn = this.connectionOf(session);
+    if (record && conn) recordReads(conn._socket, record);
     if (record) {
       record.secure = true;
       if (record.authHiddenUntilTls) {
@@ -693,6 +715,12 @@ export class SandboxSubmissionServer {
   private instrument(conn: ConnectionInternals): void {
     const send = conn.send.bind(conn);
     conn.send = (code, data, context) => {
+      // The providers' own success texts for MAIL and RCPT (smtp-server's is "Accepted"), so a
+      // relay that answers with its own text instead of passing the provider's on is caught.
+      if (context === 'MAIL_FROM_OK' || context === 'RCPT_TO_OK') {
+        const enhanced = context === 'MAIL_FROM_OK' ? '2.1.0' : '2.1.5';
+        return send(code, this.style === 'google' ? `${enhanced} OK ${conn.id} - gsmtp` : `${enhanced} ${context === 'MAIL_FROM_OK' ? 'Sender' : 'Recipient'} OK`, false);
+      }
       // Provider texts carry their enhanced code, as on the wire ("550 5.1.1 ..."); smtp-server
       // with enhanced codes on would prepend its own guess and send two. Lines that already
       // start with one are therefore sent as they are. A '\n' in such a text (only this file
@@ -758,6 +786,7 @@ export class SandboxSubmissionServer {
       conn.send(421, text, false);
       return next();
     }
+    if (verb === 'RCPT' && record.rcptAddresses.length < 1000) record.rcptAddresses.push(commandAddress(line) ?? '');
     const point = COMMAND_POINTS[verb];
     if (point) {
       const rule = this.pickFault(point, this.commandContext(conn.session, point, line));
@@ -926,6 +955,25 @@ function validCloseAfter(n: number | null): number | null {
     throw new Error('sandbox submission: closeAfterMessages must be a positive integer or null');
   }
   return n;
+}
+
+const VERBS = /^(EHLO|HELO|MAIL|RCPT|DATA|RSET|NOOP|QUIT|AUTH|STARTTLS|VRFY|BDAT)\b/i;
+const MAX_READS = 200;
+
+/**
+ * Records, per socket read, the verbs of the command lines it held (see ConnectionInfo.reads).
+ * A listener beside smtp-server's own: it observes the bytes and changes nothing.
+ */
+function recordReads(socket: NodeJS.EventEmitter, record: ConnectionInfo): void {
+  socket.on('data', (chunk: Buffer) => {
+    if (record.reads.length >= MAX_READS) return;
+    const verbs: string[] = [];
+    for (const line of chunk.toString('latin1').split('\n')) {
+      const m = VERBS.exec(line);
+      if (m) verbs.push(m[1]!.toUpperCase());
+    }
+    if (verbs.length) record.reads.push(verbs);
+  });
 }
 
 const POINTS = new Set<SmtpFaultPoint>(Object.keys(DEFAULT_FAULT_CODE) as SmtpFaultPoint[]);

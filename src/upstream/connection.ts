@@ -326,20 +326,26 @@ export class UpstreamConnection {
    * iterating it throws (the connection is then destroyed: a transaction with a partial body
    * must never be completed). No other command may be issued while data() runs.
    */
-  async data(body: AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number } = {}): Promise<DataResult> {
+  async data(body: AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number; sent?: Promise<Reply> } = {}): Promise<DataResult> {
     const it: AsyncIterator<Buffer> | Iterator<Buffer> =
       Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]();
     let bytes = 0;
     let reply: Reply;
     try {
-      this.ensureReady();
-      reply = await this.command('DATA', 'DATA\r\n', this.timeouts.commandMs, true);
+      reply = await (opts.sent ?? this.dataCommand());
     } catch (err) {
-      await drain(it);
+      await it.return?.();
       throw err;
     }
     if (reply.code !== 354) {
-      bytes = await drain(it);
+      // The body is not pulled: the inbound side answers DATA with this reply instead of 354.
+      await it.return?.();
+      if (reply.code < 400) {
+        // 250 (or any success) to DATA itself: no byte of the body was sent, so a 250 here
+        // would acknowledge a message the provider never got. The session is out of step.
+        this.fail(new RelayError('UPSTREAM_PROTOCOL', `reply to DATA was ${formatReply(reply)}`));
+        throw new RelayError('UPSTREAM_PROTOCOL', `reply to DATA was ${formatReply(reply)}`);
+      }
       return { kind: 'reply', stage: 'command', reply, bytes };
     }
 
@@ -432,6 +438,15 @@ export class UpstreamConnection {
     if (this.inflight[0] === end) this.armTimer();
     reply = await finalReply;
     return { kind: 'reply', stage: 'final', reply, bytes };
+  }
+
+  /**
+   * The DATA command alone, so that it can leave in one write with the MAIL and RCPTs before
+   * it (RFC 2920 group); pass its reply promise to data() as `sent`.
+   */
+  dataCommand(): Promise<Reply> {
+    if (this.phase !== 'ready') return Promise.reject(this.closedError());
+    return this.command('DATA', 'DATA\r\n', this.timeouts.commandMs, true);
   }
 
   /** RSET; resolves with the reply whatever its code. */
@@ -554,9 +569,20 @@ export class UpstreamConnection {
 
   private send(p: Pending, line: string): void {
     this.inflight.push(p);
-    this.socket.write(line);
+    // Commands issued in the same turn (a pipelined MAIL, RCPTs and DATA) leave in one write:
+    // one string, one TLS record and one segment, as the client sent them.
+    if (this.out === '') process.nextTick(this.flushOut);
+    this.out += line;
     if (this.inflight.length === 1) this.armTimer();
   }
+
+  /** Command lines of this turn, not yet written (see send()). */
+  private out = '';
+  private readonly flushOut = (): void => {
+    const out = this.out;
+    this.out = '';
+    if (this.phase !== 'closed') this.socket.write(out);
+  };
 
   private armTimer(): void {
     if (this.timer) {
@@ -780,15 +806,6 @@ function scrubReply(r: Reply, secrets: string[]): Reply {
 
 function checkArgument(value: string, what: string): void {
   if (UNSAFE.test(value)) throw new UnsafeArgumentError(what);
-}
-
-async function drain(it: AsyncIterator<Buffer> | Iterator<Buffer>): Promise<number> {
-  let bytes = 0;
-  for (;;) {
-    const step = await it.next();
-    if (step.done) return bytes;
-    bytes += step.value.length;
-  }
 }
 
 function errorText(err: unknown): string {

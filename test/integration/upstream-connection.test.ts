@@ -353,11 +353,12 @@ describe('UpstreamConnection against smtp-server', () => {
 
     await conn.mail(USER);
     expect((await conn.rcpt('reject@example.org')).code).toBe(550);
-    // DATA refused (no valid recipient): nothing of the body is sent, but it is drained.
+    // DATA refused (no valid recipient): the body is not even pulled (the inbound side answers
+    // the client's DATA with this refusal instead of 354, so the client never sends it).
     const src = chunked(Buffer.from('Subject: 2\r\n\r\ntwo\r\n'));
     const refused = await conn.data(src);
     expect(refused).toMatchObject({ kind: 'reply', stage: 'command', reply: { code: 503 } });
-    expect(src.done).toBe(true);
+    expect(src.done).toBe(false);
     expect((await conn.rset()).code).toBe(250);
 
     await conn.mail(USER);

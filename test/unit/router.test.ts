@@ -63,7 +63,17 @@ describe('authenticated sessions', () => {
     const s = { account: withSenders, remoteAddress: '127.0.0.1' };
     expectRelayError(() => router.route(s, 'other@example.org'), 'SENDER_NOT_ALLOWED', 550, '5.7.1');
     expectRelayError(() => router.route(s, 'x@sub.example.com'), 'SENDER_NOT_ALLOWED', 550, '5.7.1');
-    expectRelayError(() => router.route(s, ''), 'SENDER_NOT_ALLOWED', 550, '5.7.1');
+  });
+
+  it('the null sender is allowed to an authenticated account whatever its senders (the provider decides)', () => {
+    expect(router.route({ account: withSenders, remoteAddress: '127.0.0.1' }, '')).toBe(withSenders);
+  });
+
+  it('sender domains compare case-insensitively and A-label = U-label', () => {
+    const idn = new Router([{ ...withSenders, email: 'idn@example.com', senders: ['*@xn--mnchen-3ya.example'] }], []);
+    const s = { account: null, remoteAddress: '10.9.9.9' };
+    expect(() => idn.route({ ...s, account: idn.account('idn@example.com') }, 'info@München.example')).not.toThrow();
+    expect(() => idn.route({ ...s, account: idn.account('idn@example.com') }, 'info@XN--MNCHEN-3YA.example')).not.toThrow();
   });
 
   it('an authenticated account never sends as another account, even from a trusted network', () => {

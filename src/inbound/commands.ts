@@ -1,0 +1,92 @@
+// Parsing of the inbound command lines the relay must look into: the path of MAIL FROM and
+// RCPT TO, and their ESMTP parameters. Addresses are taken byte-exact from between < and >
+// (a quoted local part may hold spaces or '>'); the relay checks only what it must: no control
+// characters, RFC 5321 length limits (§4.5.3.1), parameters it advertised well-formed. What
+// else an address may hold is the provider's to judge.
+import { RelayError } from '../relay/errors.js';
+import type { MailParams } from '../relay/transaction.js';
+import { reply } from '../upstream/reply.js';
+
+const MAX_PATH = 256;
+const MAX_LOCAL = 64;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+export interface Path {
+  address: string;
+  params: MailParams;
+}
+
+const syntax = (text: string, detail: string) => new RelayError('SYNTAX', detail, { reply: reply(501, text) });
+
+/**
+ * `arg` is what follows the verb ("FROM:<a@b> SIZE=10"). `keyword` FROM or TO. Throws a
+ * RelayError with the 501 to give.
+ */
+export function parsePath(arg: string, keyword: 'FROM' | 'TO', maxBytes: number): Path {
+  const bad = keyword === 'FROM' ? '5.1.7 Bad sender address syntax' : '5.1.3 Bad recipient address syntax';
+  const head = arg.slice(0, keyword.length + 1).toUpperCase();
+  if (head !== `${keyword}:`) throw syntax(`5.5.4 Syntax: ${keyword === 'FROM' ? 'MAIL FROM:<address>' : 'RCPT TO:<address>'}`, 'missing keyword');
+  let i = keyword.length + 1;
+  while (arg[i] === ' ') i++;
+  if (arg[i] !== '<') throw syntax(bad, 'address without angle brackets');
+  const start = ++i;
+  let quoted = false;
+  for (; i < arg.length; i++) {
+    const c = arg[i];
+    if (quoted && c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === '>' && !quoted) break;
+  }
+  if (i >= arg.length) throw syntax(bad, 'unterminated address');
+  let address = arg.slice(start, i);
+  // A source route (<@a,@b:user@c>, RFC 5321 §4.1.2) is obsolete: dropped, as servers must accept it.
+  if (address.startsWith('@')) address = address.slice(address.indexOf(':') + 1);
+  if (CONTROL.test(address)) throw syntax(bad, 'control character in address');
+  if (address.length + 2 > MAX_PATH) throw syntax(bad, 'address too long');
+  if (address !== '' || keyword === 'TO') {
+    const at = address.lastIndexOf('@');
+    if (keyword === 'TO' && address.toLowerCase() === 'postmaster') {
+      // RFC 5321 §4.5.1: the one address without a domain.
+    } else if (at <= 0 || at === address.length - 1 || at > MAX_LOCAL) throw syntax(bad, 'address not local@domain');
+  }
+  const rest = arg.slice(i + 1);
+  if (rest !== '' && !rest.startsWith(' ')) throw syntax(bad, 'text after the address');
+  return { address, params: parseParams(rest.trim(), keyword, maxBytes) };
+}
+
+/** ESMTP parameters (RFC 5321 §4.1.2 esmtp-param). Unknown ones are accepted and not passed on. */
+function parseParams(text: string, keyword: 'FROM' | 'TO', maxBytes: number): MailParams {
+  const params: MailParams = {};
+  if (!text) return params;
+  for (const token of text.split(/ +/)) {
+    const eq = token.indexOf('=');
+    const key = (eq === -1 ? token : token.slice(0, eq)).toUpperCase();
+    const value = eq === -1 ? undefined : token.slice(eq + 1);
+    if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) throw syntax('5.5.4 Invalid parameter', `bad parameter name ${JSON.stringify(key.slice(0, 20))}`);
+    if (key in params) throw syntax(`5.5.4 Parameter ${key} given twice`, 'duplicate parameter');
+    if (value !== undefined && (value === '' || CONTROL.test(xtextDecode(value)))) {
+      throw syntax(`5.5.4 Invalid value for ${key}`, 'empty value or control character (xtext)');
+    }
+    if (keyword === 'FROM') checkMailParam(key, value, maxBytes);
+    params[key] = value ?? true;
+  }
+  return params;
+}
+
+function checkMailParam(key: string, value: string | undefined, maxBytes: number): void {
+  if (key === 'SIZE') {
+    if (value === undefined || !/^\d{1,20}$/.test(value)) throw syntax('5.5.4 Invalid SIZE value', 'SIZE not a number');
+    if (Number(value) > maxBytes) throw new RelayError('MESSAGE_TOO_BIG', `declared SIZE ${value} over ${maxBytes}`);
+  } else if (key === 'BODY') {
+    const v = value?.toUpperCase();
+    if (v !== '7BIT' && v !== '8BITMIME') throw new RelayError('SYNTAX', `BODY=${value ?? ''}`, { reply: reply(555, '5.5.4 Unsupported BODY value') });
+  } else if (key === 'SMTPUTF8') {
+    if (value !== undefined) throw syntax('5.5.4 SMTPUTF8 takes no value', 'SMTPUTF8 with a value');
+  }
+}
+
+/** RFC 3461 §4 xtext: "+XX" is a hex-encoded byte. */
+function xtextDecode(value: string): string {
+  return value.includes('+') ? value.replace(/\+([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))) : value;
+}
