@@ -31,6 +31,11 @@ export type RelayErrorCode =
   | 'TOO_MANY_ERRORS'
   | 'CLIENT_TIMEOUT'
   | 'CLIENT_GONE'
+  | 'API_THROTTLED'
+  | 'API_SERVER_ERROR'
+  | 'API_FORBIDDEN'
+  | 'API_REFUSED'
+  | 'API_HEADER_RECIPIENTS'
   | 'INTERNAL';
 
 /**
@@ -60,6 +65,8 @@ export type RefusalReason =
   | 'timeout'
   | 'client_gone'
   | 'too_many_connections'
+  | 'throttled'
+  | 'upstream_permission'
   | 'internal';
 
 interface ErrorSpec {
@@ -99,6 +106,18 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection'), reason: 'timeout' },
   // The message stream broke off: the client is gone, so the reply is for the log's sake.
   CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection'), reason: 'client_gone' },
+  // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
+  // limit errors): the account is paused for the Retry-After, and the text says how long.
+  API_THROTTLED: { reply: reply(451, '4.7.1 The provider is throttling the account, try again later'), reason: 'throttled' },
+  API_SERVER_ERROR: { reply: reply(451, '4.4.0 The provider\'s API failed, try again later'), reason: 'upstream' },
+  // 403: the token is good but lacks a permission; the text (and `accounts test`) says which.
+  API_FORBIDDEN: { reply: reply(454, '4.7.0 The provider refused the account\'s permission to send, try again later'), reason: 'upstream_permission' },
+  // 400 about the message itself (malformed MIME, an invalid recipient address): the provider's words follow.
+  API_REFUSED: { reply: reply(554, '5.6.0 The provider\'s API refused the message'), reason: 'upstream' },
+  // The Gmail API sends to every To/Cc/Bcc address of the message and takes no envelope: a
+  // header recipient outside the envelope (already delivered, or another transaction's) would
+  // receive it again. Permanent: the same message through the same account can never go.
+  API_HEADER_RECIPIENTS: { reply: reply(554, '5.3.3 The Gmail API would also send to header recipients that are not in the envelope'), reason: 'upstream' },
   INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later'), reason: 'internal' },
 };
 
@@ -110,12 +129,19 @@ export class RelayError extends Error {
    * @param detail for logs only; never put a secret here. The MTA sees `reply`.
    * @param replyOverride a more precise reply than the code's default (same class of code).
    */
-  constructor(code: RelayErrorCode, detail?: string, options?: { cause?: unknown; reply?: Reply }) {
+  /**
+   * The provider certainly does not have the message (an HTTP API answered before or instead of
+   * sending it): its reservation is given back (see certainlyNotSent).
+   */
+  readonly notSent: boolean;
+
+  constructor(code: RelayErrorCode, detail?: string, options?: { cause?: unknown; reply?: Reply; notSent?: boolean }) {
     const r = options?.reply ?? SPECS[code].reply;
     super(detail ? `${code}: ${detail}` : `${code}: ${formatReply(r)}`, { cause: options?.cause });
     this.name = 'RelayError';
     this.code = code;
     this.reply = r;
+    this.notSent = options?.notSent ?? false;
   }
 }
 
@@ -167,6 +193,16 @@ export function toReply(err: unknown): Reply {
 export function accountLimitError(why: string, retryInMs: number, detail: string): RelayError {
   const seconds = Math.max(1, Math.ceil(retryInMs / 1000));
   return new RelayError('ACCOUNT_LIMIT', detail, { reply: reply(451, `4.7.1 ${why}, try again in ${seconds} s`) });
+}
+
+/**
+ * Whether a failure at DATA means the provider certainly does not have the message: it refused
+ * it, it was too big to send, or an HTTP API answered with an error before sending. A connection
+ * lost after the body went (or an API request that timed out) may have delivered it.
+ */
+export function certainlyNotSent(err: unknown): boolean {
+  if (err instanceof UpstreamReplyError) return true;
+  return err instanceof RelayError && (err.code === 'MESSAGE_TOO_BIG' || err.notSent);
 }
 
 export function defaultReply(code: RelayErrorCode): Reply {
