@@ -14,8 +14,10 @@ import { ok, type ApiCalls, type ApiSender } from './sender.js';
 
 /** The media upload endpoint's documented maximum for messages.send. */
 export const GMAIL_MAX_MESSAGE_BYTES = 35 * 1024 * 1024;
-/** Above this (5 MB of base64url) the request goes to the media upload endpoint. */
-export const GMAIL_SIMPLE_MAX_BYTES = ((5 * 1024 * 1024) / 4) * 3;
+/** Gmail's limit for a request that is not an upload (the JSON with `raw`). */
+export const GMAIL_SIMPLE_MAX_REQUEST = 5 * 1024 * 1024;
+/** Above this the request goes to the media upload endpoint: base64url in {"raw":"..."} must fit. */
+export const GMAIL_SIMPLE_MAX_BYTES = Math.floor((GMAIL_SIMPLE_MAX_REQUEST - '{"raw":""}'.length) / 4) * 3;
 
 /** The Bcc field to prepend for envelope-only recipients, or a refusal for header-only ones. */
 export function gmailBcc(mime: Buffer, envelope: readonly string[]): Buffer {

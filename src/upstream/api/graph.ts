@@ -59,11 +59,11 @@ export class GraphSender implements ApiSender {
     try {
       patched = await calls.call({ method: 'PATCH', url: draft, contentType: 'application/json', body: JSON.stringify(graphRecipients(mime, recipients)) });
     } catch (e) {
-      void discard();
+      await discard();
       throw e;
     }
     if (!ok(patched)) {
-      void discard();
+      await discard();
       throw calls.fail(patched, 'set recipients');
     }
 
@@ -76,7 +76,7 @@ export class GraphSender implements ApiSender {
     }
     if (ok(sent)) return;
     if (sent.status >= 500 && (await this.wasSent(calls, draft, discard))) return;
-    if (sent.status < 500) void discard();
+    if (sent.status < 500) await discard();
     throw calls.fail(sent, 'send');
   }
 
