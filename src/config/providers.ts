@@ -54,8 +54,12 @@ export function withTenant(tokenUrl: string, tenant: string): string | null {
   return TENANT_SEGMENT.test(tokenUrl) ? tokenUrl.replace(TENANT_SEGMENT, `/${encodeURIComponent(tenant)}`) : null;
 }
 
-/** Delegated Graph sending plus a refresh token (upstream: graph, auth: refresh_token). */
-export const GRAPH_DELEGATED_SCOPE = 'https://graph.microsoft.com/Mail.Send offline_access';
+/**
+ * Delegated Graph sending plus a refresh token (upstream: graph, auth: refresh_token). The relay
+ * creates a draft from the MIME and sets its recipients (Mail.ReadWrite) before sending it
+ * (Mail.Send): sendMail alone would take the recipients from the headers (src/upstream/api/graph.ts).
+ */
+export const GRAPH_DELEGATED_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send offline_access';
 /** App-only Graph tokens: Entra grants the app's admin-consented Mail.Send application permission. */
 export const GRAPH_APP_SCOPE = 'https://graph.microsoft.com/.default';
 /** The narrowest Gmail API scope that sends (https://mail.google.com/ includes it). */

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
-import { GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
+import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
 
 /** Graph's request size limit. */
 export const FAKE_GRAPH_MAX_REQUEST = 4 * 1024 * 1024;
@@ -62,7 +62,7 @@ export class FakeGraphApi extends FakeApiServer {
     const mailbox = normaliseEmail(decodeURIComponent(m[1]!));
     const id = m[2] ? decodeURIComponent(m[2]) : null;
     const step = !id ? 'create' : m[3] ? 'send' : ({ PATCH: 'patch', GET: 'get', DELETE: 'delete' } as Record<string, string>)[req.method ?? ''] ?? 'other';
-    this.authorize(this.bearer(req, mailbox), mailbox);
+    this.authorize(this.bearer(req, mailbox), mailbox, step);
     if (this.step(step, mailbox) === 'hold') return 'hold';
 
     if (!id) {
@@ -108,13 +108,20 @@ export class FakeGraphApi extends FakeApiServer {
     }
   }
 
-  /** Graph's audience and permission checks, in its order: the resource, the mailbox, the grant. */
-  private authorize(check: AccessTokenCheck, mailbox: string): void {
-    const graphToken = check.app ? check.scope === `${GRAPH_RESOURCE}/.default` : check.scope.split(/\s+/).some((s) => s.toLowerCase() === GRAPH_MAIL_SEND_SCOPE.toLowerCase());
+  /**
+   * Graph's audience and permission checks, in its order: the resource, the mailbox, the grant
+   * (a delegated token needs Mail.Send to send a draft, Mail.ReadWrite for the draft itself).
+   */
+  private authorize(check: AccessTokenCheck, mailbox: string, step: string): void {
+    const scopes = check.scope.toLowerCase().split(/\s+/);
+    const graphToken = check.app ? check.scope === `${GRAPH_RESOURCE}/.default` : scopes.some((s) => s.startsWith(`${GRAPH_RESOURCE}/`));
     // A token for another resource (outlook.office.com's SMTP.Send) is refused by audience.
     if (!graphToken) throw new HttpError(401, graphError('InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.'));
     if (!this.state.hasAccount(mailbox)) throw new HttpError(404, graphError('ErrorInvalidUser', `The requested user '${mailbox}' is invalid.`));
     // Delegated: only the signed-in user's mailbox. App-only: the mailboxes its access policy allows.
-    if (check.email !== mailbox) throw new HttpError(403, graphError('ErrorAccessDenied', 'Access is denied. Check credentials and try again.'));
+    const needed = step === 'send' ? GRAPH_MAIL_SEND_SCOPE : GRAPH_MAIL_READWRITE_SCOPE;
+    if (check.email !== mailbox || (!check.app && !scopes.includes(needed.toLowerCase()))) {
+      throw new HttpError(403, graphError('ErrorAccessDenied', 'Access is denied. Check credentials and try again.'));
+    }
   }
 }

@@ -31,6 +31,7 @@ export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
 export const GOOGLE_MAIL_SCOPE = 'https://mail.google.com/';
 /** Delegated Microsoft Graph sending (upstream: graph); app-only tokens name the resource with /.default. */
 export const GRAPH_MAIL_SEND_SCOPE = 'https://graph.microsoft.com/Mail.Send';
+export const GRAPH_MAIL_READWRITE_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite';
 export const GRAPH_RESOURCE = 'https://graph.microsoft.com';
 /** The Gmail API's send-only scope (https://mail.google.com/ covers it too). */
 export const GMAIL_SEND_SCOPE = 'https://www.googleapis.com/auth/gmail.send';

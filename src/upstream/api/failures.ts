@@ -13,7 +13,7 @@ const LABEL: Record<ApiName, string> = { graph: 'Microsoft Graph', gmail: 'The G
 /** What to grant, in the words an administrator needs (also `accounts test` advice). */
 export const GRANT_ADVICE: Record<ApiName, string> = {
   graph:
-    'grant the app the Microsoft Graph permission Mail.Send (application, with admin consent; or delegated, consented by the user) ' +
+    'grant the app the Microsoft Graph permissions Mail.Send and Mail.ReadWrite (application, with admin consent; or delegated, consented by the user) ' +
     'and, if an application access policy restricts the app, add the mailbox to its group',
   gmail:
     'the token needs the scope https://www.googleapis.com/auth/gmail.send (or https://mail.google.com/); ' +
