@@ -21,6 +21,8 @@ interface Draft {
 }
 
 const PATH = /^\/v1\.0\/users\/([^/]+)\/messages(?:\/([^/]+)(\/send)?)?$/;
+/** The Drafts folder, which `accounts test` reads to check the token and permission. */
+const DRAFTS = /^\/v1\.0\/users\/([^/]+)\/mailFolders\/drafts$/i;
 
 type Recipient = { emailAddress?: { address?: unknown } };
 
@@ -57,6 +59,13 @@ export class FakeGraphApi extends FakeApiServer {
   }
 
   protected async handle(req: IncomingMessage, body: Buffer, path: string): Promise<{ status: number; body?: unknown } | 'hold'> {
+    const folder = DRAFTS.exec(path);
+    if (folder && req.method === 'GET') {
+      const owner = normaliseEmail(decodeURIComponent(folder[1]!));
+      this.authorize(this.bearer(req, owner), owner, 'folder');
+      if (this.step('folder', owner) === 'hold') return 'hold';
+      return { status: 200, body: { id: 'drafts', displayName: 'Drafts' } };
+    }
     const m = PATH.exec(path);
     if (!m) throw new HttpError(404, graphError('BadRequest', `Resource not found for the segment '${path}'.`));
     const mailbox = normaliseEmail(decodeURIComponent(m[1]!));

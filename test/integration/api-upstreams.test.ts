@@ -2,6 +2,8 @@
 // message arrives byte-identical, from the account's mailbox, to exactly the envelope; the
 // size limits; a token refresh on 401; the replies for throttling, permission and server errors.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { checkAccount } from '../../src/admin/account-check.js';
+import { connectorOptions } from '../../src/upstream/connector.js';
 import { GRAPH_MAX_MIME_BYTES } from '../../src/upstream/api/graph.js';
 import { GMAIL_MAX_MESSAGE_BYTES, GMAIL_SIMPLE_MAX_BYTES } from '../../src/upstream/api/gmail.js';
 import { GMAIL, GRAPH, gmailAccount, graphAccount, sizedMessage } from '../helpers/api-stack.js';
@@ -136,5 +138,21 @@ describe('Gmail API', () => {
     await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now()) + 50));
     expect(await send(GMAIL, ['r@example.net'], raw)).toMatch(/^250 /);
     expect(stack.sandbox.gmail.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+  });
+});
+
+describe('accounts test on API accounts', () => {
+  const check = (email: string) => {
+    const account = stack.app.relay.accounts.find((a) => a.email === email)!;
+    return checkAccount(account, { token: (a) => stack.app.relay.tokens.get(a), upstream: connectorOptions(stack.app.config.upstream) });
+  };
+
+  it('passes without sending anything, and on a 403 says what to grant', async () => {
+    for (const email of [GRAPH, GMAIL]) expect(await check(email)).toMatchObject({ email, ok: true });
+    expect(stack.sandbox.graph.messages.length + stack.sandbox.gmail.messages.length).toBe(0);
+    stack.sandbox.graph.fault({ kind: 'forbidden', times: 1 });
+    expect(await check(GRAPH)).toMatchObject({ ok: false, stage: 'auth', upstream: stack.sandbox.graph.url, advice: expect.stringMatching(/Mail\.Send and Mail\.ReadWrite.*Test-ApplicationAccessPolicy/) });
+    stack.sandbox.gmail.fault({ kind: 'forbidden', times: 1 });
+    expect(await check(GMAIL)).toMatchObject({ ok: false, stage: 'auth', advice: expect.stringMatching(/gmail\.send/) });
   });
 });
