@@ -8,6 +8,7 @@ import { BenchContext, FULL, QUICK, type Scale } from './lib/context.js';
 import { summariseProfile, type HotFunction } from './lib/profile-summary.js';
 import type { RelayEntry } from './lib/relay-process.js';
 import { round } from './lib/stats.js';
+import { apiUpstreamScenario, type ApiUpstreamRow } from './scenarios/api-upstreams.js';
 import { memoryScenario, type MemoryResult } from './scenarios/memory.js';
 import { startupScenario, type StartupResult } from './scenarios/startup.js';
 import {
@@ -48,6 +49,7 @@ export interface BenchResult {
   logging: Awaited<ReturnType<typeof loggingCost>>;
   memory: MemoryResult;
   tokens: TokenResult;
+  upstreams: ApiUpstreamRow[];
   startup: StartupResult;
   targets: Target[];
   profile: HotFunction[] | null;
@@ -81,6 +83,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
 
     const memory = await memoryScenario(ctx, memFrom!);
     const startup = await startupScenario(ctx);
+    const upstreams = await apiUpstreamScenario(ctx);
 
     const result: Omit<BenchResult, 'targets'> = {
       mode: opts.quick ? 'quick' : 'full',
@@ -100,6 +103,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       logging,
       memory,
       tokens,
+      upstreams,
       startup,
       profile,
     };

@@ -42,6 +42,10 @@ describe('bench harness (BENCH_QUICK)', () => {
     expect(r.startup.firstMessageTokenRequests).toBe(0);
     expect(r.startup.firstMessageOnWarmConnection).toBe(true);
 
+    // The API upstreams next to SMTP: every one carried its load.
+    expect(r.upstreams.map((u) => u.upstream)).toEqual(['smtp', 'graph', 'gmail_api']);
+    for (const u of r.upstreams) expect(u.perSecond > 0 && u.p50Ms > 0 && u.relayCpuUsPerMessage > 0).toBe(true);
+
     const md = markdown(r);
     for (const heading of ['Against the targets', '1. Latency', '2. Throughput', 'Logging cost', '3. Memory', '4. Tokens', '5. Start-up', 'generator is not the bottleneck']) {
       expect(md).toContain(heading);

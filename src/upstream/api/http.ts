@@ -58,6 +58,9 @@ export class ApiHttp {
         keepAliveMaxTimeout: this.opts.idleTimeoutMs,
         connect: {
           timeout: this.opts.connectTimeoutMs,
+          // Headers and body go in separate writes: with Nagle on, each request waits for the
+          // server's delayed ACK (tens of ms on loopback).
+          noDelay: true,
           ...(account.sourceIp ? { localAddress: account.sourceIp } : {}),
           ...(account.provider.caFile ? { ca: readFileSync(account.provider.caFile) } : {}),
         },
