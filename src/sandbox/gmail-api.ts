@@ -20,7 +20,9 @@ const STATUS: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHEN
 
 /** The message without its Bcc fields (and their folded lines): what Gmail delivers. */
 export function withoutBcc(mime: Buffer): Buffer {
-  const header = headerSection(mime);
+  const section = headerSection(mime);
+  // With the last field's own line break, so dropping that field leaves no blank line behind.
+  const header = mime.subarray(0, section.length + (mime[section.length] === 0x0d ? 2 : mime[section.length] === 0x0a ? 1 : 0)).toString('latin1');
   const lines = header.split(/(?<=\n)/);
   let out = '';
   let dropping = false;

@@ -25,7 +25,7 @@ export function errorOf(res: ApiResponse): { code: string; message: string; reas
   try {
     const e = (JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown; status?: unknown; errors?: Array<{ reason?: unknown }> } }).error;
     const code = typeof e?.code === 'string' ? e.code : typeof e?.status === 'string' ? e.status : String(res.status);
-    const message = typeof e?.message === 'string' ? e.message.split('\n')[0]!.slice(0, 200) : '';
+    const message = typeof e?.message === 'string' ? e.message.split(/\r?\n/)[0]!.slice(0, 200) : '';
     const reason = typeof e?.errors?.[0]?.reason === 'string' ? e.errors[0].reason : '';
     return { code, message, reason };
   } catch {
