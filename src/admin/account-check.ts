@@ -97,6 +97,7 @@ export async function freshToken(account: Account, store: TokenStore, timeoutMs:
     refreshToken: r.refreshToken ?? refreshToken,
     configRefreshToken: account.refreshToken,
     clientId: account.clientId,
+    scope: account.scope,
   });
   return { value: r.accessToken, expiresAt: r.expiresAt };
 }

@@ -17,6 +17,11 @@ export interface TokenRecord {
    */
   configRefreshToken: string | null;
   clientId: string;
+  /**
+   * The scope the access token was granted for (it follows the account's upstream: SMTP, Graph or
+   * the Gmail API). Absent in records written before API upstreams existed: those were for SMTP.
+   */
+  scope?: string | null;
 }
 
 /** One rolling-window counter of an account (src/limits/limits.ts defines them). */

@@ -57,6 +57,10 @@ export interface TokenCacheDeps {
 export const recordMatches = (record: TokenRecord, account: Account): boolean =>
   record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
 
+/** Whether the stored access token is for the account's current upstream (a Graph token is no good for SMTP). */
+const tokenFits = (record: TokenRecord, account: Account): boolean =>
+  record.scope === undefined ? account.upstream === 'smtp' : record.scope === account.scope;
+
 /** A token with less than this left is not handed out: it could expire mid-handshake. */
 const USABLE_MARGIN_MS = 30_000;
 /** How often an instance waiting for another one's refresh looks for the new token. */
@@ -334,7 +338,7 @@ export class TokenCache {
     if (record && recordMatches(record, account)) {
       // A peer may have rotated the refresh token; the newer record has the one to use.
       if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
-      if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected) {
+      if (record.expiresAt > mine && record.expiresAt - now > USABLE_MARGIN_MS && record.accessToken !== entry.rejected && tokenFits(record, account)) {
         this.succeed(entry, { value: record.accessToken, expiresAt: record.expiresAt });
         this.deps.logger.info(
           { event: 'token_shared', account: account.email, expires_in_s: Math.round((record.expiresAt - now) / 1000) },
@@ -444,7 +448,7 @@ export class TokenCache {
       return;
     }
     entry.refreshToken = record.refreshToken;
-    if (record.expiresAt - this.now() > USABLE_MARGIN_MS) entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
+    if (record.expiresAt - this.now() > USABLE_MARGIN_MS && tokenFits(record, account)) entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
   }
 
   private async persist(entry: Entry): Promise<void> {
@@ -457,6 +461,7 @@ export class TokenCache {
         refreshToken: entry.refreshToken,
         configRefreshToken: entry.account.refreshToken,
         clientId: entry.account.clientId,
+        scope: entry.account.scope,
       });
     } catch (e) {
       // A rotated refresh token that could not be saved is still in memory; the next refresh retries the write.

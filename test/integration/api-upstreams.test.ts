@@ -3,6 +3,9 @@
 // size limits; a token refresh on 401; the replies for throttling, permission and server errors.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkAccount } from '../../src/admin/account-check.js';
+import { buildConfig } from '../../src/config/load.js';
+import { accountsFromConfig } from '../../src/routing/account.js';
+import { sandboxRelayConfig } from '../../src/sandbox/relay-config.js';
 import { connectorOptions } from '../../src/upstream/connector.js';
 import { GRAPH_MAX_MIME_BYTES } from '../../src/upstream/api/graph.js';
 import { GMAIL_MAX_MESSAGE_BYTES, GMAIL_SIMPLE_MAX_BYTES } from '../../src/upstream/api/gmail.js';
@@ -154,5 +157,30 @@ describe('accounts test on API accounts', () => {
     expect(await check(GRAPH)).toMatchObject({ ok: false, stage: 'auth', upstream: stack.sandbox.graph.url, advice: expect.stringMatching(/Mail\.Send and Mail\.ReadWrite.*Test-ApplicationAccessPolicy/) });
     stack.sandbox.gmail.fault({ kind: 'forbidden', times: 1 });
     expect(await check(GMAIL)).toMatchObject({ ok: false, stage: 'auth', advice: expect.stringMatching(/gmail\.send/) });
+  });
+});
+
+describe('changing the upstream at run time', () => {
+  it('an account switched from SMTP to Graph gets a Graph token and sends through Graph from then on', async () => {
+    const email = 'switch@contoso.test';
+    const s = await startStack({ accounts: [{ email, kind: 'microsoft', senders: [email] }] });
+    try {
+      const raw1 = headerTo(email, ['r@example.net'], [], 'switch-smtp');
+      expect(await sendOnce(s.port, email, ['r@example.net'], raw1.replace(/\r\n\./g, '\r\n..'))).toMatch(/^250 /);
+      expect(s.sandbox.messages.map((m) => m.sha256)).toEqual([sha256(raw1)]);
+
+      const doc = sandboxRelayConfig(s.sandbox, [{ account: s.accounts.get(email)!, senders: [email], extra: { upstream: 'graph' } }]);
+      const changes = await s.app.relay.applyAccounts(accountsFromConfig(buildConfig(doc, null, { env: {} })));
+      expect(changes.changed).toEqual([email]);
+      const scopes = s.sandbox.tokens.log(email).map((r) => r.scope);
+      expect(scopes.at(-1)).toBe('https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send offline_access');
+
+      const raw2 = headerTo(email, ['r@example.net'], [], 'switch-graph');
+      expect(await sendOnce(s.port, email, ['r@example.net'], raw2.replace(/\r\n\./g, '\r\n..'))).toMatch(/^250 2\.0\.0 OK, accepted by Microsoft Graph/);
+      expect(s.sandbox.graph.messages.map((m) => m.sha256)).toEqual([sha256(raw2)]);
+      expect(s.sandbox.messages).toHaveLength(1);
+    } finally {
+      await s.stop();
+    }
   });
 });
