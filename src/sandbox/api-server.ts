@@ -58,6 +58,8 @@ export abstract class FakeApiServer {
   readonly messages: AcceptedMessage[] = [];
   /** Requests seen, by step name. */
   readonly requests = new Map<string, number>();
+  /** TCP connections accepted since start (not reset): keep-alive reuse shows as no new ones. */
+  connectionsOpened = 0;
 
   protected constructor(
     protected readonly state: SandboxState,
@@ -71,6 +73,7 @@ export abstract class FakeApiServer {
       });
     });
     this.server.keepAliveTimeout = 60_000;
+    this.server.on('connection', () => this.connectionsOpened++);
   }
 
   /** The request's answer; throw HttpError for an error answer. `hold` keeps it open (timeout fault). */
@@ -205,7 +208,8 @@ export abstract class FakeApiServer {
 
   private send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     if (body === null || body === undefined) {
-      res.writeHead(status, headers).end();
+      // An explicit length, so the connection stays open for the next request.
+      res.writeHead(status, { 'content-length': 0, ...headers }).end();
       return;
     }
     const text = JSON.stringify(body);

@@ -32,6 +32,18 @@ const headerTo = (from: string, to: string[], cc: string[], tag: string) =>
 /** One transaction, the message dot-stuffed on the wire as SMTP wants. */
 const send = (from: string, to: string[], message: string) => sendOnce(stack.port, from, to, message.replace(/\r\n\./g, '\r\n..'));
 
+describe('connections', () => {
+  it('keep-alive connections to each API are open before the first message, and messages open no new one', async () => {
+    const opened = [stack.sandbox.graph.connectionsOpened, stack.sandbox.gmail.connectionsOpened];
+    expect(opened.every((n) => n >= 1)).toBe(true);
+    for (let i = 0; i < 5; i++) {
+      expect(await send(GRAPH, ['r@example.net'], headerTo(GRAPH, ['r@example.net'], [], `keep-${i}`))).toMatch(/^250 /);
+      expect(await send(GMAIL, ['r@example.net'], headerTo(GMAIL, ['r@example.net'], [], `keep-${i}`))).toMatch(/^250 /);
+    }
+    expect([stack.sandbox.graph.connectionsOpened, stack.sandbox.gmail.connectionsOpened]).toEqual(opened);
+  });
+});
+
 describe('Microsoft Graph', () => {
   it('delivers the MTA\'s bytes from the mailbox to exactly the envelope: envelope-only in, header-only out', async () => {
     const raw = headerTo(GRAPH, ['to@example.net'], ['header-only@example.net'], 'graph-exact');

@@ -25,7 +25,7 @@ export async function checkApiAccount(account: Account, token: string, opts: Con
   const timeoutMs = opts.commandTimeoutMs;
   try {
     try {
-      await http.request(account, { method: 'HEAD', url: `${new URL(base).origin}/`, timeoutMs });
+      await http.request(account, { method: 'GET', url: `${new URL(base).origin}/`, timeoutMs });
     } catch (e) {
       throw new ApiCheckFailure('connect', e as Error);
     }

@@ -21,7 +21,7 @@ export interface ApiResponse {
 }
 
 export interface ApiRequest {
-  method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'HEAD';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Absolute URL under the account's API origin. */
   url: string;
   token?: string;
@@ -93,13 +93,19 @@ export class ApiHttp {
   }
 
   /**
-   * Opens `count` keep-alive connections to `base`'s origin by as many concurrent HEAD requests
-   * (their answer does not matter, only the connection they leave open). Failures are the
-   * first message's to report.
+   * Opens keep-alive connections to `base`'s origin by requests for its root (their answer does
+   * not matter, only the connections they leave open). Each of `count` sequences sends two: an
+   * undici pool opens another connection for the request that follows a connection's first one
+   * (the first's completion frees it a tick late), so the pool reaches its steady size here and
+   * not on a message's path. Failures are the first message's to report.
    */
   async warm(account: Account, base: string, count: number, timeoutMs: number): Promise<void> {
-    const url = new URL(base);
-    await Promise.allSettled(Array.from({ length: count }, () => this.request(account, { method: 'HEAD', url: `${url.origin}/`, timeoutMs })));
+    const root = `${new URL(base).origin}/`;
+    const twice = async () => {
+      await this.request(account, { method: 'GET', url: root, timeoutMs });
+      await this.request(account, { method: 'GET', url: root, timeoutMs });
+    };
+    await Promise.allSettled(Array.from({ length: count }, twice));
   }
 
   async close(): Promise<void> {
