@@ -234,7 +234,7 @@ export class Relay {
         const upstream =
           account.upstream === 'smtp'
             ? await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply)
-            : await this.api.begin(account, mailFrom, this.onReply);
+            : await this.api.begin(account, mailFrom, params, this.onReply);
         return new LimitedTransaction(upstream, reservation, this.limiter);
       } catch (e) {
         reservation.unsent();

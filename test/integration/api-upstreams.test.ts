@@ -10,7 +10,7 @@ import { connectorOptions } from '../../src/upstream/connector.js';
 import { GRAPH_MAX_MIME_BYTES } from '../../src/upstream/api/graph.js';
 import { GMAIL_MAX_MESSAGE_BYTES, GMAIL_SIMPLE_MAX_BYTES } from '../../src/upstream/api/gmail.js';
 import { GMAIL, GRAPH, gmailAccount, graphAccount, sizedMessage } from '../helpers/api-stack.js';
-import { sendOnce } from '../helpers/smtp-client.js';
+import { line, RawSmtp, sendOnce } from '../helpers/smtp-client.js';
 import { sha256, startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
@@ -66,6 +66,17 @@ describe('Microsoft Graph', () => {
     const over = sizedMessage(GRAPH, ['big@example.net'], 'graph-over', GRAPH_MAX_MIME_BYTES + 1);
     expect(await send(GRAPH, ['big@example.net'], over)).toMatch(/^552 5\.3\.4 /);
     expect(stack.sandbox.graph.requests.size).toBe(0);
+  });
+
+  it('refuses a declared SIZE over its maximum at MAIL FROM', async () => {
+    const { client } = await RawSmtp.connect(stack.port);
+    try {
+      await client.cmd('EHLO mta.test');
+      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MIME_BYTES + 1}`))).toMatch(/^552 5\.3\.4 /);
+      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MIME_BYTES}`))).toMatch(/^250 /);
+    } finally {
+      client.close();
+    }
   });
 
   it('refreshes the token once on 401 and sends', async () => {

@@ -3,7 +3,8 @@
 // The relay asks for a transaction at MAIL FROM (Relay.begin), as it asks the SMTP pool.
 import type { Config } from '../../config/schema.js';
 import type { AccountPauses } from '../../limits/pauses.js';
-import type { UpstreamReplyObserver } from '../../relay/transaction.js';
+import { RelayError } from '../../relay/errors.js';
+import type { MailParams, UpstreamReplyObserver } from '../../relay/transaction.js';
 import type { Account } from '../../routing/account.js';
 import type { TokenCache } from '../../tokens/token-cache.js';
 import { GmailSender } from './gmail.js';
@@ -41,10 +42,17 @@ export class ApiUpstreams {
     return it;
   }
 
-  /** At MAIL FROM: the account needs a token (454 now rather than after the whole message). */
-  async begin(account: Account, mailFrom: string, observe: UpstreamReplyObserver): Promise<ApiTransaction> {
-    await this.tokens.get(account);
+  /**
+   * At MAIL FROM: a declared SIZE over the API's maximum is refused now (552 5.3.4, RFC 1870), and
+   * the account needs a token (454 now rather than after the whole message).
+   */
+  async begin(account: Account, mailFrom: string, params: MailParams, observe: UpstreamReplyObserver): Promise<ApiTransaction> {
     const { sender, slots } = this.of(account);
+    const declared = typeof params.SIZE === 'string' ? Number(params.SIZE) : 0;
+    if (declared > sender.maxMessageBytes) {
+      throw new RelayError('MESSAGE_TOO_BIG', `SIZE=${declared} over ${sender.maxMessageBytes} (${sender.api})`, { notSent: true });
+    }
+    await this.tokens.get(account);
     return new ApiTransaction(account, sender, mailFrom, {
       http: this.http,
       tokens: this.tokens,
