@@ -44,6 +44,8 @@ async function collect(body: AsyncIterable<Buffer>, limit: number): Promise<{ mi
 export class ApiTransaction {
   readonly envelope: Envelope;
   bytes = 0;
+  /** No provider reply to MAIL: the API has no such step (the inbound side answers a plain 250). */
+  readonly mailReply: Reply | null = null;
   private live = true;
 
   constructor(
