@@ -8,6 +8,7 @@ import { BenchContext, FULL, QUICK, type Scale } from './lib/context.js';
 import { summariseProfile, type HotFunction } from './lib/profile-summary.js';
 import type { RelayEntry } from './lib/relay-process.js';
 import { round } from './lib/stats.js';
+import { apiUpstreamScenario, type ApiUpstreamRow } from './scenarios/api-upstreams.js';
 import { memoryScenario, type MemoryResult } from './scenarios/memory.js';
 import { startupScenario, type StartupResult } from './scenarios/startup.js';
 import {
@@ -50,6 +51,7 @@ export interface BenchResult {
   logging: Awaited<ReturnType<typeof loggingCost>>;
   memory: MemoryResult;
   tokens: TokenResult;
+  upstreams: ApiUpstreamRow[];
   startup: StartupResult;
   floor: FloorRow[];
   roundTrip: RoundTripResult;
@@ -87,6 +89,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const memory = await memoryScenario(ctx, memFrom!);
     const startup = await startupScenario(ctx);
     const roundTrip = await roundTripScenario(ctx, from!);
+    const upstreams = await apiUpstreamScenario(ctx);
 
     const result: Omit<BenchResult, 'targets'> = {
       mode: opts.quick ? 'quick' : 'full',
@@ -106,6 +109,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       logging,
       memory,
       tokens,
+      upstreams,
       startup,
       floor,
       roundTrip,

@@ -86,6 +86,11 @@ export function markdown(r: BenchResult): string {
       ['client', 'path', 'msg/s', 'round trips per message'],
       r.roundTrip.rows.map((x) => [x.client, x.path, x.perSecond, x.roundTripsPerMessage]),
     ) + `\n\nPipelining client through the relay / direct: ${r.roundTrip.pipeliningRatio}. Round trips per message: wall time per message on one connection over the round trip.`,
+    '### 8. SMTP, Microsoft Graph and Gmail API upstreams (one account each, 2 KB, sandbox fakes on 127.0.0.1)',
+    table(
+      ['upstream', 'p50 ms (1 connection)', 'p99 ms', 'connections', 'msg/s', 'relay CPU µs/msg'],
+      r.upstreams.map((u) => [u.upstream, u.p50Ms, u.p99Ms, u.connections, u.perSecond, u.relayCpuUsPerMessage]),
+    ),
     '### The generator is not the bottleneck',
     table(
       ['connections', 'message', 'generator → sink msg/s', 'generator CPU (of one core)'],

@@ -9,6 +9,7 @@ import { TokenGrantError, type Grant } from '../tokens/grant.js';
 import { recordMatches, type AccessToken } from '../tokens/token-cache.js';
 import { dialProvider, type ConnectorOptions } from '../upstream/connector.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
+import { ApiCheckFailure, apiUpstreamLabel, checkApiAccount } from '../upstream/api/check.js';
 import { adviceFor, type CheckStage } from './advice.js';
 
 /** What a check found; no secret in it. */
@@ -38,7 +39,7 @@ export async function checkAccount(account: Account, deps: CheckDeps): Promise<C
   const now = deps.now ?? Date.now;
   const started = now();
   const { host, port } = account.provider.smtp;
-  const base = { email: account.email, upstream: `${host}:${port}` };
+  const base = { email: account.email, upstream: account.upstream === 'smtp' ? `${host}:${port}` : apiUpstreamLabel(account) };
   const failed = (stage: CheckStage, e: unknown): CheckResult => ({
     ...base,
     ok: false,
@@ -54,6 +55,15 @@ export async function checkAccount(account: Account, deps: CheckDeps): Promise<C
     token = await deps.token(account);
   } catch (e) {
     return failed('token', e);
+  }
+  if (account.upstream !== 'smtp') {
+    try {
+      await checkApiAccount(account, token.value, deps.upstream);
+    } catch (e) {
+      if (e instanceof ApiCheckFailure) return failed(e.stage, e.cause);
+      throw e;
+    }
+    return { ...base, ok: true, ms: now() - started, token_expires_in_s: Math.round((token.expiresAt - now()) / 1000) };
   }
   let conn: UpstreamConnection;
   try {
@@ -87,6 +97,7 @@ export async function freshToken(account: Account, store: TokenStore, timeoutMs:
     refreshToken: r.refreshToken ?? refreshToken,
     configRefreshToken: account.refreshToken,
     clientId: account.clientId,
+    scope: account.scope,
   });
   return { value: r.accessToken, expiresAt: r.expiresAt };
 }

@@ -48,9 +48,9 @@ function authAdvice(e: UpstreamAuthError, a: Account): string {
   if (reply.code >= 400 && reply.code < 500) return `The provider refused AUTH for now (${formatReply(reply)}): try again later.`;
   if (enhanced === '5.7.139' || /SmtpClientAuthentication is disabled/i.test(text)) {
     if (/for the Tenant/i.test(text)) {
-      return 'SMTP AUTH is disabled for the whole tenant. An Exchange admin enables it with Set-TransportConfig -SmtpClientAuthenticationDisabled $false (or for this mailbox only: Set-CASMailbox -Identity ' + a.email + ' -SmtpClientAuthenticationDisabled $false).';
+      return 'SMTP AUTH is disabled for the whole tenant. An Exchange admin enables it with Set-TransportConfig -SmtpClientAuthenticationDisabled $false (or for this mailbox only: Set-CASMailbox -Identity ' + a.email + ' -SmtpClientAuthenticationDisabled $false).' + SWITCH_TO_GRAPH;
     }
-    return `SMTP AUTH is disabled for the mailbox ${a.email}. An Exchange admin enables it with Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false (or tenant-wide with Set-TransportConfig -SmtpClientAuthenticationDisabled $false).`;
+    return `SMTP AUTH is disabled for the mailbox ${a.email}. An Exchange admin enables it with Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false (or tenant-wide with Set-TransportConfig -SmtpClientAuthenticationDisabled $false).${SWITCH_TO_GRAPH}`;
   }
   const belongsElsewhere =
     `The token belongs to another account: the refresh token was granted to a different mailbox than ${a.email}, and the provider checks that the XOAUTH2 user= (always the account's email) owns the token. ${consentAgain(a)}`;
@@ -61,8 +61,23 @@ function authAdvice(e: UpstreamAuthError, a: Account): string {
   return `Gmail refused a token Google had just issued (${formatReply(reply)}). ${belongsElsewhere} (Less often: the grant lacks the scope https://mail.google.com/.)`;
 }
 
+const SWITCH_TO_GRAPH =
+  ' Or, without SMTP AUTH, send through Microsoft Graph: set upstream: graph on the account and grant the app Mail.Send and Mail.ReadWrite (docs/operations.md, "HTTP API upstreams").';
+
+/** An API account's check: the API host unreachable, the token refused, or a permission missing. */
+function apiAdvice(stage: CheckStage, e: RelayError, a: Account): string {
+  const api = a.upstream === 'graph' ? 'Microsoft Graph' : 'The Gmail API';
+  const url = a.upstream === 'graph' ? a.provider.graphUrl : a.provider.gmailApiUrl;
+  if (stage === 'connect') return `Could not reach ${url}: check that this host may connect out to it (HTTPS egress, proxy)${a.sourceIp ? ` from source_ip ${a.sourceIp}` : ''}.`;
+  if (e.code === 'UPSTREAM_AUTH_REJECTED') {
+    return `${api} refused a token just issued for ${a.email}: it is for another resource or scope. ${a.upstream === 'graph' ? 'Consent again for the Graph scopes (Mail.Send, Mail.ReadWrite), or for an app check the tenant.' : 'Consent again with https://www.googleapis.com/auth/gmail.send or https://mail.google.com/.'}`;
+  }
+  return `${e.reply.lines.join(' ').replace(/^4\.7\.0 /, '')}.${a.upstream === 'graph' ? ' To see whether an application access policy lets the app reach the mailbox: Test-ApplicationAccessPolicy -Identity ' + a.email + ' -AppId ' + a.clientId + '.' : ''}`;
+}
+
 /** The advice for a failed check, or a generic one when the failure is not recognised. */
 export function adviceFor(stage: CheckStage, e: unknown, a: Account): string {
+  if (a.upstream !== 'smtp' && stage !== 'token' && e instanceof RelayError) return apiAdvice(stage, e, a);
   if (stage === 'token' && e instanceof TokenGrantError) return tokenAdvice(e, a);
   if (stage === 'auth' && e instanceof UpstreamAuthError) return authAdvice(e, a);
   // A connection that failed during AUTH (closed, timed out) failed like one that never opened.

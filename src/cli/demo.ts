@@ -51,12 +51,17 @@ export async function demoCommand(): Promise<number> {
   try {
     const google = sandbox.addAccount({ email: 'alice@gmail.example', kind: 'google' });
     const microsoft = sandbox.addAccount({ email: 'bob@contoso.example', kind: 'microsoft' });
+    // One account of each HTTP API upstream, beside the two SMTP ones.
+    const graph = sandbox.addAccount({ email: 'dan@fabrikam.example', kind: 'microsoft' });
+    const gmailApi = sandbox.addAccount({ email: 'eve@gmail.example', kind: 'google' });
     const password = 'demo-relay-password';
     const doc = sandboxRelayConfig(
       sandbox,
       [
         { account: google, password, senders: ['alice@gmail.example', '*@newsletter.example'] },
         { account: microsoft, senders: ['bob@contoso.example'] },
+        { account: graph, senders: ['dan@fabrikam.example'], extra: { upstream: 'graph' } },
+        { account: gmailApi, senders: ['eve@gmail.example'], extra: { upstream: 'gmail_api' } },
       ],
       { store: { path: join(dir, 'relay.db') }, http: { enabled: false } },
     );
@@ -65,6 +70,7 @@ export async function demoCommand(): Promise<number> {
     out('xoauth2-relay demo: a sandbox provider and a relay in one process (127.0.0.1 only)');
     out(`  sandbox token endpoint ${sandbox.tokenUrl('google').replace(/\/google\/token$/, '')} answers in ${TOKEN_LATENCY_MS} ms, like the real ones`);
     out(`  sandbox submission server 127.0.0.1:${sandbox.smtpPort} (STARTTLS, AUTH XOAUTH2)`);
+    out(`  sandbox Microsoft Graph ${sandbox.graph.url} (dan@, upstream: graph) and Gmail API ${sandbox.gmail.url} (eve@, upstream: gmail_api)`);
     out();
 
     const t0 = performance.now();
@@ -87,6 +93,8 @@ export async function demoCommand(): Promise<number> {
       { via: 'trusted net', t: viaTrusted, from: 'bob@contoso.example', to: ['grace@example.net'] },
       { via: 'trusted net', t: viaTrusted, from: 'bob@contoso.example', to: ['heidi@example.net'] },
       { via: 'AUTH alice', t: viaAuth, from: 'alice@gmail.example', to: ['ivan@example.net'] },
+      { via: 'trusted net', t: viaTrusted, from: 'dan@fabrikam.example', to: ['judy@example.net', 'ken@example.net'] },
+      { via: 'trusted net', t: viaTrusted, from: 'eve@gmail.example', to: ['leo@example.net', 'mia@example.net'] },
     ];
     const sent: Sent[] = [];
     for (const [i, p] of plan.entries()) {
@@ -105,16 +113,20 @@ export async function demoCommand(): Promise<number> {
     viaAuth.close();
     viaTrusted.close();
 
-    const arrived = sandbox.messages;
-    out('| # | via | MAIL FROM | RCPT (refused) | ms | relay reply | upstream AUTH user | bytes identical |');
-    out('| - | --- | --------- | -------------- | -- | ----------- | ------------------ | --------------- |');
+    const arrived = [
+      ...sandbox.messages.map((m) => ({ ...m, upstream: 'SMTP' })),
+      ...sandbox.graph.messages.map((m) => ({ ...m, upstream: 'Graph' })),
+      ...sandbox.gmail.messages.map((m) => ({ ...m, upstream: 'Gmail API' })),
+    ];
+    out('| # | via | MAIL FROM | RCPT (refused) | ms | relay reply | upstream | sent as | bytes identical |');
+    out('| - | --- | --------- | -------------- | -- | ----------- | -------- | ------- | --------------- |');
     let ok = true;
     sent.forEach((s, i) => {
       const got = arrived.find((m) => m.sha256 === s.sha256);
       const identical = Boolean(got);
       ok &&= identical && s.reply.startsWith('250');
       const rcpt = `${s.to.length - s.rejected.length}/${s.to.length}${s.rejected.length ? ` (${s.rejected.join(', ')})` : ''}`;
-      out(`| ${i + 1} | ${s.via} | ${s.from} | ${rcpt} | ${s.ms.toFixed(1)} | ${s.reply.slice(0, 48)} | ${got?.authUser ?? '-'} | ${identical ? 'yes' : 'NO'} |`);
+      out(`| ${i + 1} | ${s.via} | ${s.from} | ${rcpt} | ${s.ms.toFixed(1)} | ${s.reply.slice(0, 48)} | ${got?.upstream ?? '-'} | ${got?.authUser ?? '-'} | ${identical ? 'yes' : 'NO'} |`);
     });
     out();
     const lat = sent.map((s) => s.ms).sort((a, b) => a - b);

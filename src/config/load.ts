@@ -11,7 +11,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { isLoopbackHost } from '../admin/guard.js';
 import { ConfigError } from './errors.js';
-import { MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
+import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
 import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
 import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
 import { readServiceAccountKey, ServiceAccountKeyError } from './service-account-key.js';
@@ -114,6 +114,8 @@ function resolveProviders(raw: RawConfig): Record<string, ProviderConfig> {
       tokenUrl: o.token_url ?? base.tokenUrl,
       scope: o.scope ?? base.scope,
       smtp: { ...base.smtp, ...o.smtp },
+      graphUrl: (o.graph_url ?? base.graphUrl).replace(/\/+$/, ''),
+      gmailApiUrl: (o.gmail_api_url ?? base.gmailApiUrl).replace(/\/+$/, ''),
       caFile: o.ca_file ?? base.caFile,
     };
   }
@@ -218,7 +220,12 @@ function resolveAccount(
  * (a test double, an on-premises gateway), which gets SPEC's generic default and no counters.
  */
 function withProviderDefaults(a: AccountConfig, provider: ProviderConfig): ResolvedAccountConfig {
-  const realService = provider.smtp.host.toLowerCase() === PROVIDER_DEFAULTS[provider.kind].smtp.host;
+  const base = PROVIDER_DEFAULTS[provider.kind];
+  // Graph and the Gmail API send from the same mailbox under the same published limits as SMTP.
+  const realService =
+    a.upstream === 'graph' ? provider.graphUrl === base.graphUrl
+    : a.upstream === 'gmail_api' ? provider.gmailApiUrl === base.gmailApiUrl
+    : provider.smtp.host.toLowerCase() === base.smtp.host;
   return {
     ...a,
     max_connections: a.max_connections ?? (realService ? PROVIDER_MAX_CONNECTIONS[provider.kind] : GENERIC_MAX_CONNECTIONS),
@@ -232,6 +239,9 @@ function withProviderDefaults(a: AccountConfig, provider: ProviderConfig): Resol
  * file's path absolute.
  */
 function resolveCredentials(a: AccountConfig, provider: ProviderConfig, at: (key: string) => string, abs: (p: string) => string): AccountConfig {
+  if (a.upstream !== 'smtp' && API_UPSTREAM_KIND[a.upstream] !== provider.kind) {
+    throw new ConfigError(`upstream: ${a.upstream} is for ${API_UPSTREAM_KIND[a.upstream]} accounts; provider ${provider.name} is ${provider.kind}`, at('upstream'));
+  }
   if (a.auth === 'service_account' && provider.kind !== 'google') {
     throw new ConfigError(`auth: service_account is Google's domain-wide delegation; provider ${provider.name} is ${provider.kind}`, at('auth'));
   }

@@ -27,7 +27,14 @@ export function renderMaskedConfig(config: Config): string {
   const providersOut = Object.fromEntries(
     Object.values(providers).map((p) => [
       p.name,
-      { kind: p.kind, token_url: p.tokenUrl, ...(p.scope ? { scope: p.scope } : {}), smtp: p.smtp, ca_file: p.caFile },
+      {
+        kind: p.kind,
+        token_url: p.tokenUrl,
+        ...(p.scope ? { scope: p.scope } : {}),
+        smtp: p.smtp,
+        ...(p.kind === 'microsoft' ? { graph_url: p.graphUrl } : { gmail_api_url: p.gmailApiUrl }),
+        ca_file: p.caFile,
+      },
     ]),
   );
   return stringify(maskTree({ ...rest, providers: providersOut }));

@@ -1,6 +1,6 @@
 // Built-in provider defaults (SPEC "providers"). An operator's `providers:` entry overrides any
 // field; a provider with another name must say which kind of grant it speaks.
-import type { ProviderConfig, ProviderKind } from './schema.js';
+import type { AccountAuthKind, AccountUpstream, ProviderConfig, ProviderKind } from './schema.js';
 
 export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'>> = {
   google: {
@@ -9,6 +9,8 @@ export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'
     // Google's refresh grant keeps the scope the user consented to; none is sent.
     scope: null,
     smtp: { host: 'smtp.gmail.com', port: 587, security: 'starttls' },
+    graphUrl: 'https://graph.microsoft.com',
+    gmailApiUrl: 'https://gmail.googleapis.com',
     caFile: null,
   },
   microsoft: {
@@ -17,6 +19,8 @@ export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'
     // The v2 endpoint requires the scope on every refresh grant.
     scope: 'https://outlook.office.com/SMTP.Send offline_access',
     smtp: { host: 'smtp.office365.com', port: 587, security: 'starttls' },
+    graphUrl: 'https://graph.microsoft.com',
+    gmailApiUrl: 'https://gmail.googleapis.com',
     caFile: null,
   },
 };
@@ -49,3 +53,32 @@ const TENANT_SEGMENT = /\/(common|organizations|consumers)(?=\/oauth2\/)/i;
 export function withTenant(tokenUrl: string, tenant: string): string | null {
   return TENANT_SEGMENT.test(tokenUrl) ? tokenUrl.replace(TENANT_SEGMENT, `/${encodeURIComponent(tenant)}`) : null;
 }
+
+/**
+ * Delegated Graph sending plus a refresh token (upstream: graph, auth: refresh_token). The relay
+ * creates a draft from the MIME and sets its recipients (Mail.ReadWrite) before sending it
+ * (Mail.Send): sendMail alone would take the recipients from the headers (src/upstream/api/graph.ts).
+ */
+export const GRAPH_DELEGATED_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send offline_access';
+/** App-only Graph tokens: Entra grants the app's admin-consented Mail.Send application permission. */
+export const GRAPH_APP_SCOPE = 'https://graph.microsoft.com/.default';
+/** The narrowest Gmail API scope that sends (https://mail.google.com/ includes it). */
+export const GMAIL_SEND_SCOPE = 'https://www.googleapis.com/auth/gmail.send';
+
+/**
+ * The scope an account's grant asks for: it follows the upstream, since a token for SMTP is no
+ * good for Graph and the reverse (Microsoft issues a token per resource). null: no scope is sent
+ * (Google's refresh grant keeps what the user consented to; https://mail.google.com/ covers the
+ * Gmail API too). An operator's providers.X.scope applies to SMTP accounts with a refresh token.
+ */
+export function accountScope(provider: ProviderConfig, auth: AccountAuthKind, upstream: AccountUpstream): string | null {
+  if (provider.kind === 'microsoft') {
+    if (upstream === 'graph') return auth === 'client_credentials' ? GRAPH_APP_SCOPE : GRAPH_DELEGATED_SCOPE;
+    return auth === 'client_credentials' ? MICROSOFT_APP_SCOPE : provider.scope;
+  }
+  if (auth === 'service_account') return upstream === 'gmail_api' ? GMAIL_SEND_SCOPE : GOOGLE_MAIL_SCOPE;
+  return provider.scope;
+}
+
+/** Which upstreams a provider kind offers besides SMTP. */
+export const API_UPSTREAM_KIND: Record<Exclude<AccountUpstream, 'smtp'>, ProviderKind> = { graph: 'microsoft', gmail_api: 'google' };

@@ -24,6 +24,10 @@ const providerOverride = z.strictObject({
   token_url: z.url().optional(),
   scope: z.string().min(1).optional(),
   smtp: providerSmtp.partial().optional(),
+  /** Microsoft Graph's base URL (upstream: graph), default https://graph.microsoft.com. */
+  graph_url: z.url().optional(),
+  /** The Gmail API's base URL (upstream: gmail_api), default https://gmail.googleapis.com. */
+  gmail_api_url: z.url().optional(),
   ca_file: z.string().min(1).nullable().optional(),
 });
 
@@ -44,6 +48,10 @@ const senderPattern = z
 /** How an account gets its access tokens: a user's consent, Google domain-wide delegation, or a Microsoft app. */
 export const accountAuth = z.enum(['refresh_token', 'service_account', 'client_credentials']);
 export type AccountAuthKind = z.infer<typeof accountAuth>;
+
+/** Where an account's mail goes: SMTP with XOAUTH2 (the default), Microsoft Graph, or the Gmail API. */
+export const accountUpstream = z.enum(['smtp', 'graph', 'gmail_api']);
+export type AccountUpstream = z.infer<typeof accountUpstream>;
 
 type CredentialKey = 'client_id' | 'client_secret' | 'refresh_token' | 'service_account_file' | 'tenant';
 
@@ -89,6 +97,7 @@ export const accountSchema = z.strictObject({
   email,
   provider: z.string().min(1),
   auth: accountAuth.default('refresh_token'),
+  upstream: accountUpstream.default('smtp'),
   client_id: z.string().min(1).optional(),
   client_secret: z.string().min(1).optional(),
   refresh_token: z.string().min(1).optional(),
@@ -281,6 +290,9 @@ export interface ProviderConfig {
   tokenUrl: string;
   scope: string | null;
   smtp: { host: string; port: number; security: SmtpSecurity };
+  /** Base URLs of the HTTP APIs (upstream: graph for microsoft, gmail_api for google). */
+  graphUrl: string;
+  gmailApiUrl: string;
   caFile: string | null;
 }
 

@@ -39,6 +39,11 @@ export type RelayErrorCode =
   | 'AUTH_DEADLINE'
   | 'EARLY_TALKER'
   | 'LINE_TOO_LONG'
+  | 'API_THROTTLED'
+  | 'API_SERVER_ERROR'
+  | 'API_FORBIDDEN'
+  | 'API_REFUSED'
+  | 'API_HEADER_RECIPIENTS'
   | 'INTERNAL';
 
 /**
@@ -69,6 +74,8 @@ export type RefusalReason =
   | 'client_gone'
   | 'too_many_connections'
   | 'not_carriable'
+  | 'throttled'
+  | 'upstream_permission'
   | 'internal';
 
 interface ErrorSpec {
@@ -119,6 +126,18 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   AUTH_DEADLINE: { reply: reply(421, '4.7.0 Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
   EARLY_TALKER: { reply: reply(421, '4.5.0 You talk too soon, closing connection'), reason: 'syntax' },
   LINE_TOO_LONG: { reply: reply(421, '4.5.0 Command line too long, closing connection'), reason: 'syntax' },
+  // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
+  // limit errors): the account is paused for the Retry-After, and the text says how long.
+  API_THROTTLED: { reply: reply(451, '4.7.1 The provider is throttling the account, try again later'), reason: 'throttled' },
+  API_SERVER_ERROR: { reply: reply(451, '4.4.0 The provider\'s API failed, try again later'), reason: 'upstream' },
+  // 403: the token is good but lacks a permission; the text (and `accounts test`) says which.
+  API_FORBIDDEN: { reply: reply(454, '4.7.0 The provider refused the account\'s permission to send, try again later'), reason: 'upstream_permission' },
+  // 400 about the message itself (malformed MIME, an invalid recipient address): the provider's words follow.
+  API_REFUSED: { reply: reply(554, '5.6.0 The provider\'s API refused the message'), reason: 'upstream' },
+  // The Gmail API sends to every To/Cc/Bcc address of the message and takes no envelope: a
+  // header recipient outside the envelope (already delivered, or another transaction's) would
+  // receive it again. Permanent: the same message through the same account can never go.
+  API_HEADER_RECIPIENTS: { reply: reply(554, '5.3.3 The Gmail API would also send to header recipients that are not in the envelope'), reason: 'upstream' },
   INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later'), reason: 'internal' },
 };
 
@@ -130,12 +149,19 @@ export class RelayError extends Error {
    * @param detail for logs only; never put a secret here. The MTA sees `reply`.
    * @param replyOverride a more precise reply than the code's default (same class of code).
    */
-  constructor(code: RelayErrorCode, detail?: string, options?: { cause?: unknown; reply?: Reply }) {
+  /**
+   * The provider certainly does not have the message (an HTTP API answered before or instead of
+   * sending it): its reservation is given back (see certainlyNotSent).
+   */
+  readonly notSent: boolean;
+
+  constructor(code: RelayErrorCode, detail?: string, options?: { cause?: unknown; reply?: Reply; notSent?: boolean }) {
     const r = options?.reply ?? SPECS[code].reply;
     super(detail ? `${code}: ${detail}` : `${code}: ${formatReply(r)}`, { cause: options?.cause });
     this.name = 'RelayError';
     this.code = code;
     this.reply = r;
+    this.notSent = options?.notSent ?? false;
   }
 }
 
@@ -187,6 +213,16 @@ export function toReply(err: unknown): Reply {
 export function accountLimitError(why: string, retryInMs: number, detail: string): RelayError {
   const seconds = Math.max(1, Math.ceil(retryInMs / 1000));
   return new RelayError('ACCOUNT_LIMIT', detail, { reply: reply(451, `4.7.1 ${why}, try again in ${seconds} s`) });
+}
+
+/**
+ * Whether a failure at DATA means the provider certainly does not have the message: it refused
+ * it, it was too big to send, or an HTTP API answered with an error before sending. A connection
+ * lost after the body went (or an API request that timed out) may have delivered it.
+ */
+export function certainlyNotSent(err: unknown): boolean {
+  if (err instanceof UpstreamReplyError) return true;
+  return err instanceof RelayError && (err.code === 'MESSAGE_TOO_BIG' || err.notSent);
 }
 
 export function defaultReply(code: RelayErrorCode): Reply {

@@ -4,12 +4,15 @@
 // src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
 import type { Limiter, Reservation } from '../limits/limiter.js';
 import type { Reply } from '../upstream/reply.js';
-import { RelayError, UpstreamReplyError } from './errors.js';
+import { certainlyNotSent } from './errors.js';
 import type { Envelope, RelayTransaction } from './transaction.js';
+
+/** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
+export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;
 
 export class LimitedTransaction {
   constructor(
-    private readonly inner: RelayTransaction,
+    private readonly inner: UpstreamTransaction,
     private readonly reservation: Reservation,
     private readonly limiter: Limiter,
     /** Recipients reserved before begin() sent them upstream with MAIL (a pipelined group). */
@@ -57,7 +60,7 @@ export class LimitedTransaction {
     } catch (e) {
       // Refused, too big, or never started: the provider does not have it. A connection lost
       // after the body was sent may have delivered it: that one stays counted.
-      const notSent = !wasOpen || e instanceof UpstreamReplyError || (e instanceof RelayError && e.code === 'MESSAGE_TOO_BIG');
+      const notSent = !wasOpen || certainlyNotSent(e);
       if (notSent) this.reservation.unsent();
       else this.reservation.sent();
       throw this.limiter.providerRefusal(this.account, e);

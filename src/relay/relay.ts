@@ -16,6 +16,7 @@ import { TokenCache } from '../tokens/token-cache.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
+import { ApiUpstreams } from '../upstream/api/upstreams.js';
 import { RelayError } from './errors.js';
 import { LimitedTransaction } from './limited-transaction.js';
 import { RelayTransaction, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
@@ -70,6 +71,8 @@ export class Relay {
   readonly pools = new Map<string, Pool>();
   readonly pauses: AccountPauses;
   readonly limiter: Limiter;
+  /** Accounts with upstream: graph | gmail_api send through these instead of an SMTP pool. */
+  readonly api: ApiUpstreams;
   /** Messages each account sent lately (`accounts list`). */
   readonly sent = new SentCounts();
   private current: readonly Account[];
@@ -111,6 +114,7 @@ export class Relay {
     );
     this.pauses = new AccountPauses(deps.store, deps.logger);
     this.limiter = new Limiter({ store: deps.store, pauses: this.pauses, health: (email) => this.tokens.healthOf(email), logger: deps.logger });
+    this.api = new ApiUpstreams(config.upstream, this.tokens, this.pauses);
     this.connect = deps.connector ?? createConnector(this.tokens, connectorOptions(config.upstream), deps.logger);
     const replies = deps.metrics?.upstreamReplies;
     this.onReply = replies ? (account, command, code) => replies.inc({ account: account.email, command, code }) : () => undefined;
@@ -137,7 +141,8 @@ export class Relay {
       }),
       {
         maxConnections: account.maxConnections,
-        minIdle: account.minIdle,
+        // An API account's pool stays empty (no SMTP connection); its min_idle warms ApiUpstreams.
+        minIdle: account.upstream === 'smtp' ? account.minIdle : 0,
         messagesPerConnection: account.messagesPerConnection,
         acquireTimeoutMs: u.acquire_timeout_ms,
         idleTimeoutMs: u.idle_timeout_ms,
@@ -170,7 +175,8 @@ export class Relay {
 
   /** min_idle ready connections for the accounts that have a token, waiting at most `waitMs`. */
   private async warm(accounts: readonly Account[], waitMs: number): Promise<void> {
-    const warm = Promise.allSettled(accounts.filter((a) => this.tokens.current(a.email)).map((a) => this.pools.get(a.email)?.warm()));
+    const ready = accounts.filter((a) => this.tokens.current(a.email));
+    const warm = Promise.allSettled([...ready.map((a) => this.pools.get(a.email)?.warm()), this.api.warm(ready)]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([warm, new Promise((r) => (timer = setTimeout(r, Math.max(0, waitMs))))]);
     clearTimeout(timer);
@@ -258,6 +264,10 @@ export class Relay {
         throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed`);
       }
       try {
+        if (account.upstream !== 'smtp') {
+          // An HTTP API takes the message whole at the end: the relay answers MAIL and each RCPT itself.
+          return new LimitedTransaction(await this.api.begin(account, mailFrom, params, this.onReply), reservation, this.limiter);
+        }
         const cleared = group ? await reserveGroup(reservation, group) : undefined;
         const tx = await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply, cleared);
         return new LimitedTransaction(tx, reservation, this.limiter, cleared?.rcpts.length ?? 0);
@@ -301,6 +311,6 @@ export class Relay {
     if (this.sweeper) clearInterval(this.sweeper);
     this.pauses.stop();
     this.tokens.stop();
-    await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
+    await Promise.allSettled([...[...this.pools.values()].map((p) => p.close()), this.api.close()]);
   }
 }

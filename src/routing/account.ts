@@ -2,8 +2,8 @@
 // sender addresses. Built from config (or a stored account); immutable. A change at run time
 // (reload, the HTTP API) builds a new Account, and the relay compares old and new to decide
 // whether the token and the pool can be kept (src/relay/relay.ts applyAccounts).
-import { withTenant } from '../config/providers.js';
-import type { AccountAuthKind, Config, ProviderConfig, ResolvedAccountConfig } from '../config/schema.js';
+import { accountScope, withTenant } from '../config/providers.js';
+import type { AccountAuthKind, AccountUpstream, Config, ProviderConfig, ResolvedAccountConfig } from '../config/schema.js';
 import type { AccountLimits } from '../limits/limits.js';
 
 export interface Account {
@@ -12,6 +12,10 @@ export interface Account {
   readonly provider: ProviderConfig;
   /** Which grant gets its access tokens (src/tokens/account-grant.ts). */
   readonly auth: AccountAuthKind;
+  /** SMTP with XOAUTH2, Microsoft Graph or the Gmail API (src/upstream/api/). */
+  readonly upstream: AccountUpstream;
+  /** The scope its grant asks for, which follows the upstream (config/providers.ts accountScope). */
+  readonly scope: string | null;
   /**
    * The OAuth client the tokens belong to. A service account's client is in its key file, so
    * there it is the file's path: a token stored for another key file is not reused.
@@ -43,6 +47,8 @@ export function accountFromConfig(a: ResolvedAccountConfig, providers: Config['p
     email: a.email,
     provider,
     auth: a.auth,
+    upstream: a.upstream,
+    scope: accountScope(provider, a.auth, a.upstream),
     clientId: a.client_id ?? `service-account:${a.service_account_file}`,
     clientSecret: a.client_secret ?? null,
     refreshToken: a.refresh_token ?? null,
@@ -76,7 +82,7 @@ export function sameCredentials(a: Account, b: Account): boolean {
     a.serviceAccountFile === b.serviceAccountFile &&
     a.tenant === b.tenant &&
     a.tokenUrl === b.tokenUrl &&
-    a.provider.scope === b.provider.scope
+    a.scope === b.scope
   );
 }
 
@@ -90,6 +96,9 @@ export function sameConnections(a: Account, b: Account): boolean {
     p.smtp.port === q.smtp.port &&
     p.smtp.security === q.smtp.security &&
     p.caFile === q.caFile &&
+    a.upstream === b.upstream &&
+    p.graphUrl === q.graphUrl &&
+    p.gmailApiUrl === q.gmailApiUrl &&
     a.sourceIp === b.sourceIp &&
     a.maxConnections === b.maxConnections &&
     a.minIdle === b.minIdle &&

@@ -9,7 +9,9 @@
 // mistake in how the relay uses that library cannot cancel itself out here.
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import {
+  GMAIL_SEND_SCOPE,
   GOOGLE_MAIL_SCOPE,
+  GRAPH_RESOURCE,
   grantFailure,
   normaliseEmail,
   random,
@@ -65,7 +67,7 @@ interface AppRecord extends SandboxApp {
 /** Google accepts assertions valid for at most an hour, and a few minutes of clock skew. */
 const MAX_ASSERTION_LIFETIME_S = 3600;
 const CLOCK_SKEW_S = 300;
-const APP_SCOPE_RESOURCES = new Set(['https://outlook.office365.com', 'https://outlook.office.com']);
+const APP_SCOPE_RESOURCES = new Set(['https://outlook.office365.com', 'https://outlook.office.com', GRAPH_RESOURCE]);
 
 const GOOGLE_TEXT = {
   signature: 'Invalid JWT Signature.',
@@ -139,7 +141,9 @@ export class SandboxApps {
       return fail('invalid_grant', GOOGLE_TEXT.time);
     }
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(/\s+/) : [];
-    if (!scopes.includes(GOOGLE_MAIL_SCOPE)) return fail('invalid_scope');
+    // The mail scope (SMTP and the Gmail API) or the Gmail API's send-only one, as delegated.
+    const granted = [GOOGLE_MAIL_SCOPE, GMAIL_SEND_SCOPE].find((s) => scopes.includes(s));
+    if (!granted) return fail('invalid_scope');
     // Without sub the token would be the service account's own, which has no mailbox.
     if (!sub || !this.state.hasAccount(sub) || this.state.kindOf(sub) !== 'google') return fail('invalid_grant', GOOGLE_TEXT.subject);
     if (account.domains && !account.domains.has(sub.split('@')[1]!)) return fail('unauthorized_client', GOOGLE_TEXT.delegation);
@@ -147,7 +151,7 @@ export class SandboxApps {
       ok: true,
       email: sub,
       kind: 'google',
-      accessToken: this.state.issueAccessToken(sub),
+      accessToken: this.state.issueAccessToken(sub, this.state.tokenLifetimeSec, granted),
       expiresIn: this.state.tokenLifetimeSec,
       // Google's answer to a JWT bearer grant carries no scope and no refresh token.
       scope: '',
@@ -170,7 +174,7 @@ export class SandboxApps {
       ok: true,
       email: principal,
       kind: 'microsoft',
-      accessToken: this.state.issueAppToken(principal, app.mailboxes),
+      accessToken: this.state.issueAppToken(principal, app.mailboxes, this.state.tokenLifetimeSec, `${resource.toLowerCase()}/.default`),
       expiresIn: this.state.tokenLifetimeSec,
       scope: '',
     };

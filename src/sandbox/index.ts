@@ -16,6 +16,9 @@ export {
   type SandboxStateOptions,
   type TokenRequestRecord,
 } from './provider-state.js';
+export { FakeApiServer, type ApiFaultKind, type ApiFaultRule, type ApiFaultInfo } from './api-server.js';
+export { FakeGraphApi } from './graph-api.js';
+export { FakeGmailApi } from './gmail-api.js';
 export {
   SandboxTokenEndpoint,
   type TokenEndpointOptions,

@@ -29,6 +29,12 @@ export type OAuthErrorCode =
 export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
 /** The single scope Google grants for SMTP/IMAP/POP access with XOAUTH2. */
 export const GOOGLE_MAIL_SCOPE = 'https://mail.google.com/';
+/** Delegated Microsoft Graph sending (upstream: graph); app-only tokens name the resource with /.default. */
+export const GRAPH_MAIL_SEND_SCOPE = 'https://graph.microsoft.com/Mail.Send';
+export const GRAPH_MAIL_READWRITE_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite';
+export const GRAPH_RESOURCE = 'https://graph.microsoft.com';
+/** The Gmail API's send-only scope (https://mail.google.com/ covers it too). */
+export const GMAIL_SEND_SCOPE = 'https://www.googleapis.com/auth/gmail.send';
 
 export interface SandboxAccountInput {
   email: string;
@@ -97,6 +103,10 @@ export type GrantResult =
 export interface AccessTokenCheck {
   email: string;
   expired: boolean;
+  /** What the token is good for: granted scopes, or for an app-only token `<resource>/.default`. */
+  scope: string;
+  /** App-only (client credentials) token. */
+  app: boolean;
 }
 
 /** One request seen by the token endpoint. Deliberately carries no secret. */
@@ -136,6 +146,7 @@ interface AccessTokenRecord {
   revoked: boolean;
   /** App-only tokens: the mailboxes the app was given (Exchange's Add-MailboxPermission). */
   mailboxes?: ReadonlySet<string>;
+  scope: string;
 }
 
 const DEFAULT_ROTATION: Record<ProviderKind, boolean> = { google: false, microsoft: true };
@@ -255,10 +266,11 @@ export class SandboxState {
    * Issues an access token for an account without going through the token endpoint, for tests
    * of the submission side that do not care how the token was obtained.
    */
-  issueAccessToken(email: string, lifetimeSec: number = this.lifetimeSec): string {
+  issueAccessToken(email: string, lifetimeSec: number = this.lifetimeSec, scope?: string): string {
     const account = this.account(email);
     const token = random('sbx-at-');
-    this.accessTokens.set(token, { email: account.email, expiresAt: this.now() + lifetimeSec * 1000, revoked: false });
+    const granted = scope ?? (account.kind === 'google' ? GOOGLE_MAIL_SCOPE : MICROSOFT_SMTP_SCOPE);
+    this.accessTokens.set(token, { email: account.email, expiresAt: this.now() + lifetimeSec * 1000, revoked: false, scope: granted });
     return token;
   }
 
@@ -272,7 +284,7 @@ export class SandboxState {
     // An app-only token speaks for whichever of its mailboxes the client names in user=.
     const mailbox = user === undefined ? undefined : normaliseEmail(user);
     const email = mailbox !== undefined && record.mailboxes?.has(mailbox) ? mailbox : record.email;
-    return { email, expired: this.now() >= record.expiresAt };
+    return { email, expired: this.now() >= record.expiresAt, scope: record.scope, app: record.mailboxes !== undefined };
   }
 
   /** Whom an access token was issued to, revoked or not (null for a token never issued). */
@@ -347,7 +359,9 @@ export class SandboxState {
     if (clientError !== null) return fail(401, 'invalid_client', clientError);
     if (kind === 'microsoft') {
       const scopes = (req.scope ?? '').split(/\s+/).filter(Boolean);
-      if (!scopes.some((s) => s.toLowerCase() === MICROSOFT_SMTP_SCOPE.toLowerCase())) {
+      // A refresh token is good for any resource the user consented to: SMTP, or Graph's Mail.Send.
+      const resources = [MICROSOFT_SMTP_SCOPE, GRAPH_MAIL_SEND_SCOPE].map((s) => s.toLowerCase());
+      if (!scopes.some((s) => resources.includes(s.toLowerCase()))) {
         return fail(400, 'invalid_scope', 70011);
       }
     }
@@ -356,14 +370,15 @@ export class SandboxState {
     if (account.refreshToken !== req.refreshToken) return fail(400, 'invalid_grant', 70000); // rotated away
     if (account.grantRevoked) return fail(400, 'invalid_grant', 50173);
 
-    const accessToken = this.issueAccessToken(account.email);
+    const scope = account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(req.scope ?? '');
+    const accessToken = this.issueAccessToken(account.email, this.lifetimeSec, scope);
     const result: GrantResult = {
       ok: true,
       email: account.email,
       kind: account.kind,
       accessToken,
       expiresIn: this.lifetimeSec,
-      scope: account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(req.scope ?? ''),
+      scope,
     };
     if (this.rotation[account.kind]) {
       const next = random('sbx-rt-');
@@ -411,10 +426,10 @@ export class SandboxState {
    * An app-only access token (client credentials) for `app`, usable as any of `mailboxes`.
    * Revoking or expiring a mailbox's tokens reaches these too.
    */
-  issueAppToken(app: string, mailboxes: Iterable<string>, lifetimeSec: number = this.lifetimeSec): string {
+  issueAppToken(app: string, mailboxes: Iterable<string>, lifetimeSec: number = this.lifetimeSec, scope = 'https://outlook.office365.com/.default'): string {
     const token = random('sbx-at-');
     const set = new Set([...mailboxes].map(normaliseEmail));
-    this.accessTokens.set(token, { email: app, expiresAt: this.now() + lifetimeSec * 1000, revoked: false, mailboxes: set });
+    this.accessTokens.set(token, { email: app, expiresAt: this.now() + lifetimeSec * 1000, revoked: false, mailboxes: set, scope });
     return token;
   }
 

@@ -14,6 +14,8 @@ import {
   type SubmissionServerOptions,
 } from './submission-server.js';
 import { SandboxTokenEndpoint } from './token-endpoint.js';
+import { FakeGmailApi } from './gmail-api.js';
+import { FakeGraphApi } from './graph-api.js';
 
 export interface SandboxProviderOptions {
   /** Listen address of both servers; default 127.0.0.1. */
@@ -53,6 +55,9 @@ export class SandboxProvider {
   readonly state: SandboxState;
   readonly tokens: SandboxTokenEndpoint;
   readonly smtp: SandboxSubmissionServer;
+  /** Microsoft Graph's mail API (upstream: graph) and the Gmail API (upstream: gmail_api), on their own ports. */
+  readonly graph: FakeGraphApi;
+  readonly gmail: FakeGmailApi;
   /** Absolute path of the CA certificate that signed the submission server's certificate. */
   readonly caFile: string = SANDBOX_TLS_FILES.ca;
   readonly host: string;
@@ -66,6 +71,8 @@ export class SandboxProvider {
     });
     this.tokens = new SandboxTokenEndpoint(this.state, { host: this.host, latencyMs: options.tokenLatencyMs ?? 0 });
     this.smtp = new SandboxSubmissionServer(this.state, { host: this.host, ...options.submission });
+    this.graph = new FakeGraphApi(this.state, this.host);
+    this.gmail = new FakeGmailApi(this.state, this.host);
   }
 
   /** Starts both servers; if the second fails to start, the first is stopped again. */
@@ -74,6 +81,8 @@ export class SandboxProvider {
     try {
       await provider.tokens.start();
       await provider.smtp.start();
+      await provider.graph.start();
+      await provider.gmail.start();
     } catch (err) {
       await provider.stop();
       throw err;
@@ -148,9 +157,11 @@ export class SandboxProvider {
     this.state.resetCounters();
     this.tokens.reset();
     this.smtp.reset();
+    this.graph.reset();
+    this.gmail.reset();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.tokens.stop(), this.smtp.stop()]);
+    await Promise.all([this.tokens.stop(), this.smtp.stop(), this.graph.stop(), this.gmail.stop()]);
   }
 }

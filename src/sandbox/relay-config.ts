@@ -27,8 +27,8 @@ export function sandboxRelayConfig(
     listen: { host: '127.0.0.1', port: 0 },
     http: { host: '127.0.0.1', port: 0 },
     providers: {
-      google: { token_url: sandbox.tokenUrl('google'), smtp, ca_file: sandbox.caFile },
-      microsoft: { token_url: sandbox.tokenUrl('microsoft'), smtp, ca_file: sandbox.caFile },
+      google: { token_url: sandbox.tokenUrl('google'), smtp, gmail_api_url: sandbox.gmail.url, ca_file: sandbox.caFile },
+      microsoft: { token_url: sandbox.tokenUrl('microsoft'), smtp, graph_url: sandbox.graph.url, ca_file: sandbox.caFile },
     },
     accounts: accounts.map(({ account, password, senders, credentials, extra }) => ({
       email: account.email,

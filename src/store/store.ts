@@ -23,6 +23,11 @@ export interface TokenRecord {
    * store judges a short-lived token by its own life (absent in records of older versions).
    */
   lifeMs?: number;
+  /**
+   * The scope the access token was granted for (it follows the account's upstream: SMTP, Graph or
+   * the Gmail API). Absent in records written before API upstreams existed: those were for SMTP.
+   */
+  scope?: string | null;
 }
 
 /** One rolling-window counter of an account (src/limits/limits.ts defines them). */

@@ -64,6 +64,10 @@ export interface TokenCacheDeps {
 export const recordMatches = (record: TokenRecord, account: Account): boolean =>
   record.configRefreshToken === account.refreshToken && record.clientId === account.clientId;
 
+/** Whether the stored access token is for the account's current upstream (a Graph token is no good for SMTP). */
+const tokenFits = (record: TokenRecord, account: Account): boolean =>
+  record.scope === undefined ? account.upstream === 'smtp' : record.scope === account.scope;
+
 /**
  * A token with less than this left is not handed out: it could expire mid-handshake. At most a
  * quarter of the token's life, though: a provider that issues 30-second tokens would otherwise
@@ -364,7 +368,7 @@ export class TokenCache {
     if (record && recordMatches(record, account)) {
       // A peer may have rotated the refresh token; the newer record has the one to use.
       if (record.expiresAt >= mine) entry.refreshToken = record.refreshToken;
-      if (record.expiresAt > mine && record.expiresAt - now > usableMargin(record.lifeMs ?? Infinity) && record.accessToken !== entry.rejected) {
+      if (record.expiresAt > mine && record.expiresAt - now > usableMargin(record.lifeMs ?? Infinity) && record.accessToken !== entry.rejected && tokenFits(record, account)) {
         this.succeed(entry, { value: record.accessToken, expiresAt: record.expiresAt });
         if (record.lifeMs) entry.tokenLifeMs = record.lifeMs;
         this.deps.logger.info(
@@ -478,7 +482,7 @@ export class TokenCache {
       return;
     }
     entry.refreshToken = record.refreshToken;
-    if (record.expiresAt - this.now() > usableMargin(record.lifeMs ?? Infinity)) {
+    if (record.expiresAt - this.now() > usableMargin(record.lifeMs ?? Infinity) && tokenFits(record, account)) {
       entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
       entry.tokenLifeMs = record.lifeMs ?? Infinity;
     }
@@ -502,6 +506,7 @@ export class TokenCache {
         configRefreshToken: entry.account.refreshToken,
         clientId: entry.account.clientId,
         ...(Number.isFinite(entry.tokenLifeMs) ? { lifeMs: entry.tokenLifeMs } : {}),
+        scope: entry.account.scope,
       });
     } catch (e) {
       entry.storeError = (e as Error).message;

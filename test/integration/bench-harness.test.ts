@@ -56,6 +56,9 @@ describe('bench harness (BENCH_QUICK)', () => {
       expect(x.messages).toBeGreaterThan(0);
       expect(x.roundTripsPerMessage).toBeGreaterThanOrEqual(1);
     }
+    // The API upstreams next to SMTP: every one carried its load.
+    expect(r.upstreams.map((u) => u.upstream)).toEqual(['smtp', 'graph', 'gmail_api']);
+    for (const u of r.upstreams) expect(u.perSecond > 0 && u.p50Ms > 0 && u.relayCpuUsPerMessage > 0).toBe(true);
 
     const md = markdown(r);
     for (const heading of ['Against the targets', '1. Latency', '2. Throughput', 'Logging cost', '3. Memory', '4. Tokens', '5. Start-up', '6. The floor', '7. A provider 20 ms away', 'generator is not the bottleneck']) {

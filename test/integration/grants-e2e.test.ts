@@ -135,7 +135,8 @@ describe('Google service account (domain-wide delegation)', () => {
         [() => grant({ ...base(), aud: 'https://oauth2.googleapis.com/token' }), 'invalid_grant', 'Invalid JWT: aud claim does not match the token endpoint.'],
         [() => grant({ ...base(), lifetime: 7200 }), 'invalid_grant', expect.stringContaining('short-lived token (60 minutes)')],
         [() => grant({ ...base(), sub: '' }), 'invalid_grant', 'Invalid email or User ID'],
-        [() => grant(base(), { scope: 'https://www.googleapis.com/auth/gmail.send' }), 'invalid_scope', 'Invalid scope'],
+        // gmail.send is delegated for the Gmail API upstream; a scope that cannot send mail is not.
+        [() => grant(base(), { scope: 'https://www.googleapis.com/auth/drive' }), 'invalid_scope', 'Invalid scope'],
       ];
       for (const [answer, oauthError, description] of cases) {
         await expect(answer()).rejects.toMatchObject({ status: 400, oauthError, description });

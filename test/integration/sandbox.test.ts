@@ -190,7 +190,7 @@ describe('sandbox token endpoint', () => {
     expect(Object.keys(body).sort()).toEqual(['access_token', 'expires_in', 'scope', 'token_type']);
     expect(body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, scope: 'https://mail.google.com/' });
     expect(String(body.access_token)).toMatch(/^sbx-at-/);
-    expect(sandbox.state.checkAccessToken(String(body.access_token))).toEqual({ email: 'sender@gmail.test', expired: false });
+    expect(sandbox.state.checkAccessToken(String(body.access_token))).toEqual({ email: 'sender@gmail.test', expired: false, scope: 'https://mail.google.com/', app: false });
     // Google does not rotate: the same refresh token keeps working.
     expect((await refresh(google.tokenUrl, grantParams(google))).status).toBe(200);
   });
@@ -223,7 +223,8 @@ describe('sandbox token endpoint', () => {
     expect(missing.body.error).toBe('invalid_scope');
     expect(missing.body.error_codes).toEqual([70011]);
 
-    const wrong = await refresh(microsoft.tokenUrl, grantParams(microsoft, { scope: 'https://graph.microsoft.com/Mail.Send' }));
+    // Graph's Mail.Send is accepted (upstream: graph); a scope that sends no mail is not.
+    const wrong = await refresh(microsoft.tokenUrl, grantParams(microsoft, { scope: 'https://graph.microsoft.com/User.Read' }));
     expect(wrong.body.error).toBe('invalid_scope');
 
     const scope = `${MICROSOFT_SMTP_SCOPE} offline_access`;
@@ -232,7 +233,7 @@ describe('sandbox token endpoint', () => {
     expect(ok.body).toMatchObject({ token_type: 'Bearer', scope: MICROSOFT_SMTP_SCOPE, expires_in: 3600 });
 
     const log = sandbox.tokens.log(microsoft.email);
-    expect(log.map((r) => r.scope)).toEqual([null, 'https://graph.microsoft.com/Mail.Send', scope]);
+    expect(log.map((r) => r.scope)).toEqual([null, 'https://graph.microsoft.com/User.Read', scope]);
     expect(log.map((r) => r.status)).toEqual([400, 400, 200]);
   });
 

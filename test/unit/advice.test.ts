@@ -33,6 +33,8 @@ describe('adviceFor', () => {
   it('AUTH refusals: SMTP AUTH off for one mailbox, a temporary refusal', () => {
     const mailbox = new UpstreamAuthError('m@contoso.test', reply(535, '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.'));
     expect(adviceFor('auth', mailbox, app)).toMatch(/^SMTP AUTH is disabled for the mailbox m@contoso\.test\. .*Set-CASMailbox -Identity m@contoso\.test -SmtpClientAuthenticationDisabled \$false/);
+    // ...or send without SMTP AUTH, through Graph.
+    expect(adviceFor('auth', mailbox, app)).toMatch(/set upstream: graph on the account.*Mail\.Send/);
     expect(adviceFor('auth', new UpstreamAuthError('g@x.test', reply(454, '4.7.0 Try again later')), google)).toMatch(/^The provider refused AUTH for now/);
   });
 

@@ -147,6 +147,8 @@ describe('defaults', () => {
       tokenUrl: 'https://oauth2.googleapis.com/token',
       scope: null,
       smtp: { host: 'smtp.gmail.com', port: 587, security: 'starttls' },
+      graphUrl: 'https://graph.microsoft.com',
+      gmailApiUrl: 'https://gmail.googleapis.com',
       caFile: null,
     });
     expect(cfg.providers.microsoft).toEqual({
@@ -155,6 +157,8 @@ describe('defaults', () => {
       tokenUrl: 'https://login.microsoftonline.com/common/oauth2/v2.0/token',
       scope: 'https://outlook.office.com/SMTP.Send offline_access',
       smtp: { host: 'smtp.office365.com', port: 587, security: 'starttls' },
+      graphUrl: 'https://graph.microsoft.com',
+      gmailApiUrl: 'https://gmail.googleapis.com',
       caFile: null,
     });
   });
@@ -324,6 +328,8 @@ describe('providers', () => {
       tokenUrl: 'https://oauth2.googleapis.com/token',
       scope: null,
       smtp: { host: 'smtp.gmail.com', port: 2587, security: 'starttls' },
+      graphUrl: 'https://graph.microsoft.com',
+      gmailApiUrl: 'https://gmail.googleapis.com',
       caFile: null,
     });
     // the other built-in provider is untouched
@@ -346,6 +352,8 @@ describe('providers', () => {
       tokenUrl: 'http://127.0.0.1:1/token',
       scope: 'https://outlook.office.com/SMTP.Send offline_access',
       smtp: { host: '127.0.0.1', port: 587, security: 'none' },
+      graphUrl: 'https://graph.microsoft.com',
+      gmailApiUrl: 'https://gmail.googleapis.com',
       caFile: null,
     });
     expect(cfg.accounts[0]!.provider).toBe('sandbox');

@@ -11,7 +11,7 @@ export const clientCredentialsGrant: Grant = async (account, _refreshToken, time
     grant_type: 'client_credentials',
     client_id: account.clientId,
     client_secret: account.clientSecret,
-    scope: MICROSOFT_APP_SCOPE,
+    scope: account.scope ?? MICROSOFT_APP_SCOPE,
   });
   const { accessToken, expiresAt } = await requestToken(account.tokenUrl, form, timeoutMs);
   return { accessToken, expiresAt, refreshToken: null };

@@ -8,7 +8,7 @@ export const refreshTokenGrant: Grant = async (account, refreshToken, timeoutMs)
   if (!refreshToken) throw new TokenGrantError('invalid_grant', `${account.email} has no refresh token`);
   const form = new URLSearchParams({ grant_type: 'refresh_token', client_id: account.clientId, refresh_token: refreshToken });
   if (account.clientSecret) form.set('client_secret', account.clientSecret);
-  if (account.provider.scope) form.set('scope', account.provider.scope);
+  if (account.scope) form.set('scope', account.scope);
   const { accessToken, expiresAt, refreshToken: rotated } = await requestToken(account.tokenUrl, form, timeoutMs);
   return { accessToken, expiresAt, refreshToken: rotated };
 };

@@ -35,7 +35,7 @@ export const serviceAccountGrant: Grant = async (account, _refreshToken, timeout
   } catch (e) {
     throw new TokenGrantError('invalid_client', (e as Error).message);
   }
-  const assertion = await signAssertion(key, account.email, GOOGLE_MAIL_SCOPE, Date.now());
+  const assertion = await signAssertion(key, account.email, account.scope ?? GOOGLE_MAIL_SCOPE, Date.now());
   // Like Google's own client libraries, the assertion goes to the key file's token_uri, its audience.
   const form = new URLSearchParams({ grant_type: JWT_BEARER_GRANT_TYPE, assertion });
   const { accessToken, expiresAt } = await requestToken(key.tokenUri, form, timeoutMs);

@@ -1,0 +1,98 @@
+// Microsoft Graph: the MIME as a draft, its recipients set to the envelope, then sent.
+//
+// sendMail with MIME would take the recipients from the To/Cc/Bcc headers. Creating the draft
+// from the MIME (POST /users/{id}/messages, text/plain, base64) keeps the message as the MTA
+// wrote it; PATCHing toRecipients/ccRecipients/bccRecipients makes the recipients the envelope
+// (header addresses in the envelope stay To/Cc, envelope-only ones become Bcc, header-only ones
+// are dropped); POST .../send sends it from the mailbox (and saves it to Sent Items).
+//
+// The send step is the only one that delivers. When it times out or fails with a 5xx, the
+// draft tells whether it went: still a draft means not sent (it is deleted, the MTA gets 451
+// and retries), gone means sent (250): no message is sent twice for a lost answer.
+import { RelayError } from '../../relay/errors.js';
+import { headerRecipients, type HeaderAddress } from './headers.js';
+import { ok, type ApiCalls, type ApiSender } from './sender.js';
+
+/** Graph refuses request bodies over 4 MB; the MIME goes base64-encoded (4 bytes per 3). */
+export const GRAPH_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+export const GRAPH_MAX_MIME_BYTES = (GRAPH_MAX_REQUEST_BYTES / 4) * 3;
+
+interface Recipient {
+  emailAddress: { address: string; name?: string };
+}
+
+const recipient = (a: HeaderAddress): Recipient => ({ emailAddress: { address: a.address, ...(a.name ? { name: a.name } : {}) } });
+
+/** The envelope as Graph's three recipient lists, keeping the header's names and To/Cc placement. */
+export function graphRecipients(mime: Buffer, envelope: readonly string[]): { toRecipients: Recipient[]; ccRecipients: Recipient[]; bccRecipients: Recipient[] } {
+  const wanted = new Set(envelope.map((r) => r.toLowerCase()));
+  const placed = new Set<string>();
+  const pick = (list: HeaderAddress[]) =>
+    list.filter((a) => wanted.has(a.address) && !placed.has(a.address) && placed.add(a.address)).map(recipient);
+  const h = headerRecipients(mime);
+  const toRecipients = pick(h.to);
+  const ccRecipients = pick(h.cc);
+  const bccRecipients = [...wanted].filter((a) => !placed.has(a)).map((address) => recipient({ name: '', address }));
+  return { toRecipients, ccRecipients, bccRecipients };
+}
+
+export class GraphSender implements ApiSender {
+  readonly api = 'graph';
+  readonly maxMessageBytes = GRAPH_MAX_MIME_BYTES;
+
+  constructor(private readonly graphUrl: string) {}
+
+  baseUrl(): string {
+    return this.graphUrl;
+  }
+
+  async send(calls: ApiCalls, mailbox: string, mime: Buffer, recipients: readonly string[]): Promise<void> {
+    const messages = `${this.graphUrl}/v1.0/users/${encodeURIComponent(mailbox)}/messages`;
+    const created = await calls.call({ method: 'POST', url: messages, contentType: 'text/plain', body: mime.toString('base64'), long: true });
+    if (!ok(created)) throw calls.fail(created, 'create draft');
+    const id = (JSON.parse(created.body) as { id?: unknown }).id;
+    if (typeof id !== 'string') throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the created draft has no id', { notSent: true });
+    const draft = `${messages}/${encodeURIComponent(id)}`;
+    const discard = () => calls.call({ method: 'DELETE', url: draft }).catch(() => undefined);
+
+    let patched;
+    try {
+      patched = await calls.call({ method: 'PATCH', url: draft, contentType: 'application/json', body: JSON.stringify(graphRecipients(mime, recipients)) });
+    } catch (e) {
+      await discard();
+      throw e;
+    }
+    if (!ok(patched)) {
+      await discard();
+      throw calls.fail(patched, 'set recipients');
+    }
+
+    let sent;
+    try {
+      sent = await calls.call({ method: 'POST', url: `${draft}/send`, long: true });
+    } catch (e) {
+      if (await this.wasSent(calls, draft, discard)) return;
+      throw e;
+    }
+    if (ok(sent)) return;
+    if (sent.status >= 500 && (await this.wasSent(calls, draft, discard))) return;
+    if (sent.status < 500) await discard();
+    throw calls.fail(sent, 'send');
+  }
+
+  /**
+   * After a send whose answer was lost or a 5xx: a draft still there was not sent (and is
+   * deleted); a draft gone was sent. When even that cannot be told, it may have been sent.
+   */
+  private async wasSent(calls: ApiCalls, draft: string, discard: () => Promise<unknown>): Promise<boolean> {
+    try {
+      const res = await calls.call({ method: 'GET', url: `${draft}?$select=isDraft` });
+      if (res.status === 404) return true;
+      if (ok(res) && (JSON.parse(res.body) as { isDraft?: unknown }).isDraft === false) return true;
+      if (ok(res)) await discard();
+      return false;
+    } catch {
+      return false;
+    }
+  }
+}

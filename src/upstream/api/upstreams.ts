@@ -1,0 +1,84 @@
+// The HTTP API upstreams of the accounts configured with `upstream: graph | gmail_api`: the
+// shared keep-alive connections, each account's concurrency, and a transaction per message.
+// The relay asks for a transaction at MAIL FROM (Relay.begin), as it asks the SMTP pool.
+import type { Config } from '../../config/schema.js';
+import type { AccountPauses } from '../../limits/pauses.js';
+import { RelayError } from '../../relay/errors.js';
+import type { MailParams, UpstreamReplyObserver } from '../../relay/transaction.js';
+import type { Account } from '../../routing/account.js';
+import type { TokenCache } from '../../tokens/token-cache.js';
+import { GmailSender } from './gmail.js';
+import { GraphSender } from './graph.js';
+import { ApiHttp } from './http.js';
+import type { ApiSender } from './sender.js';
+import { Slots } from './slots.js';
+import { ApiTransaction } from './transaction.js';
+
+/** At most this many connections are opened ahead per API origin at start-up. */
+const MAX_WARM_PER_ORIGIN = 16;
+
+export const usesApi = (a: Account): boolean => a.upstream !== 'smtp';
+
+export function senderFor(account: Account): ApiSender {
+  return account.upstream === 'graph' ? new GraphSender(account.provider.graphUrl) : new GmailSender(account.provider.gmailApiUrl);
+}
+
+export class ApiUpstreams {
+  readonly http: ApiHttp;
+  /** Per Account object: a changed account (a new object) starts afresh, a removed one is collected. */
+  private readonly perAccount = new WeakMap<Account, { sender: ApiSender; slots: Slots }>();
+
+  constructor(
+    private readonly upstream: Config['upstream'],
+    private readonly tokens: TokenCache,
+    private readonly pauses: AccountPauses,
+  ) {
+    this.http = new ApiHttp({ connectTimeoutMs: upstream.connect_timeout_ms, idleTimeoutMs: upstream.idle_timeout_ms });
+  }
+
+  private of(account: Account): { sender: ApiSender; slots: Slots } {
+    let it = this.perAccount.get(account);
+    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account), slots: new Slots(account.email, account.maxConnections) }));
+    return it;
+  }
+
+  /**
+   * At MAIL FROM: a declared SIZE over the API's maximum is refused now (552 5.3.4, RFC 1870), and
+   * the account needs a token (454 now rather than after the whole message).
+   */
+  async begin(account: Account, mailFrom: string, params: MailParams, observe: UpstreamReplyObserver): Promise<ApiTransaction> {
+    const { sender, slots } = this.of(account);
+    const declared = typeof params.SIZE === 'string' ? Number(params.SIZE) : 0;
+    if (declared > sender.maxMessageBytes) {
+      throw new RelayError('MESSAGE_TOO_BIG', `SIZE=${declared} over ${sender.maxMessageBytes} (${sender.api})`, { notSent: true });
+    }
+    await this.tokens.get(account);
+    return new ApiTransaction(account, sender, mailFrom, {
+      http: this.http,
+      tokens: this.tokens,
+      pauses: this.pauses,
+      slots,
+      commandTimeoutMs: this.upstream.command_timeout_ms,
+      dataTimeoutMs: this.upstream.data_timeout_ms,
+      acquireTimeoutMs: this.upstream.acquire_timeout_ms,
+      observe,
+    });
+  }
+
+  /** Opens the API accounts' min_idle keep-alive connections (per origin, bounded). */
+  async warm(accounts: readonly Account[]): Promise<void> {
+    const byOrigin = new Map<string, { account: Account; count: number }>();
+    for (const a of accounts.filter(usesApi)) {
+      const base = this.of(a).sender.baseUrl();
+      const key = `${new URL(base).origin}|${a.sourceIp ?? ''}`;
+      const g = byOrigin.get(key) ?? { account: a, count: 0 };
+      g.count = Math.min(MAX_WARM_PER_ORIGIN, g.count + a.minIdle);
+      byOrigin.set(key, g);
+    }
+    await Promise.allSettled([...byOrigin.values()].map((g) => this.http.warm(g.account, this.of(g.account).sender.baseUrl(), g.count, this.upstream.connect_timeout_ms)));
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+}
