@@ -17,6 +17,8 @@ installed libsasl2-modules || missing+=(libsasl2-modules)
 # Redis for the shared store (test/integration/redis-store.test.ts, fleet.test.ts); the tests
 # start their own redis-server on a free port, so the system service is not wanted.
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# promtool checks packaging/prometheus-alerts.yml (test/integration/packaging.test.ts).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
@@ -28,5 +30,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # here uses port 6379, and a test box should not keep a Redis listening.
   if [[ " ${missing[*]} " == *" redis-server "* ]]; then
     $SUDO service redis-server stop >/dev/null 2>&1 || true
+  fi
+  # Likewise Prometheus itself (port 9090, the relay's default HTTP port): only promtool is wanted.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    $SUDO service prometheus stop >/dev/null 2>&1 || true
   fi
 fi

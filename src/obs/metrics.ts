@@ -10,6 +10,11 @@ export interface MetricSources {
   tokenExpiries(): Array<{ email: string; expiresAt: number | null; healthy: boolean }>;
   pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
   inboundSessions(): number;
+  /**
+   * Whether the store accepts writes now (tokens, rotated refresh tokens, counters). Without a
+   * source the gauge says 1: the store's own health checks set it (docs/operations.md).
+   */
+  storeHealthy?(): boolean;
 }
 
 export class Metrics {
@@ -106,6 +111,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.inboundSessions());
+      },
+    });
+    new Gauge({
+      name: 'xoauth2_relay_store_healthy',
+      help: '1 when the store (SQLite or Redis) takes writes, 0 while it fails (rotated refresh tokens are then kept in memory)',
+      registers,
+      collect() {
+        this.set(sources.storeHealthy?.() === false ? 0 : 1);
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'xoauth2_relay_' });
