@@ -6,6 +6,7 @@ export interface ConfigProblem {
 
 const describe = (p: ConfigProblem) => (p.path ? `at ${p.path}: ${p.reason}` : p.reason);
 
+
 /**
  * A config that cannot run: the CLI prints `message` and exits 2. Never carries a secret value.
  * It holds every problem found in one pass (`problems`), so an operator fixes them all in one
@@ -35,9 +36,10 @@ export class ConfigError extends Error {
   /** One error for every problem; with one, the same as `new ConfigError(reason, path)`. */
   static of(problems: readonly ConfigProblem[]): ConfigError {
     if (problems.length === 1) return new ConfigError(problems[0]!.reason, problems[0]!.path);
-    // reason and path keep their meaning for callers that show one line next to one key.
-    const reason = problems.map(describe).join('; ');
-    return new ConfigError(reason, problems[0]!.path, problems);
+    // Callers that show `${path}: ${reason}` on one line get the first key, then the others named.
+    const [first, ...rest] = problems;
+    const reason = [first!.reason, ...rest.map((p) => (p.path ? `${p.path}: ${p.reason}` : p.reason))].join('; ');
+    return new ConfigError(reason, first!.path, problems);
   }
 }
 
