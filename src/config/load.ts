@@ -107,7 +107,7 @@ export function buildConfig(doc: unknown, file: string | null, opts: LoadOptions
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
   const abs = resolve(file);
   if (!existsSync(abs)) throw new ConfigError(`file ${abs} does not exist`);
-  return buildConfig(parseYaml(readFileSync(abs, 'utf8'), abs), abs, opts);
+  return buildConfig(parseYaml(readable(abs, abs).toString('utf8'), abs), abs, opts);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach, beforeEach } from 'vitest';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SANDBOX_TLS_FILES } from '../../src/sandbox/submission-server.js';
@@ -473,6 +473,12 @@ describe('YAML errors are config errors with line and column', () => {
     const err = configError(() => loadConfigFile(file));
     expect(err.path).toBe(`${file}, line 5, column 9`);
     expect(err.reason).toContain('must be quoted: "*@newsletter.example"');
+  });
+
+  it('a file that cannot be read (a folder) is a config error, not a crash', () => {
+    const folder = join(dir, 'folder.yaml');
+    mkdirSync(folder);
+    expect(configError(() => loadConfigFile(folder)).reason).toContain('EISDIR');
   });
 
   it('every syntax error is reported with its position', () => {
