@@ -26,6 +26,8 @@ installed libidn12 || missing+=(libidn12)
 # Debian's Chromium, driven headless by puppeteer-core (which downloads no browser), for the
 # status page test (test/browser/status-page.test.ts).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# promtool checks packaging/prometheus-alerts.yml (test/integration/packaging.test.ts).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
@@ -40,6 +42,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   if [[ " ${missing[*]} " == *" dovecot-core "* ]]; then
     $SUDO service dovecot stop >/dev/null 2>&1 || true
+  fi
+  # Likewise Prometheus itself (port 9090, the relay's default HTTP port): only promtool is wanted.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    $SUDO service prometheus stop >/dev/null 2>&1 || true
   fi
 fi
 

@@ -52,9 +52,11 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
+/** Enough of the config to reach the running relay; the accounts' secrets are not needed for that. */
+const relayConfig = (opts: ConfigOption) => loadConfig(opts.config, { withoutAccounts: true });
+
 export async function accountsListCommand(opts: ConfigOption & { json?: boolean }, io: CliIo = processIo): Promise<number> {
-  const config = loadConfig(opts.config);
-  const api = relayApi(config);
+  const api = relayApi(relayConfig(opts));
   const reply = await callRelay(api, 'GET', '/api/accounts');
   if (reply && reply.status !== 200) throw new Error(`the relay answered ${reply.status}: ${errorOf(reply)}`);
   if (reply) {
@@ -69,6 +71,7 @@ export async function accountsListCommand(opts: ConfigOption & { json?: boolean 
     return 0;
   }
   // Not running: what a start would load. Health and counts exist only in a running relay.
+  const config = loadConfig(opts.config);
   const merged = await withStore(config, async (store) => mergeAccounts(config, await store.listAccounts()));
   const accounts = merged.accounts.map((a) => ({ email: a.config.email, provider: a.config.provider, auth: a.config.auth, source: a.source }));
   if (opts.json) io.out(JSON.stringify(accounts, null, 2) + '\n');
@@ -86,15 +89,15 @@ export async function accountsListCommand(opts: ConfigOption & { json?: boolean 
 // ---- test --------------------------------------------------------------------------------
 
 export async function accountsTestCommand(email: string, opts: ConfigOption, io: CliIo = processIo): Promise<number> {
-  const config = loadConfig(opts.config);
   const wanted = email.trim().toLowerCase();
-  const reply = await callRelay(relayApi(config), 'POST', `/api/accounts/${encodeURIComponent(wanted)}/test`);
+  const reply = await callRelay(relayApi(relayConfig(opts)), 'POST', `/api/accounts/${encodeURIComponent(wanted)}/test`);
   let result: CheckResult;
   if (reply) {
     if (reply.status !== 200) throw new Error(errorOf(reply));
     result = reply.body as unknown as CheckResult;
     io.info(`checked by the running relay, through its token cache`);
   } else {
+    const config = loadConfig(opts.config);
     result = await withStore(config, async (store) => {
       const found = mergeAccounts(config, await store.listAccounts()).accounts.find((a) => a.config.email === wanted);
       if (!found) throw new Error(`no account ${wanted} in relay.yaml or the store`);
@@ -249,8 +252,8 @@ function describeReload(r: ReloadReport): string {
 
 /** POST /api/reload; exit 2 when the relay refuses the new config (it keeps the running one). */
 export async function reloadCommand(opts: ConfigOption, io: CliIo = processIo): Promise<number> {
-  const config = loadConfig(opts.config);
-  const api = relayApi(config);
+  // The relay re-reads the file itself, with its own environment.
+  const api = relayApi(relayConfig(opts));
   const reply = await callRelay(api, 'POST', '/api/reload');
   if (!reply) {
     throw new Error(

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // xoauth2-relay command line (SPEC "Command line"). Exit status: 0 clean stop, 2 config error, 1 otherwise.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { GOOGLE_AUTH_URL, GOOGLE_TOKEN_URL, MICROSOFT_AUTHORITY } from '../config/providers.js';
@@ -31,8 +32,12 @@ function fail(e: unknown): never {
   process.exit(EXIT_FAILURE);
 }
 
+// package.json sits two levels above both src/cli/ and dist/cli/, and ships in the npm package.
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command()
   .name('xoauth2-relay')
+  .version(version, '-V, --version', 'print the version')
   .description('SMTP relay to Gmail / Google Workspace and Microsoft 365 with OAuth2 (XOAUTH2)')
   .showHelpAfterError()
   // Usage errors (unknown option, missing argument) are not config errors: exit 1.
@@ -51,7 +56,7 @@ program
 configOption(program.command('check-config').description('validate the config and print it with secrets masked'))
   .action((opts: { config?: string }) => {
     try {
-      checkConfigCommand(opts.config);
+      process.exitCode = checkConfigCommand(opts.config);
     } catch (e) {
       fail(e);
     }

@@ -7,10 +7,10 @@ import { X509Certificate } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { isLoopbackHost } from '../admin/guard.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ConfigProblems } from './errors.js';
 import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
 import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
 import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
@@ -20,18 +20,29 @@ export const DEFAULT_CONFIG_FILE = 'relay.yaml';
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Replaces `${NAME}` in every string value; a variable that is not set is a config error. */
-export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[] = []): unknown {
+/**
+ * Replaces `${NAME}` in every string value. Every variable that is not set is a config error,
+ * all of them named at once; a missing one is left as written, so validation goes on.
+ */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[] = [], problems?: ConfigProblems): unknown {
+  const own = problems ?? new ConfigProblems();
+  const out = expandInto(value, env, path, own);
+  if (!problems) own.throwIfAny();
+  return out;
+}
+
+function expandInto(value: unknown, env: NodeJS.ProcessEnv, path: (string | number)[], problems: ConfigProblems): unknown {
   if (typeof value === 'string') {
-    return value.replace(ENV_REF, (_, name: string) => {
+    return value.replace(ENV_REF, (ref, name: string) => {
       const v = env[name];
-      if (v === undefined) throw new ConfigError(`environment variable ${name} is not set`, formatPath(path));
-      return v;
+      if (v !== undefined) return v;
+      problems.add(`environment variable ${name} is not set`, formatPath(path));
+      return ref;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i]));
+  if (Array.isArray(value)) return value.map((v, i) => expandInto(v, env, [...path, i], problems));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k])]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandInto(v, env, [...path, k], problems)]));
   }
   return value;
 }
@@ -42,15 +53,19 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
-function describeIssues(error: z.ZodError): ConfigError {
-  const issue = error.issues[0]!;
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys;
-    const at = formatPath([...issue.path, keys[0]!]);
-    return new ConfigError(`unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`, at);
+/** Every issue zod found, each with its key path (an unknown key names the key itself). */
+function issuesOf(error: z.ZodError, problems: ConfigProblems): void {
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) problems.add('unknown key', formatPath([...issue.path, key]));
+    } else problems.add(issue.message, formatPath(issue.path));
   }
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
-  return new ConfigError(issue.message + more, formatPath(issue.path));
+}
+
+function describeIssues(error: z.ZodError): ConfigError {
+  const problems = new ConfigProblems();
+  issuesOf(error, problems);
+  return ConfigError.of(problems.list);
 }
 
 /**
@@ -70,24 +85,65 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Check that source_ip addresses exist on this host (off in unit tests of other hosts' configs). */
   checkHost?: boolean;
+  /**
+   * Leave `accounts:` out: what a command needs to reach the running relay (its http and store
+   * sections), without the accounts' secrets, whose variables live in the service's environment.
+   */
+  withoutAccounts?: boolean;
 }
 
 /** Validates an already-parsed document; `file` anchors relative paths (null: the current directory). */
 export function buildConfig(doc: unknown, file: string | null, opts: LoadOptions = {}): Config {
   const env = opts.env ?? process.env;
-  const expanded = expandEnv(doc ?? {}, env);
+  const problems = new ConfigProblems();
+  const source = opts.withoutAccounts && doc && typeof doc === 'object' ? { ...doc, accounts: [] } : doc;
+  const expanded = expandEnv(source ?? {}, env, [], problems);
   const parsed = configSchema.safeParse(expanded);
-  if (!parsed.success) throw describeIssues(parsed.error);
-  return resolveConfig(parsed.data, file, opts.checkHost ?? true);
+  if (!parsed.success) issuesOf(parsed.error, problems);
+  // Checks against the host need a valid document; what is wrong so far is all reported now.
+  problems.throwIfAny();
+  return resolveConfig(parsed.data!, file, opts.checkHost ?? true);
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
   const abs = resolve(file);
   if (!existsSync(abs)) throw new ConfigError(`file ${abs} does not exist`);
-  const doc = parseDocument(readFileSync(abs, 'utf8'), { uniqueKeys: true, prettyErrors: true });
-  // Only the first line of the parser's message: the rest quotes the file, secrets included.
-  if (doc.errors.length) throw new ConfigError(`${abs} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  return buildConfig(doc.toJS(), abs, opts);
+  return buildConfig(parseYaml(readable(abs, abs).toString('utf8'), abs), abs, opts);
+}
+
+/**
+ * YAML → plain data. Every syntax error is a ConfigError with its line and column. Only the
+ * parser's first line is kept: the rest quotes the file, secrets included.
+ */
+export function parseYaml(text: string, name: string): unknown {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
+  const at = (offset: number) => {
+    const { line, col } = lines.linePos(offset);
+    return `${name}, line ${line}, column ${col}`;
+  };
+  const problems = new ConfigProblems();
+  for (const e of doc.errors) problems.add(e.message.split('\n')[0]!, at(e.pos[0]));
+  unresolvedAliases(doc, at, problems);
+  problems.throwIfAny();
+  return doc.toJS();
+}
+
+/**
+ * `- *@example.com` is YAML for "the node anchored &@example.com", not a sender pattern: the
+ * parser accepts it and fails only when building the data, without a position. Found here
+ * first, with the fix.
+ */
+function unresolvedAliases(doc: Document, at: (offset: number) => string, problems: ConfigProblems): void {
+  visit(doc, {
+    Alias(_, node) {
+      if (node.resolve(doc)) return;
+      problems.add(
+        `*${node.source} is read as a YAML alias to an anchor that does not exist; a value that starts with * must be quoted: "*${node.source}"`,
+        at(node.range?.[0] ?? 0),
+      );
+    },
+  });
 }
 
 /**
@@ -163,34 +219,40 @@ function usableCa(pem: Buffer, at: string): void {
 function resolveConfig(raw: RawConfig, file: string | null, checkHost: boolean): Config {
   const base = file ? dirname(file) : process.cwd();
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  const providers = resolveProviders(raw);
+  const problems = new ConfigProblems();
+  const providers = problems.attempt(() => resolveProviders(raw)) ?? {};
   for (const p of Object.values(providers)) {
     if (p.caFile) {
       p.caFile = abs(p.caFile);
-      usableCa(readable(p.caFile, `providers.${p.name}.ca_file`), `providers.${p.name}.ca_file`);
+      const at = `providers.${p.name}.ca_file`;
+      problems.attempt(() => usableCa(readable(p.caFile!, at), at));
     }
   }
 
   const seen = new Map<string, number>();
   raw.accounts.forEach((a, i) => {
     const dup = seen.get(a.email);
-    if (dup !== undefined) throw new ConfigError(`${a.email} is already configured at accounts[${dup}]`, `accounts[${i}].email`);
+    if (dup !== undefined) problems.add(`${a.email} is already configured at accounts[${dup}]`, `accounts[${i}].email`);
     seen.set(a.email, i);
   });
-  const accounts = raw.accounts.map((a, i) => resolveAccount(a, providers, (k) => `accounts[${i}].${k}`, abs, checkHost));
+  const accounts = raw.accounts.map((a, i) => problems.attempt(() => resolveAccount(a, providers, (k) => `accounts[${i}].${k}`, abs, checkHost))!);
 
   const inbound = { ...raw.inbound };
   if (inbound.tls) {
-    inbound.tls = { cert_file: abs(inbound.tls.cert_file), key_file: abs(inbound.tls.key_file) };
-    const cert = readable(inbound.tls.cert_file, 'inbound.tls.cert_file');
-    const key = readable(inbound.tls.key_file, 'inbound.tls.key_file');
-    usableTls({ cert }, 'inbound.tls.cert_file');
-    usableTls({ cert, key }, 'inbound.tls.key_file');
+    const tls = { cert_file: abs(inbound.tls.cert_file), key_file: abs(inbound.tls.key_file) };
+    inbound.tls = tls;
+    problems.attempt(() => {
+      const cert = readable(tls.cert_file, 'inbound.tls.cert_file');
+      const key = readable(tls.key_file, 'inbound.tls.key_file');
+      usableTls({ cert }, 'inbound.tls.cert_file');
+      usableTls({ cert, key }, 'inbound.tls.key_file');
+    });
   }
   // As an address, not as text: `127.attacker.example` is a name anyone can point anywhere.
   if (raw.http.enabled && !isLoopbackHost(raw.http.host) && !raw.http.bearer_token) {
-    throw new ConfigError('http.host is not a loopback address: set http.bearer_token (16+ characters) to protect the API', 'http.bearer_token');
+    problems.add('http.host is not a loopback address: set http.bearer_token (16+ characters) to protect the API', 'http.bearer_token');
   }
+  problems.throwIfAny();
   const store = 'path' in raw.store ? { path: abs(raw.store.path) } : raw.store;
   return { ...raw, accounts, inbound, store, providers, source: file };
 }

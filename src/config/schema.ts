@@ -129,12 +129,15 @@ const cidr = z.string().refine(
   { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' },
 );
 
+/** Sessions from these may send without AUTH unless the config says otherwise: this host only. */
+export const DEFAULT_TRUSTED_NETWORKS: readonly string[] = ['127.0.0.0/8', '::1/128'];
+
 export const configSchema = z
   .strictObject({
     listen: hostPort('127.0.0.1', 2525).default({ host: '127.0.0.1', port: 2525 }),
     inbound: z
       .strictObject({
-        trusted_networks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+        trusted_networks: z.array(cidr).default([...DEFAULT_TRUSTED_NETWORKS]),
         tls: z
           .strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) })
           .nullable()
@@ -192,7 +195,7 @@ export const configSchema = z
         mail_reply_timeout_ms: millis.default(25_000),
       })
       .default({
-        trusted_networks: ['127.0.0.0/8', '::1/128'],
+        trusted_networks: [...DEFAULT_TRUSTED_NETWORKS],
         tls: null,
         max_message_bytes: 36_700_160,
         max_recipients: 100,

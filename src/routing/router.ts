@@ -6,8 +6,9 @@
 //     candidate (an account pool), in config order, and the relay picks among them;
 //  3. anyone else must authenticate: the relay is never open.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6, type BlockList } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { networkList } from '../config/networks.js';
 import { RelayError } from '../relay/errors.js';
 import type { Account } from './account.js';
 
@@ -48,7 +49,7 @@ export class Router {
   private readonly byEmail = new Map<string, Account>();
   private readonly exact = new Map<string, Account[]>();
   private readonly byDomain = new Map<string, Account[]>();
-  private readonly trusted = new BlockList();
+  private readonly trusted: BlockList;
 
   constructor(accounts: readonly Account[], trustedNetworks: readonly string[]) {
     // Accounts that claim the same sender form a pool, kept in config order (the tie-break).
@@ -62,12 +63,7 @@ export class Router {
         else map.set(key, [a]);
       }
     }
-    for (const net of trustedNetworks) {
-      const [addr, bits] = net.split('/') as [string, string | undefined];
-      const type = isIPv6(addr) ? 'ipv6' : 'ipv4';
-      if (bits === undefined) this.trusted.addAddress(addr, type);
-      else this.trusted.addSubnet(addr, Number(bits), type);
-    }
+    this.trusted = networkList(trustedNetworks);
   }
 
   account(email: string): Account | null {

@@ -199,7 +199,7 @@ export class TokenCache {
     if (token) return token;
     const entry = this.entry(account);
     if (!entry.inflight && this.now() < entry.retryAt) {
-      throw new RelayError('TOKEN_UNAVAILABLE', `${account.email}: token endpoint failing (${entry.lastError ?? 'no token yet'}); next attempt in ${entry.retryAt - this.now()} ms`);
+      throw new RelayError('TOKEN_UNAVAILABLE', `${account.email}: token endpoint failing (${entry.lastError ?? 'no token yet'}); next attempt in ${Math.round(entry.retryAt - this.now())} ms`);
     }
     return this.refreshOrFail(entry);
   }

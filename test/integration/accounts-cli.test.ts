@@ -3,10 +3,11 @@
 // shows what a start would load), then with `serve` running (it loads the stored accounts, list
 // and test go through its API, add and remove take effect at once). `accounts test` failures
 // say what to do: a revoked grant, SMTP AUTH disabled at Microsoft, a token of another mailbox.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { SandboxProvider, type SandboxAccount } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig } from '../../src/sandbox/relay-config.js';
 import { freePort, runCliAsync, startServe, writeYaml, type CliResult, type ServeProcess } from '../helpers/cli.js';
@@ -160,8 +161,20 @@ describe('accounts commands', () => {
     const reload = await cli(['reload']);
     expect(reload.status).toBe(0);
     expect(reload.stdout).toBe('reloaded: 6 unchanged\n');
+
     expect(relay.output()).not.toContain('pw-bea-RECOGNISABLE');
   });
+
+  it("list, test and reload ask the running relay without needing the accounts' variables", async () => {
+    // From a shell without the accounts' secrets (they live in the service's environment): list,
+    // test and reload only ask the running relay, so they do not demand those variables.
+    const withVars = writeYaml(dir, { ...parse(readFileSync(file, 'utf8')), accounts: [{ email: CONFIGURED, provider: 'google', client_id: '${CLI_UNSET_ID}', refresh_token: '${CLI_UNSET_RT}' }] }, 'vars.yaml');
+    for (const args of [['accounts', 'list'], ['accounts', 'test', b.email], ['reload']]) {
+      const r = await runCliAsync([...args, '--config', withVars], { env: KEY_ENV });
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      expect(r.stderr).not.toContain('CLI_UNSET');
+    }
+  }, 90_000);
 
   it('test says what to do: consent again, or enable SMTP AUTH at Microsoft', async () => {
     sandbox.state.revokeGrant(b.email);

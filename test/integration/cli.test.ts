@@ -1,14 +1,23 @@
 // The command line as SPEC fixes it: check-config output and exit codes, serve on a config
 // file, serve on built-in defaults, and a clean exit on SIGTERM.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig } from '../../src/sandbox/relay-config.js';
-import { runCli, startServe, writeYaml } from '../helpers/cli.js';
+import { runCli, startServe, writeYaml, type ServeProcess } from '../helpers/cli.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
 import { KEY_ENV, rawMessage, sha256 } from '../helpers/stack.js';
+
+/** The first log line containing `marker`, parsed, once the relay has printed it (bounded wait). */
+async function waitForLine(relay: ServeProcess, marker: string, ms = 20_000): Promise<Record<string, unknown>> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) {
+    const line = relay.output().split('\n').find((l) => l.includes(marker));
+    if (line) return JSON.parse(line) as Record<string, unknown>;
+  }
+  throw new Error(`${marker} not logged within ${ms} ms:\n${relay.output()}`);
+}
 
 describe('xoauth2-relay command line', () => {
   let dir: string;
@@ -61,6 +70,10 @@ describe('xoauth2-relay command line', () => {
     const file = writeYaml(dir, doc, 'serve.yaml');
     const relay = await startServe(['--config', file], { env: KEY_ENV });
     try {
+      // The start-up line names where it listens, what it sends through and whom it trusts.
+      const started = await waitForLine(relay, '"event":"started"');
+      expect(started).toMatchObject({ smtp: `127.0.0.1:${relay.port}`, accounts: ['serve@gmail.test'], trusted_networks: ['127.0.0.0/8', '::1/128'] });
+      expect(started.msg).toContain('(default: loopback only)');
       const { client } = await RawSmtp.connect(relay.port);
       await client.cmd('EHLO mta.test');
       expect((await client.cmd('MAIL FROM:<serve@gmail.test>')).code).toBe(250);
@@ -75,7 +88,52 @@ describe('xoauth2-relay command line', () => {
       relay.child.kill('SIGTERM');
     }
     expect(await relay.exited).toBe(0);
-    expect(relay.output()).toContain('"event":"stopped"');
+    const exitedAt = Date.now();
+    const stopped = await waitForLine(relay, '"event":"stopped"');
+    // Nothing is left to wait for once it logs stopped (it used to linger ~2 s); generous for a loaded machine.
+    expect(exitedAt - Date.parse(stopped.time as string)).toBeLessThan(1_000);
+  });
+
+  it('an unquoted *@domain sender exits 2 with the line, the column and the hint to quote', () => {
+    const file = join(dir, 'alias.yaml');
+    writeFileSync(file, ['accounts:', '  - email: a@b.test', '    provider: google', '    senders:', '      - *@newsletter.example', ''].join('\n'));
+    const r = runCli(['check-config', '--config', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('line 5, column 9');
+    expect(r.stderr).toContain('must be quoted: "*@newsletter.example"');
+  });
+
+  it('every missing environment variable is named in one run', () => {
+    const file = writeYaml(dir, { accounts: [{ email: 'a@b.test', provider: 'google', client_id: '${CID_UNSET}', client_secret: '${CS_UNSET}', refresh_token: '${RT_UNSET}' }] }, 'envs.yaml');
+    const r = runCli(['check-config', '--config', file]);
+    expect(r.status).toBe(2);
+    for (const name of ['CID_UNSET', 'CS_UNSET', 'RT_UNSET']) expect(r.stderr).toContain(`environment variable ${name} is not set`);
+    expect(r.stderr).not.toMatch(/more problem/);
+  });
+
+  it('check-config warns (exit 0) about a config that cannot work or is dangerous, and says whom it trusts', () => {
+    const open = writeYaml(
+      dir,
+      { listen: { host: '0.0.0.0', port: 2525 }, inbound: { trusted_networks: ['0.0.0.0/0'] }, accounts: [{ email: 'a@b.test', provider: 'google', client_id: 'x', refresh_token: 'y', senders: ['*@b.test'] }] },
+      'open.yaml',
+    );
+    const r1 = runCli(['check-config', '--config', open]);
+    expect(r1.status).toBe(0);
+    expect(r1.stderr).toMatch(/warning: inbound\.trusted_networks: 0\.0\.0\.0\/0 trusts every address/);
+    const unreachable = writeYaml(dir, { inbound: { trusted_networks: ['10.0.0.0/8'] }, accounts: [{ email: 'a@b.test', provider: 'google', client_id: 'x', refresh_token: 'y', senders: ['*@b.test'] }] }, 'unreachable.yaml');
+    const r2 = runCli(['check-config', '--config', unreachable]);
+    expect(r2.status).toBe(0);
+    expect(r2.stderr).toMatch(/warning: accounts\[0\]\.password: a@b\.test has no password and no trusted network can reach/);
+    const plain = writeYaml(dir, { accounts: [{ email: 'a@b.test', provider: 'google', client_id: 'x', refresh_token: 'y', password: 'pw', senders: ['*@b.test'] }] }, 'plain.yaml');
+    const r3 = runCli(['check-config', '--config', plain]);
+    expect(r3.stderr).not.toContain('warning');
+    expect(r3.stdout).toContain('# sessions from 127.0.0.0/8, ::1/128 may send without AUTH (the default: loopback only');
+  });
+
+  it('--version prints the package version', () => {
+    const r = runCli(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
   });
 
   it('serve without relay.yaml starts on built-in defaults (127.0.0.1:2525) and says how to add an account', async () => {

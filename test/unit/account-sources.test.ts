@@ -37,7 +37,13 @@ describe('mergeAccounts', () => {
 describe('resolveAccountInput', () => {
   it("checks an account from outside the file like the file's, naming the key within the account", () => {
     const c = config();
-    expect(thrown(() => resolveAccountInput({ email: 'a@x.test', provider: 'google' }, c), ConfigError)).toMatchObject({ path: 'client_id', reason: 'required when auth is refresh_token (the default) (and 1 more problem(s))' });
+    expect(thrown(() => resolveAccountInput({ email: 'a@x.test', provider: 'google' }, c), ConfigError)).toMatchObject({
+      path: 'client_id',
+      problems: [
+        { path: 'client_id', reason: 'required when auth is refresh_token (the default)' },
+        { path: 'refresh_token', reason: 'required when auth is refresh_token (the default)' },
+      ],
+    });
     expect(thrown(() => resolveAccountInput({ ...account('a@x.test'), min_idle: 9 }, c), ConfigError)).toMatchObject({ path: 'min_idle' });
     expect(thrown(() => resolveAccountInput({ ...account('a@x.test'), limits: { per_week: 1 } }, c), ConfigError).path).toBe('limits.per_week');
     expect(resolveAccountInput(account(' A@X.test '), c).email).toBe('a@x.test');

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach, beforeEach } from 'vitest';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SANDBOX_TLS_FILES } from '../../src/sandbox/submission-server.js';
@@ -7,6 +7,7 @@ import { buildConfig, expandEnv, hostHasAddress, loadConfig, loadConfigFile } fr
 import { renderMaskedConfig, MASK } from '../../src/config/mask.js';
 import { configSchema } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/config/errors.js';
+import { configWarnings } from '../../src/config/warnings.js';
 
 /** Real PEM files: the config check now parses TLS material. */
 const FIXTURE = (name: 'server.crt' | 'server.key' | 'ca.crt') => ({ 'server.crt': SANDBOX_TLS_FILES.cert, 'server.key': SANDBOX_TLS_FILES.key, 'ca.crt': SANDBOX_TLS_FILES.ca })[name];
@@ -442,5 +443,99 @@ describe('loadConfig', () => {
     writeConfig('listen: { port: 2999 }\n');
     process.chdir(dir);
     expect(() => loadConfig('other.yaml', { env: {} })).toThrow(ConfigError);
+  });
+});
+
+describe('every problem in one run', () => {
+  it('every missing environment variable is named, each at its key', () => {
+    const err = configError(() =>
+      build({
+        listen: { host: '${LISTEN_HOST}' },
+        accounts: [account({ client_secret: '${CS_A}', refresh_token: '${RT_A}' }), account({ email: 'b@gmail.com', refresh_token: '${RT_B}' })],
+      }),
+    );
+    expect(err.problems.map((p) => p.path).sort()).toEqual(['accounts[0].client_secret', 'accounts[0].refresh_token', 'accounts[1].refresh_token', 'listen.host']);
+    for (const name of ['LISTEN_HOST', 'CS_A', 'RT_A', 'RT_B']) expect(err.message).toContain(`environment variable ${name} is not set`);
+    expect(err.message).not.toMatch(/more problem/);
+  });
+
+  it('schema problems, missing variables and unknown keys come together, none left unnamed', () => {
+    const err = configError(() => build({ bogus: 1, listen: { port: 'x' }, accounts: [account({ email: 'nope', refresh_token: '${RT}', extra1: 1, extra2: 2 })] }));
+    expect(err.problems.map((p) => p.path).sort()).toEqual(
+      ['accounts[0].email', 'accounts[0].extra1', 'accounts[0].extra2', 'accounts[0].refresh_token', 'bogus', 'listen.port'].sort(),
+    );
+    expect(err.message.split('\n')).toHaveLength(1 + 6);
+  });
+
+  it('checks against the host are gathered too: two unknown providers and a missing TLS file', () => {
+    const err = configError(() =>
+      build({ inbound: { tls: { cert_file: join(dir, 'no.crt'), key_file: join(dir, 'no.key') } }, accounts: [account({ provider: 'x1' }), account({ email: 'b@gmail.com', provider: 'x2' })] }),
+    );
+    expect(err.problems.map((p) => p.path)).toEqual(['accounts[0].provider', 'accounts[1].provider', 'inbound.tls.cert_file']);
+  });
+});
+
+describe('YAML errors are config errors with line and column', () => {
+  it('an unquoted *@domain sender is an unresolved alias: line, column and the hint to quote', () => {
+    const file = writeConfig(['accounts:', '  - email: a@gmail.com', '    provider: google', '    senders:', '      - *@newsletter.example', ''].join('\n'));
+    const err = configError(() => loadConfigFile(file));
+    expect(err.path).toBe(`${file}, line 5, column 9`);
+    expect(err.reason).toContain('must be quoted: "*@newsletter.example"');
+  });
+
+  it('a file that cannot be read (a folder) is a config error, not a crash', () => {
+    const folder = join(dir, 'folder.yaml');
+    mkdirSync(folder);
+    expect(configError(() => loadConfigFile(folder)).reason).toContain('EISDIR');
+  });
+
+  it('every syntax error is reported with its position', () => {
+    const file = writeConfig('listen: { port: 2525\nhttp:\n\tport: 1\n');
+    const err = configError(() => loadConfigFile(file));
+    expect(err.problems.length).toBeGreaterThanOrEqual(2);
+    for (const p of err.problems) expect(p.path).toMatch(/, line \d+, column \d+$/);
+  });
+});
+
+describe('warnings: configs that load but cannot work or are dangerous', () => {
+  const reasons = (doc: unknown) => configWarnings(build(doc)).map((w) => `${w.path}: ${w.reason}`);
+
+  it('the SPEC-like config with a password and senders on loopback has none', () => {
+    expect(reasons({ accounts: [account({ password: 'pw', senders: ['*@example.com'] })] })).toEqual([]);
+  });
+
+  it('no accounts', () => {
+    expect(reasons({})).toEqual([expect.stringMatching(/^accounts: no accounts/)]);
+  });
+
+  it('an account without a password that no trusted network can reach', () => {
+    const doc = { inbound: { trusted_networks: ['10.0.0.0/8'] }, accounts: [account({ senders: ['*@example.com'] })] };
+    expect(reasons(doc)).toEqual([expect.stringMatching(/^accounts\[0\]\.password: sender@gmail.com has no password and no trusted network can reach/)]);
+    expect(reasons({ ...doc, inbound: { trusted_networks: [] } })).toHaveLength(1);
+    // Reachable: loopback is trusted by default.
+    expect(reasons({ accounts: [account({ senders: ['*@example.com'] })] })).toEqual([]);
+  });
+
+  it('an account without a password and without senders cannot be used at all', () => {
+    expect(reasons({ accounts: [account()] })).toEqual([expect.stringMatching(/no password and no senders/)]);
+  });
+
+  it('listening beyond loopback with trusted_networks covering everything', () => {
+    const doc = { listen: { host: '0.0.0.0' }, inbound: { trusted_networks: ['10.0.0.0/8', '0.0.0.0/0', '::/0'] }, accounts: [account({ senders: ['*@example.com'] })] };
+    expect(reasons(doc)).toEqual([expect.stringMatching(/^inbound\.trusted_networks: 0\.0\.0\.0\/0, ::\/0 trusts every address/)]);
+    // The same list on a loopback listener reaches nobody but this host.
+    expect(reasons({ ...doc, listen: { host: '127.0.0.1' } })).toEqual([]);
+  });
+
+  it('trusting internet addresses short of /0, and passwords in clear off loopback', () => {
+    const doc = { listen: { host: '192.0.2.1' }, inbound: { trusted_networks: ['0.0.0.0/1', '128.0.0.0/1'] }, accounts: [account({ password: 'pw' })] };
+    const out = reasons(doc);
+    expect(out).toEqual([expect.stringMatching(/^inbound\.trusted_networks: trusts internet addresses/), expect.stringMatching(/^inbound\.tls: .*in clear/)]);
+  });
+
+  it('a token refresh margin under 10 minutes', () => {
+    expect(reasons({ tokens: { refresh_before_expiry_ms: 60_000 }, accounts: [account({ password: 'pw' })] })).toEqual([
+      expect.stringMatching(/^tokens\.refresh_before_expiry_ms: 60000 ms is under 10 minutes/),
+    ]);
   });
 });
