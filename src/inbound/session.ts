@@ -360,6 +360,9 @@ export class Session {
   private ehlo(arg: string, extended: boolean): Reply {
     const name = arg.trim();
     if (!name || /\s/.test(name)) throw new RelayError('SYNTAX', 'EHLO without a name', { reply: reply(501, '5.5.4 Syntax: EHLO hostname') });
+    // The name is echoed in the reply: past a domain's 255 octets (RFC 5321 §4.5.3.1.2) it is
+    // not a name, and echoing kilobytes would make our reply line longer than clients accept.
+    if (name.length > 255) throw new RelayError('SYNTAX', 'EHLO name too long', { reply: reply(501, '5.5.4 Syntax: EHLO hostname (at most 255 characters)') });
     this.resetTx();
     this.helo = name;
     if (!extended) return reply(250, `${this.ctx.hostname} Hello ${name}`);

@@ -54,6 +54,16 @@ describe('hostile protocol input', () => {
     expect(stack.sandbox.smtp.stats().connectionsOpened).toBe(before);
   });
 
+  it('an EHLO name is echoed only while it can be a domain: kilobytes get a short 501, not a reply line clients cannot read', async () => {
+    const client = await session();
+    const long = await client.cmd(`EHLO ${'a'.repeat(5_000)}`);
+    expect(line(long)).toMatch(/^501 5\.5\.4 /);
+    expect(long.lines.every((l) => l.length < 200)).toBe(true);
+    const longest = await client.cmd(`EHLO ${'b'.repeat(255)}`);
+    expect(longest.code).toBe(250);
+    expect(longest.lines[0]).toContain('b'.repeat(255));
+  });
+
   it('MAIL, RCPT, DATA and AUTH before EHLO get 503; nothing goes upstream', async () => {
     const before = stack.sandbox.smtp.stats();
     const client = await session();
