@@ -16,6 +16,10 @@ import { KEY_ENV, rawMessage } from '../helpers/stack.js';
 
 const CONFIGURED = 'configured@gmail.test';
 
+// Each test runs the real CLI several times (a node process each, about 2 s under load on this
+// 2-core machine): the default 30 s was eaten by a loaded run, not by a slow relay.
+const CLI_TEST_MS = 150_000;
+
 describe('accounts commands', () => {
   let sandbox: SandboxProvider;
   let dir: string;
@@ -100,7 +104,7 @@ describe('accounts commands', () => {
       [m.email, 'store'],
     ]);
     expect(list.stderr).toMatch(/The relay is not running \(nothing answers at http:\/\/127\.0\.0\.1:\d+\): these are the 6 account\(s\) it would load\. Health, token expiry, last error and messages sent are known only to the running relay/);
-  });
+  }, CLI_TEST_MS);
 
   it('without a running relay: test checks from here, and a token of another mailbox is named as such', async () => {
     const owner = add('owner');
@@ -117,7 +121,7 @@ describe('accounts commands', () => {
     expect(test.stdout).toMatch(/what to do: .*The token belongs to another account: the refresh token was granted to a different mailbox than wrong@gmail\.test/);
     expect(sandbox.smtp.authAttempts().at(-1)).toMatchObject({ user: wrong, outcome: 'user-mismatch' });
     expect((await cli(['accounts', 'remove', wrong])).status).toBe(0);
-  });
+  }, CLI_TEST_MS);
 
   it('serve loads the stored accounts; list, test, add, remove and reload go through the running relay', async () => {
     relay = await startServe(['--config', file], { env: KEY_ENV });
@@ -163,7 +167,7 @@ describe('accounts commands', () => {
     expect(reload.stdout).toBe('reloaded: 6 unchanged\n');
 
     expect(relay.output()).not.toContain('pw-bea-RECOGNISABLE');
-  });
+  }, CLI_TEST_MS);
 
   it("list, test and reload ask the running relay without needing the accounts' variables", async () => {
     // From a shell without the accounts' secrets (they live in the service's environment): list,
@@ -174,7 +178,7 @@ describe('accounts commands', () => {
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
       expect(r.stderr).not.toContain('CLI_UNSET');
     }
-  }, 90_000);
+  }, CLI_TEST_MS);
 
   it('test says what to do: consent again, or enable SMTP AUTH at Microsoft', async () => {
     sandbox.state.revokeGrant(b.email);
@@ -198,5 +202,5 @@ describe('accounts commands', () => {
     expect(generic.stdout).toContain('or the token belongs to another account');
     // The faults are used up: the account itself is fine.
     expect((await cli(['accounts', 'test', m.email])).status).toBe(0);
-  });
+  }, CLI_TEST_MS);
 });
