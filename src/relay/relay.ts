@@ -312,5 +312,8 @@ export class Relay {
     this.pauses.stop();
     this.tokens.stop();
     await Promise.allSettled([...[...this.pools.values()].map((p) => p.close()), this.api.close()]);
+    // Connections being opened (and the refresh a refused login triggers) have finished above;
+    // a refresh still in flight must save its rotated token before the store closes.
+    await this.tokens.settled();
   }
 }

@@ -269,6 +269,15 @@ export class TokenCache {
     }
   }
 
+  /**
+   * Resolves when no refresh is in flight. A refresh started before stop() (a 535 answered while
+   * the relay was stopping) may bring a rotated refresh token that must reach the store, so the
+   * store is closed only after this.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.entries.values()].map((e) => e.inflight));
+  }
+
   private retire(entry: Entry): void {
     entry.retired = true;
     if (entry.timer) clearTimeout(entry.timer);

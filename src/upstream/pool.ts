@@ -74,6 +74,8 @@ export class AccountPool<C extends PoolableConnection> {
   private readonly busy = new Set<Lease<C>>();
   private readonly waiters: Waiter<C>[] = [];
   private opening = 0;
+  /** Connections being opened: close() waits for them, so none finishes (and logs in) after it. */
+  private readonly openings = new Set<Promise<unknown>>();
   private outside = 0;
   private openedTotal = 0;
   private openFailures = 0;
@@ -263,7 +265,7 @@ export class AccountPool<C extends PoolableConnection> {
       clearTimeout(w.timer);
       w.reject(this.closedError);
     }
-    await Promise.allSettled(this.idle.splice(0).map((l) => this.quit(l)));
+    await Promise.allSettled([...this.idle.splice(0).map((l) => this.quit(l)), ...this.openings]);
   }
 
   private takeIdle(): Lease<C> | null {
@@ -316,9 +318,12 @@ export class AccountPool<C extends PoolableConnection> {
   private async openTracked(): Promise<Lease<C>> {
     this.opening++;
     let opened: Opened<C>;
+    const attempt = this.open();
+    this.openings.add(attempt);
     try {
-      opened = await this.open();
+      opened = await attempt;
     } catch (e) {
+      this.openings.delete(attempt);
       this.opening--;
       this.openFailures++;
       this.lastOpenFailure = { at: this.now(), error: e };
@@ -327,6 +332,7 @@ export class AccountPool<C extends PoolableConnection> {
       throw e;
     }
     // The caller adds the lease to busy/idle synchronously, so the count never dips in between.
+    this.openings.delete(attempt);
     this.opening--;
     this.openedTotal++;
     this.openFailures = 0;

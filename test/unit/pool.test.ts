@@ -378,6 +378,23 @@ describe('AccountPool', () => {
     expect(h.live()).toBe(0);
   });
 
+  it('close() waits for connections still being opened and closes them: none is left open, logged in, after it', async () => {
+    const h = harness({ minIdle: 2 }, { openDelayMs: 50 });
+    const warming = h.pool.warm();
+    await settle();
+    expect(h.pool.stats.opening).toBe(2);
+    let closed = false;
+    const closing = h.pool.close().then(() => (closed = true));
+    await sleep(10);
+    expect(closed).toBe(false); // the two opens are still in flight
+    await closing;
+    await warming;
+    expect(h.conns).toHaveLength(2);
+    expect(h.conns.every((c) => c.closed)).toBe(true);
+    expect(h.live()).toBe(0);
+    expect(h.pool.stats).toMatchObject({ idle: 0, busy: 0, opening: 0 });
+  });
+
   it('close(reason): an account leaving the relay fails its waiters with a 4xx that keeps the session', async () => {
     const h = harness({ maxConnections: 1 });
     const held = await h.pool.acquire();
