@@ -22,7 +22,10 @@ installed libsasl2-modules || missing+=(libsasl2-modules)
 installed dovecot-core || missing+=(dovecot-core)
 installed dovecot-submissiond || missing+=(dovecot-submissiond)
 # Exim's libraries: its binary comes unpacked from its package below, not installed.
-installed libidn12 || missing+=(libidn12)
+# (exim4-daemon-light's library Depends in Debian 12; most come with any system, not all.)
+for lib in libidn12 libidn2-0 libgnutls30 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0 libcrypt1; do
+  installed "$lib" || missing+=("$lib")
+done
 # Debian's Chromium, driven headless by puppeteer-core (which downloads no browser), for the
 # status page test (test/browser/status-page.test.ts).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
