@@ -27,6 +27,7 @@ import type { Relay } from '../relay/relay.js';
 import { AuthGuard } from './auth-guard.js';
 import { Session, type SessionContext } from './session.js';
 import { Slots, type Admission } from './slots.js';
+import { TransactionLog } from './transaction-log.js';
 
 export interface InboundDeps {
   relay: Relay;
@@ -64,7 +65,7 @@ export class InboundServer {
       hostname: inbound.hostname ?? hostname(),
       relay: deps.relay,
       logger: deps.logger,
-      transactionLogger: deps.logger.child({}, { level: 'info', redact: { paths: [] } }),
+      transactionLog: new TransactionLog(deps.logger),
       metrics: deps.metrics,
       refusals: deps.refusals,
       authGuard: new AuthGuard({

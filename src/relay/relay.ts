@@ -116,8 +116,8 @@ export class Relay {
     this.limiter = new Limiter({ store: deps.store, pauses: this.pauses, health: (email) => this.tokens.healthOf(email), logger: deps.logger });
     this.api = new ApiUpstreams(config.upstream, this.tokens, this.pauses);
     this.connect = deps.connector ?? createConnector(this.tokens, connectorOptions(config.upstream), deps.logger);
-    const replies = deps.metrics?.upstreamReplies;
-    this.onReply = replies ? (account, command, code) => replies.inc({ account: account.email, command, code }) : () => undefined;
+    const metrics = deps.metrics;
+    this.onReply = metrics ? (account, command, code) => metrics.countUpstreamReply(account.email, command, code) : () => undefined;
     for (const account of accounts) this.pools.set(account.email, this.newPool(account));
   }
 

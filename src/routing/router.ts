@@ -45,11 +45,15 @@ export function matchesSender(pattern: string, address: string): boolean {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
+/** Client addresses whose trust is remembered (the cache starts over beyond it). */
+const TRUST_CACHE_MAX = 4096;
+
 export class Router {
   private readonly byEmail = new Map<string, Account>();
   private readonly exact = new Map<string, Account[]>();
   private readonly byDomain = new Map<string, Account[]>();
   private readonly trusted: BlockList;
+  private readonly trustCache = new Map<string, boolean>();
 
   constructor(accounts: readonly Account[], trustedNetworks: readonly string[]) {
     // Accounts that claim the same sender form a pool, kept in config order (the tie-break).
@@ -71,6 +75,20 @@ export class Router {
   }
 
   isTrusted(remoteAddress: string): boolean {
+    // Asked at every MAIL: BlockList.check builds a native SocketAddress each time (about 1 % of
+    // the relay's CPU per message in a profile), so answers are kept; the router is replaced
+    // whole when the trusted networks change, and the few client addresses an MTA relay sees
+    // are bounded by TRUST_CACHE_MAX.
+    let known = this.trustCache.get(remoteAddress);
+    if (known === undefined) {
+      known = this.checkTrusted(remoteAddress);
+      if (this.trustCache.size >= TRUST_CACHE_MAX) this.trustCache.clear();
+      this.trustCache.set(remoteAddress, known);
+    }
+    return known;
+  }
+
+  private checkTrusted(remoteAddress: string): boolean {
     // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d.
     const v4 = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
     if (isIPv4(v4)) return this.trusted.check(v4, 'ipv4');

@@ -495,10 +495,18 @@ export class UpstreamConnection {
 
   /** SIZE advertised by the server (RFC 1870), or null when none or unlimited (0). */
   get maxMessageSize(): number | null {
-    const v = this.extensions.get('SIZE');
-    const n = v ? Number.parseInt(v, 10) : 0;
-    return Number.isFinite(n) && n > 0 ? n : null;
+    // Read several times per message: parsed once per EHLO reply.
+    if (this.sizeOf !== this.extensions) {
+      const v = this.extensions.get('SIZE');
+      const n = v ? Number.parseInt(v, 10) : 0;
+      this.size = Number.isFinite(n) && n > 0 ? n : null;
+      this.sizeOf = this.extensions;
+    }
+    return this.size;
   }
+
+  private size: number | null = null;
+  private sizeOf: ReadonlyMap<string, string> | null = null;
 
   /** AUTH mechanisms advertised (upper case). */
   get authMechanisms(): ReadonlySet<string> {
@@ -584,14 +592,31 @@ export class UpstreamConnection {
     if (this.phase !== 'closed') this.socket.write(out);
   };
 
+  /**
+   * The head command's reply timeout, from now. Armed at every reply (three or four times a
+   * message): the one Timeout is refreshed rather than cleared and made anew when the duration
+   * is the same; it stays disarmed (cleared) while nothing with a timeout waits.
+   */
   private armTimer(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
     const head = this.inflight[0];
-    if (head && head.timeoutMs > 0) this.timer = setTimeout(this.onTimeout, head.timeoutMs);
+    const ms = head ? head.timeoutMs : 0;
+    if (ms <= 0) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      return;
+    }
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(this.onTimeout, ms);
+    this.timerMs = ms;
   }
+
+  private timerMs = 0;
 
   private timedOut(): void {
     this.timer = null;
