@@ -18,7 +18,7 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
 import type { LimitedTransaction } from '../relay/limited-transaction.js';
-import { reasonOf, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
+import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
@@ -257,7 +257,7 @@ export class Session {
    * The reply for anything thrown, recorded once when it is 400 or above. A 5xx the relay
    * decided counts against the session's errors; past the limit the session ends with 421.
    */
-  private fail(stage: RefusalStage, err: unknown): Reply {
+  private fail(stage: RefusalStage, err: unknown, account?: string): Reply {
     if (!(err instanceof RelayError) && !(err instanceof UpstreamReplyError)) {
       this.ctx.logger.error({ event: 'internal_error', error: (err as Error).message, stack: (err as Error).stack }, 'unexpected error on a message path');
     }
@@ -266,7 +266,7 @@ export class Session {
       stage,
       reply: r,
       reason: reasonOf(err),
-      account: this.tx?.account.email ?? this.account?.email,
+      account: account ?? accountOf(err) ?? this.tx?.account.email ?? this.account?.email,
       session: this.id,
       remote: this.remote,
       mailFrom: this.mailFrom ?? undefined,
@@ -488,7 +488,7 @@ export class Session {
           if (body.started) await received;
           const err = body.started && this.closed ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
           // A session already closing (timeout, client gone) gave its one reply: the log line says the rest.
-          const r = this.closing ? toReply(err) : this.fail('data', err);
+          const r = this.closing ? toReply(err) : this.fail('data', err, tx.account.email);
           this.logTransaction(tx, decoder, started, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
           return r;
         },

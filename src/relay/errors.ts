@@ -144,6 +144,8 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
   readonly reply: Reply;
+  /** The account the failure belongs to, once one was picked (for the refusal's log line and count). */
+  account?: string;
 
   /**
    * @param detail for logs only; never put a secret here. The MTA sees `reply`.
@@ -168,6 +170,8 @@ export class RelayError extends Error {
 /** An upstream reply we pass through to the MTA as it is (or nearly: see upstreamReplyForClient). */
 export class UpstreamReplyError extends Error {
   readonly reply: Reply;
+  /** The account whose provider gave this reply (set by the relay; for the refusal's log line and count). */
+  account?: string;
   constructor(r: Reply) {
     super(`upstream replied ${formatReply(r)}`);
     this.name = 'UpstreamReplyError';
@@ -198,6 +202,16 @@ export function withEnhancedCode(r: Reply): Reply {
   const other = `${Math.floor(r.code / 100)}.0.0`;
   return { code: r.code, lines: r.lines.map((l) => (l ? `${other} ${l}` : other)) };
 }
+
+/** Marks a failure as the account's (the first account it is attributed to stays). */
+export function attribute<E>(err: E, account: string): E {
+  if ((err instanceof RelayError || err instanceof UpstreamReplyError) && err.account === undefined) err.account = account;
+  return err;
+}
+
+/** The account a failure was attributed to, if any. */
+export const accountOf = (err: unknown): string | undefined =>
+  err instanceof RelayError || err instanceof UpstreamReplyError ? err.account : undefined;
 
 /** The one place that turns anything thrown on a message's path into the MTA's reply. */
 export function toReply(err: unknown): Reply {

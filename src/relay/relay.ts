@@ -17,7 +17,7 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
-import { RelayError } from './errors.js';
+import { attribute, RelayError } from './errors.js';
 import { LimitedTransaction } from './limited-transaction.js';
 import { RelayTransaction, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
 
@@ -256,7 +256,14 @@ export class Relay {
   async begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<LimitedTransaction> {
     const candidates = this.candidates(identity, mailFrom);
     for (let attempt = 1; ; attempt++) {
-      const { account, reservation } = await this.limiter.pick(candidates);
+      let picked;
+      try {
+        picked = await this.limiter.pick(candidates);
+      } catch (e) {
+        // Over its limits: whose, when there was only one to pick.
+        throw candidates.length === 1 ? attribute(e, candidates[0]!.email) : e;
+      }
+      const { account, reservation } = picked;
       const pool = this.pools.get(account.email);
       if (!pool) {
         // Removed while its reservation was being counted.
@@ -275,7 +282,7 @@ export class Relay {
         reservation.unsent();
         const answer = this.limiter.providerRefusal(account, e);
         // A paused account is skipped by the next pick(); the others may still send.
-        if (answer === e || attempt >= candidates.length) throw answer;
+        if (answer === e || attempt >= candidates.length) throw attribute(answer, account.email);
       }
     }
   }
