@@ -13,7 +13,7 @@ export type ApiFaultKind = 'throttle' | 'server_error' | 'unauthorized' | 'forbi
 
 export interface ApiFaultRule {
   kind: ApiFaultKind;
-  /** The request it applies to (the fakes name theirs: create, patch, send, get, delete); every one when omitted. */
+  /** The request it applies to (the fakes name theirs: create, patch, send, get, delete; Graph's session, upload); every one when omitted. */
   step?: string;
   /** Only for this mailbox. */
   mailbox?: string;

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js';
 import type { AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
-import { GraphUploadSessions, UPLOAD_PATH, type FakeFileAttachment } from './graph-uploads.js';
+import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
 import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
 
 /** Graph's request size limit. */
@@ -50,7 +50,7 @@ export class FakeGraphApi extends FakeApiServer {
   private readonly uploads = new GraphUploadSessions(graphError);
   /** The files uploaded to each sent message's draft, by the delivered message's id. */
   readonly sentAttachments = new Map<string, FakeFileAttachment[]>();
-  /** The mailbox's message size limit: draft MIME plus attachments (Exchange Online's largest). */
+  /** The mailbox's message size limit, on the message as sent: draft MIME plus attachments in base64 (Exchange Online's largest). */
   maxMessageBytes = 150 * 1024 * 1024;
 
   constructor(state: SandboxState, host: string) {
@@ -99,7 +99,7 @@ export class FakeGraphApi extends FakeApiServer {
       const id = decodeURIComponent(session[2]!);
       const draft = this.drafts.get(id);
       if (!draft || draft.mailbox !== mailbox) throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
-      const used = draft.attachments.reduce((n, a) => n + a.bytes.length, draft.mime.length);
+      const used = draft.attachments.reduce((n, a) => n + encodedSize(a.bytes.length), draft.mime.length);
       return this.uploads.create(id, body, this.url, this.maxMessageBytes - used);
     }
     const folder = DRAFTS.exec(path);

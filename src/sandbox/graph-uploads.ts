@@ -13,6 +13,9 @@ const MB = 1024 * 1024;
 export const FAKE_GRAPH_UPLOAD_MIN = 3 * MB;
 export const FAKE_GRAPH_UPLOAD_MAX = 150 * MB;
 
+/** A file's size once base64-encoded in the sent message, which Exchange's size limits count. */
+export const encodedSize = (bytes: number) => Math.ceil(bytes / 3) * 4;
+
 export interface FakeFileAttachment {
   id: string;
   name: string;
@@ -40,7 +43,7 @@ export class GraphUploadSessions {
 
   constructor(private readonly error: ErrorBody) {}
 
-  /** createUploadSession's answer; `room` is what the mailbox's size limit leaves for this file. */
+  /** createUploadSession's answer; `room` is what the mailbox's size limit leaves for this file, encoded. */
   create(draftId: string, body: Buffer, baseUrl: string, room: number): { status: number; body: unknown } {
     let item: Record<string, unknown> | undefined;
     try {
@@ -52,7 +55,7 @@ export class GraphUploadSessions {
       throw new HttpError(400, this.error('ErrorInvalidRequest', 'AttachmentItem needs attachmentType "file", a name and a size.'));
     }
     if (item.size < FAKE_GRAPH_UPLOAD_MIN) throw new HttpError(400, this.error('ErrorAttachmentSizeShouldNotBeLessThanMinimumSize', 'Attachment size should not be less than minimum size.'));
-    if (item.size > FAKE_GRAPH_UPLOAD_MAX || item.size > room) throw new HttpError(400, this.error('ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.'));
+    if (item.size > FAKE_GRAPH_UPLOAD_MAX || encodedSize(item.size) > room) throw new HttpError(400, this.error('ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.'));
     const id = randomBytes(9).toString('base64url');
     const token = randomBytes(18).toString('base64url');
     const expires = new Date(Date.now() + 15 * 60_000);
