@@ -51,4 +51,33 @@ describe('takeAttachments', () => {
     expect(split.files.map((f) => f.name)).toEqual(['big.pdf']);
     expect(split.rest.length).toBe(folded.length - (mime.length - Buffer.byteLength(msg.without(0), 'latin1')));
   });
+
+  it('follows nested multiparts, and leaves each one at least one part', () => {
+    const image = randomBytes(150 * KB);
+    const b64 = image.toString('base64').replace(/.{76}(?=.)/g, '$&\r\n');
+    const imagePart = `\r\n--rel\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <img1>\r\n\r\n${b64}`;
+    const related = (withHtml: boolean) =>
+      `\r\n--mix\r\nContent-Type: multipart/related; boundary=rel\r\n\r\n` +
+      (withHtml ? `--rel\r\nContent-Type: text/html\r\n\r\n<img src="cid:img1">` : '--rel\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <img0>\r\n\r\nAAAA') +
+      imagePart +
+      `\r\n--rel--\r\n`;
+    const build = (withHtml: boolean, keepImage: boolean) => {
+      const rel = related(withHtml);
+      return Buffer.from(
+        'From: <a@example.com>\r\nContent-Type: multipart/mixed; boundary="mix"\r\n\r\n--mix\r\nContent-Type: text/plain\r\n\r\nhello' +
+          (keepImage ? rel : rel.replace(imagePart, '')) +
+          '\r\n--mix--\r\n',
+        'latin1',
+      );
+    };
+    const mime = build(true, true);
+    const split = takeAttachments(mime, mime.length - 150 * KB, { min: 100 * KB, max: 1024 * KB })!;
+    expect(split.rest.equals(build(true, false))).toBe(true);
+    expect(split.files.map((f) => [f.name, f.contentType, f.isInline, f.contentId])).toEqual([['img1', 'image/png', true, 'img1']]);
+    expect(split.files[0]!.bytes.equals(image)).toBe(true);
+    // The related part holds two images only: the large one may go, the small one stays.
+    const two = build(false, true);
+    expect(takeAttachments(two, two.length - 150 * KB, { min: 100 * KB, max: 1024 * KB })!.rest.equals(build(false, false))).toBe(true);
+    expect(takeAttachments(two, 100, { min: 1, max: 1024 * KB })).toBeNull();
+  });
 });
