@@ -115,7 +115,11 @@ export class GraphSender implements ApiSender {
     const res = await calls.call({ method: 'POST', url: `${draft}/attachments/createUploadSession`, contentType: 'application/json', body: JSON.stringify({ AttachmentItem: item }) });
     if (!ok(res)) throw calls.fail(res, 'create upload session');
     const uploadUrl = (JSON.parse(res.body) as { uploadUrl?: unknown }).uploadUrl;
-    if (typeof uploadUrl !== 'string') throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the upload session has no uploadUrl', { notSent: true });
+    // The message's bytes go where the answer says (outlook.office.com for Graph): never over a
+    // weaker scheme than the Graph URL's own. The URL carries a token: it stays out of errors.
+    if (typeof uploadUrl !== 'string' || !URL.canParse(uploadUrl) || new URL(uploadUrl).protocol !== new URL(this.graphUrl).protocol) {
+      throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the upload session has no usable uploadUrl', { notSent: true });
+    }
     const total = file.bytes.length;
     for (let start = 0; start < total; start += GRAPH_UPLOAD_RANGE_BYTES) {
       const end = Math.min(start + GRAPH_UPLOAD_RANGE_BYTES, total) - 1;

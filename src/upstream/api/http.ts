@@ -22,7 +22,7 @@ export interface ApiResponse {
 
 export interface ApiRequest {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
-  /** Absolute URL under the account's API origin. */
+  /** Absolute URL under the account's API origin (or one the API gave, as Graph's upload URL). */
   url: string;
   token?: string;
   contentType?: string;
