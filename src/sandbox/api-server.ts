@@ -13,7 +13,7 @@ export type ApiFaultKind = 'throttle' | 'server_error' | 'unauthorized' | 'forbi
 
 export interface ApiFaultRule {
   kind: ApiFaultKind;
-  /** The request it applies to (the fakes name theirs: create, patch, send, get, delete); every one when omitted. */
+  /** The request it applies to (the fakes name theirs: create, patch, send, get, delete; Graph's session, upload); every one when omitted. */
   step?: string;
   /** Only for this mailbox. */
   mailbox?: string;
@@ -77,7 +77,7 @@ export abstract class FakeApiServer {
   }
 
   /** The request's answer; throw HttpError for an error answer. `hold` keeps it open (timeout fault). */
-  protected abstract handle(req: IncomingMessage, body: Buffer, path: string, query: URLSearchParams): Promise<{ status: number; body?: unknown } | 'hold'>;
+  protected abstract handle(req: IncomingMessage, body: Buffer, path: string, query: URLSearchParams): Promise<{ status: number; body?: unknown; headers?: Record<string, string> } | 'hold'>;
   /** The provider's error body for a status. */
   protected abstract errorBody(status: number, code: string, message: string, reason: string): unknown;
   /** The largest request body the API reads, by path. */
@@ -203,7 +203,7 @@ export abstract class FakeApiServer {
       res.on('close', () => this.held.delete(res));
       return;
     }
-    this.send(res, answer.status, answer.body ?? null);
+    this.send(res, answer.status, answer.body ?? null, answer.headers);
   }
 
   private send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

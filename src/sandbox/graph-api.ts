@@ -2,11 +2,16 @@
 // the calls the relay makes (src/upstream/api/graph.ts) with the checks Graph makes: a bearer
 // token for the Graph resource (delegated Mail.Send, or app-only .default whose app was given
 // the mailbox), a mailbox that exists, base64 MIME in text/plain under 4 MB, recipient objects.
-// A sent draft is recorded with the MIME as created and the recipients as set.
+// Larger content comes as file attachments uploaded to a draft through upload sessions
+// (./graph-uploads.ts), up to Exchange Online's largest message size (150 MB; a tenant's
+// default is 35 MB: maxMessageBytes models a mailbox's limit). A sent draft is recorded with
+// the MIME as created and the recipients as set; its uploaded attachments under its message id.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js';
+import type { AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
+import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
 import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
 
 /** Graph's request size limit. */
@@ -18,9 +23,11 @@ interface Draft {
   to: string[];
   cc: string[];
   bcc: string[];
+  attachments: FakeFileAttachment[];
 }
 
 const PATH = /^\/v1\.0\/users\/([^/]+)\/messages(?:\/([^/]+)(\/send)?)?$/;
+const UPLOAD_SESSION = /^\/v1\.0\/users\/([^/]+)\/messages\/([^/]+)\/attachments\/createUploadSession$/;
 /** The Drafts folder, which `accounts test` reads to check the token and permission. */
 const DRAFTS = /^\/v1\.0\/users\/([^/]+)\/mailFolders\/drafts$/i;
 
@@ -40,6 +47,11 @@ const list = (a: HeaderAddress[]) => a.map((x) => x.address);
 
 export class FakeGraphApi extends FakeApiServer {
   private readonly drafts = new Map<string, Draft>();
+  private readonly uploads = new GraphUploadSessions(graphError);
+  /** The files uploaded to each sent message's draft, by the delivered message's id. */
+  readonly sentAttachments = new Map<string, FakeFileAttachment[]>();
+  /** The mailbox's message size limit, on the message as sent: draft MIME plus attachments in base64 (Exchange Online's largest). */
+  maxMessageBytes = 150 * 1024 * 1024;
 
   constructor(state: SandboxState, host: string) {
     super(state, host);
@@ -53,12 +65,43 @@ export class FakeGraphApi extends FakeApiServer {
     return FAKE_GRAPH_MAX_REQUEST;
   }
 
+  override reset(): void {
+    super.reset();
+    this.sentAttachments.clear();
+  }
+
+  /** The attachments uploaded to the draft `message` was sent from. */
+  attachmentsOf(message: AcceptedMessage): FakeFileAttachment[] {
+    return this.sentAttachments.get(message.id) ?? [];
+  }
+
   /** Drafts created and not (yet) sent or deleted. */
   get draftCount(): number {
     return this.drafts.size;
   }
 
-  protected async handle(req: IncomingMessage, body: Buffer, path: string): Promise<{ status: number; body?: unknown } | 'hold'> {
+  protected async handle(req: IncomingMessage, body: Buffer, path: string, query: URLSearchParams): Promise<{ status: number; body?: unknown; headers?: Record<string, string> } | 'hold'> {
+    const upload = UPLOAD_PATH.exec(path);
+    if (upload) {
+      const draft = this.drafts.get(this.uploads.draftOf(upload[1]!, query.get('authtoken')));
+      if (!draft) throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
+      if (this.step('upload', draft.mailbox) === 'hold') return 'hold';
+      const { answer, attachment } = this.uploads.put(req, upload[1]!, body, this.url);
+      if (attachment) draft.attachments.push(attachment);
+      return answer;
+    }
+    const session = UPLOAD_SESSION.exec(path);
+    if (session) {
+      const mailbox = normaliseEmail(decodeURIComponent(session[1]!));
+      this.authorize(this.bearer(req, mailbox), mailbox, 'session');
+      if (this.step('session', mailbox) === 'hold') return 'hold';
+      if (req.method !== 'POST') throw new HttpError(405, graphError('ErrorInvalidRequest', 'method not allowed'));
+      const id = decodeURIComponent(session[2]!);
+      const draft = this.drafts.get(id);
+      if (!draft || draft.mailbox !== mailbox) throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
+      const used = draft.attachments.reduce((n, a) => n + encodedSize(a.bytes.length), draft.mime.length);
+      return this.uploads.create(id, body, this.url, this.maxMessageBytes - used);
+    }
     const folder = DRAFTS.exec(path);
     if (folder && req.method === 'GET') {
       const owner = normaliseEmail(decodeURIComponent(folder[1]!));
@@ -81,7 +124,7 @@ export class FakeGraphApi extends FakeApiServer {
       if (!mime || !mime.length) throw new HttpError(400, graphError('ErrorMimeContentInvalidBase64String', 'Invalid base64 string for MIME content.'));
       const h = headerRecipients(mime);
       const draftId = 'AAMk' + randomBytes(12).toString('base64url');
-      this.drafts.set(draftId, { mailbox, mime, to: list(h.to), cc: list(h.cc), bcc: list(h.bcc) });
+      this.drafts.set(draftId, { mailbox, mime, to: list(h.to), cc: list(h.cc), bcc: list(h.bcc), attachments: [] });
       return { status: 201, body: { id: draftId, isDraft: true } };
     }
 
@@ -92,6 +135,7 @@ export class FakeGraphApi extends FakeApiServer {
         return { status: 200, body: { id, isDraft: true } };
       case 'delete':
         this.drafts.delete(id);
+        this.uploads.dropDraft(id);
         return { status: 204 };
       case 'patch': {
         let patch: Record<string, unknown>;
@@ -109,7 +153,9 @@ export class FakeGraphApi extends FakeApiServer {
         const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc])];
         if (!recipients.length) throw new HttpError(400, graphError('ErrorInvalidRecipients', 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.'));
         this.drafts.delete(id);
-        this.deliver(mailbox, recipients, draft.mime);
+        this.uploads.dropDraft(id);
+        const sent = this.deliver(mailbox, recipients, draft.mime);
+        if (draft.attachments.length) this.sentAttachments.set(sent.id, draft.attachments);
         return { status: 202 };
       }
       default:

@@ -7,9 +7,10 @@ import { buildConfig } from '../../src/config/load.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { sandboxRelayConfig } from '../../src/sandbox/relay-config.js';
 import { connectorOptions } from '../../src/upstream/connector.js';
-import { GRAPH_MAX_MIME_BYTES } from '../../src/upstream/api/graph.js';
+import { randomBytes } from 'node:crypto';
+import { GRAPH_MAX_MESSAGE_BYTES, GRAPH_MAX_MIME_BYTES } from '../../src/upstream/api/graph.js';
 import { GMAIL_MAX_MESSAGE_BYTES, GMAIL_SIMPLE_MAX_BYTES } from '../../src/upstream/api/gmail.js';
-import { GMAIL, GRAPH, gmailAccount, graphAccount, sizedMessage } from '../helpers/api-stack.js';
+import { GMAIL, GRAPH, gmailAccount, graphAccount, multipartMessage, sizedMessage } from '../helpers/api-stack.js';
 import { line, RawSmtp, sendOnce } from '../helpers/smtp-client.js';
 import { sha256, startStack, type Stack } from '../helpers/stack.js';
 
@@ -18,7 +19,7 @@ let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
     accounts: [graphAccount(), gmailAccount()],
-    overrides: { inbound: { max_message_bytes: 40 * 1024 * 1024 }, upstream: { data_timeout_ms: 2_000, command_timeout_ms: 2_000 } },
+    overrides: { inbound: { max_message_bytes: 160 * 1024 * 1024 }, upstream: { data_timeout_ms: 2_000, command_timeout_ms: 2_000 } },
   });
 });
 afterAll(() => stack?.stop());
@@ -58,7 +59,7 @@ describe('Microsoft Graph', () => {
     expect(stack.sandbox.messages).toEqual([]); // nothing went by SMTP
   });
 
-  it('takes a message just under its request limit and refuses one byte more with 552 before sending anything', async () => {
+  it('takes a message of 3 MB as one draft, and refuses one byte more with no attachment to upload apart with 552 before sending anything', async () => {
     const under = sizedMessage(GRAPH, ['big@example.net'], 'graph-max', GRAPH_MAX_MIME_BYTES);
     expect(await send(GRAPH, ['big@example.net'], under)).toMatch(/^250 /);
     expect(stack.sandbox.graph.messages.map((m) => m.sha256)).toEqual([sha256(under)]);
@@ -68,12 +69,70 @@ describe('Microsoft Graph', () => {
     expect(stack.sandbox.graph.requests.size).toBe(0);
   });
 
+  it('sends a message over 3 MB as a draft without its large attachments, then uploads them by upload session', async () => {
+    const MB = 1024 * 1024;
+    const parts = [
+      { type: 'application/pdf', filename: 'report.pdf', bytes: randomBytes(8 * MB) },
+      { type: 'text/csv', filename: 'small.csv', bytes: randomBytes(100 * 1024) },
+      { type: 'image/png', filename: 'logo.png', contentId: 'logo@test.example', bytes: randomBytes(3 * MB + 5) },
+    ];
+    const msg = multipartMessage(GRAPH, ['to@example.net'], 'graph-uploads', parts);
+    const envelope = ['to@example.net', 'bcc-only@example.net'];
+    expect(await send(GRAPH, envelope, msg.raw)).toMatch(/^250 2\.0\.0 /);
+    const [sent, ...more] = stack.sandbox.graph.messages;
+    expect(more).toEqual([]);
+    // The draft's MIME is the MTA's bytes with the two parts of 3 MB and more cut out, nothing else.
+    expect(sent!.sha256).toBe(sha256(msg.without(0, 2)));
+    expect([...sent!.rcptTo].sort()).toEqual([...envelope].sort());
+    const files = stack.sandbox.graph.attachmentsOf(sent!);
+    expect(files.map((f) => [f.name, f.contentType, f.isInline, f.contentId])).toEqual([
+      ['report.pdf', 'application/pdf', false, undefined],
+      ['logo.png', 'image/png', true, 'logo@test.example'],
+    ]);
+    expect(files[0]!.bytes.equals(parts[0]!.bytes)).toBe(true);
+    expect(files[1]!.bytes.equals(parts[2]!.bytes)).toBe(true);
+    // 8 MB in three ranges of at most 3 MB, 3 MB + 5 in two.
+    expect([stack.sandbox.graph.requests.get('session'), stack.sandbox.graph.requests.get('upload')]).toEqual([2, 5]);
+    expect(stack.sandbox.graph.draftCount).toBe(0);
+  });
+
+  it('takes a message of exactly 150 MB through an upload session and refuses one byte more with 552 before sending anything', async () => {
+    const file = randomBytes(Math.floor(((GRAPH_MAX_MESSAGE_BYTES - 4096) / 78) * 57));
+    const under = multipartMessage(GRAPH, ['big@example.net'], 'graph-150', [{ type: 'application/zip', filename: 'big.zip', bytes: file }], GRAPH_MAX_MESSAGE_BYTES);
+    expect(await send(GRAPH, ['big@example.net'], under.raw)).toMatch(/^250 /);
+    const [sent] = stack.sandbox.graph.messages;
+    expect(sent!.sha256).toBe(sha256(under.without(0)));
+    expect(stack.sandbox.graph.attachmentsOf(sent!)[0]!.bytes.equals(file)).toBe(true);
+    stack.sandbox.reset();
+    const over = multipartMessage(GRAPH, ['big@example.net'], 'graph-150', [{ type: 'application/zip', filename: 'big.zip', bytes: file }], GRAPH_MAX_MESSAGE_BYTES + 1);
+    expect(await send(GRAPH, ['big@example.net'], over.raw)).toMatch(/^552 5\.3\.4 /);
+    expect(stack.sandbox.graph.requests.size).toBe(0);
+  }, 120_000);
+
+  it('gives 552 when the mailbox\'s size limit refuses the upload, and 451 when an upload fails, deleting the draft', async () => {
+    const MB = 1024 * 1024;
+    const msg = multipartMessage(GRAPH, ['r@example.net'], 'graph-limit', [{ type: 'application/pdf', filename: 'a.pdf', bytes: randomBytes(5 * MB) }]);
+    stack.sandbox.graph.maxMessageBytes = 4 * MB;
+    try {
+      expect(await send(GRAPH, ['r@example.net'], msg.raw)).toMatch(/^552 5\.3\.4 /);
+      expect(stack.sandbox.graph.draftCount).toBe(0);
+    } finally {
+      stack.sandbox.graph.maxMessageBytes = 150 * MB;
+    }
+    stack.sandbox.graph.fault({ kind: 'server_error', step: 'upload', times: 1 });
+    expect(await send(GRAPH, ['r@example.net'], msg.raw)).toMatch(/^451 4\.4\.0 /);
+    expect(stack.sandbox.graph.messages).toEqual([]);
+    expect(stack.sandbox.graph.draftCount).toBe(0);
+    expect(await send(GRAPH, ['r@example.net'], msg.raw)).toMatch(/^250 /);
+    expect(stack.sandbox.graph.attachmentsOf(stack.sandbox.graph.messages[0]!)[0]!.bytes.length).toBe(5 * MB);
+  });
+
   it('refuses a declared SIZE over its maximum at MAIL FROM', async () => {
     const { client } = await RawSmtp.connect(stack.port);
     try {
       await client.cmd('EHLO mta.test');
-      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MIME_BYTES + 1}`))).toMatch(/^552 5\.3\.4 /);
-      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MIME_BYTES}`))).toMatch(/^250 /);
+      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MESSAGE_BYTES + 1}`))).toMatch(/^552 5\.3\.4 /);
+      expect(line(await client.cmd(`MAIL FROM:<${GRAPH}> SIZE=${GRAPH_MAX_MESSAGE_BYTES}`))).toMatch(/^250 /);
     } finally {
       client.close();
     }

@@ -9,7 +9,9 @@ import { RelayError, toReply } from '../../src/relay/errors.js';
 import { withoutBcc } from '../../src/sandbox/gmail-api.js';
 import { apiFailure, isThrottle, retryAfterMs } from '../../src/upstream/api/failures.js';
 import { gmailBcc } from '../../src/upstream/api/gmail.js';
-import { graphRecipients } from '../../src/upstream/api/graph.js';
+import { GraphSender, GRAPH_UPLOAD_RANGE_BYTES, graphRecipients } from '../../src/upstream/api/graph.js';
+import type { ApiCalls } from '../../src/upstream/api/sender.js';
+import { multipartMessage } from '../helpers/api-stack.js';
 import { headerRecipients } from '../../src/upstream/api/headers.js';
 import type { ApiResponse } from '../../src/upstream/api/http.js';
 import { thrown } from '../helpers/thrown.js';
@@ -102,3 +104,58 @@ describe('error answers', () => {
     expect([reply(503).notSent, reply(504).notSent, reply(400).notSent]).toEqual([true, false, true]);
   });
 });
+
+describe('Graph upload sessions', () => {
+  const MB = 1024 * 1024;
+  const file = Buffer.alloc(7 * MB, 7);
+  const mime = Buffer.from(multipartMessage('a@x.test', ['b@x.test'], 'up', [{ type: 'application/pdf', filename: 'f.pdf', bytes: file }]).raw, 'latin1');
+  type Seen = { how: 'call' | 'upload'; method: string; url: string; headers?: Record<string, string>; size: number };
+  const recording = (uploadUrl: string) => {
+    const seen: Seen[] = [];
+    let put = 0;
+    const calls: ApiCalls = {
+      call: async (req) => {
+        seen.push({ how: 'call', method: req.method, url: req.url, size: req.body?.length ?? 0 });
+        if (req.url.endsWith('/messages')) return res(201, { id: 'D1' });
+        if (req.url.endsWith('/createUploadSession')) return res(201, { uploadUrl, nextExpectedRanges: ['0-'] });
+        return res(req.url.endsWith('/send') ? 202 : 200, {});
+      },
+      upload: async (req) => {
+        seen.push({ how: 'upload', method: req.method, url: req.url, ...(req.headers ? { headers: req.headers } : {}), size: req.body?.length ?? 0 });
+        return res(++put === Math.ceil(file.length / GRAPH_UPLOAD_RANGE_BYTES) ? 201 : 200, {});
+      },
+      fail: (r, step) => new RelayError('API_REFUSED', `${step} ${r.status}`),
+    };
+    return { calls, seen };
+  };
+
+  it('creates the draft without the file, then PUTs the file in ranges under 4 MB to the upload URL, without the token, before sending', async () => {
+    const { calls, seen } = recording('https://outlook.example/upload/s1?authtoken=t');
+    await new GraphSender('https://graph.example').send(calls, 'a@x.test', mime, ['b@x.test']);
+    expect(seen.map((s) => `${s.how} ${s.method} ${new URL(s.url).pathname.split('/').pop()}`)).toEqual([
+      'call POST messages',
+      'call PATCH D1',
+      'call POST createUploadSession',
+      'upload PUT s1',
+      'upload PUT s1',
+      'upload PUT s1',
+      'call POST send',
+    ]);
+    expect(seen[0]!.size).toBeLessThan(4 * MB);
+    expect(seen.filter((s) => s.how === 'upload').map((s) => s.headers?.['content-range'])).toEqual([
+      `bytes 0-${3 * MB - 1}/${7 * MB}`,
+      `bytes ${3 * MB}-${6 * MB - 1}/${7 * MB}`,
+      `bytes ${6 * MB}-${7 * MB - 1}/${7 * MB}`,
+    ]);
+  });
+
+  it('sends no bytes to an upload URL on a weaker scheme than Graph\'s, and deletes the draft', async () => {
+    const { calls, seen } = recording('http://outlook.example/upload/s1?authtoken=t');
+    const e = await new GraphSender('https://graph.example').send(calls, 'a@x.test', mime, ['b@x.test']).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RelayError);
+    expect((e as RelayError).message).not.toContain('authtoken');
+    expect(seen.some((s) => s.how === 'upload')).toBe(false);
+    expect(seen.at(-1)!.method).toBe('DELETE');
+  });
+});
+

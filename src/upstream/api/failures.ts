@@ -72,7 +72,8 @@ export function apiFailure(api: ApiName, res: ApiResponse, step: string): RelayE
     const why = res.status === 404 ? `${LABEL[api]} does not know the mailbox (${code})` : `${LABEL[api]} refused (${code})`;
     return new RelayError('API_FORBIDDEN', detail, { ...opts, reply: reply(454, `4.7.0 ${why}: ${GRANT_ADVICE[api]}`) });
   }
-  if (res.status === 413) return new RelayError('MESSAGE_TOO_BIG', detail, opts);
+  // Exchange's answer for a message over the mailbox's size limit (a tenant's 35 MB by default).
+  if (res.status === 413 || code === 'ErrorMessageSizeExceeded') return new RelayError('MESSAGE_TOO_BIG', detail, opts);
   if (res.status === 400) return new RelayError('API_REFUSED', detail, { ...opts, reply: reply(554, `5.6.0 ${LABEL[api]} refused the message (${clean(said)})`) });
   // 5xx and anything unexpected: temporary. A gateway timeout may have sent it.
   const notSent = res.status !== 504;

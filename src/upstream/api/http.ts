@@ -21,11 +21,13 @@ export interface ApiResponse {
 }
 
 export interface ApiRequest {
-  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
-  /** Absolute URL under the account's API origin. */
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  /** Absolute URL under the account's API origin (or one the API gave, as Graph's upload URL). */
   url: string;
   token?: string;
   contentType?: string;
+  /** Further request headers (Graph's Content-Range on an upload). */
+  headers?: Record<string, string>;
   body?: Buffer | string;
   timeoutMs: number;
 }
@@ -74,7 +76,7 @@ export class ApiHttp {
   async request(account: Account, req: ApiRequest): Promise<ApiResponse> {
     if (this.closed) throw new RelayError('SHUTTING_DOWN', 'API client closed', { notSent: true });
     const url = new URL(req.url);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...req.headers };
     if (req.token) headers.authorization = `Bearer ${req.token}`;
     if (req.contentType) headers['content-type'] = req.contentType;
     try {

@@ -7,6 +7,8 @@ import type { ApiRequest, ApiResponse } from './http.js';
 export interface ApiCalls {
   /** One request with the account's token; a 401 refreshes the token once and repeats it. */
   call(req: Omit<ApiRequest, 'token' | 'timeoutMs'> & { long?: boolean }): Promise<ApiResponse>;
+  /** One request to a URL the API pre-authenticated (Graph's upload URL): no token goes with it. */
+  upload(req: Omit<ApiRequest, 'token' | 'timeoutMs'>): Promise<ApiResponse>;
   /** The error for an error answer: a throttle pauses the account; the rest per ./failures.ts. */
   fail(res: ApiResponse, step: string): RelayError;
 }

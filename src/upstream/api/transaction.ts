@@ -121,6 +121,7 @@ export class ApiTransaction {
         }
         return res;
       },
+      upload: (req) => http.request(account, { ...req, timeoutMs: this.deps.dataTimeoutMs }),
       fail: (res, step) => {
         if (!isThrottle(api, res)) return apiFailure(api, res, step);
         const waitMs = retryAfterMs(res);
