@@ -11,6 +11,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import { isLoopbackHost } from '../config/networks.js';
 
 /** Read-only: health for probes, metrics for scrapers, the status page and its JSON. */
 const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/', '/status.json']);
@@ -25,23 +26,6 @@ export interface GuardOptions {
 export interface Refusal {
   status: 401 | 403 | 415;
   error: string;
-}
-
-/**
- * Whether `host` is a loopback address, judged as an address: 127.0.0.0/8, ::1, an IPv4-mapped
- * ::ffff:127.x, or the name `localhost`. `127.attacker.example` is a name, not loopback.
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  if (h === 'localhost') return true;
-  const kind = isIP(h);
-  if (kind === 4) return h.split('.')[0] === '127';
-  if (kind === 6) {
-    if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
-    const mapped = /^(?:0:0:0:0:0|):ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h.replace(/^::/, ':'));
-    return mapped ? isLoopbackHost(mapped[1]!) : false;
-  }
-  return false;
 }
 
 /** The host part of a Host header value (`name`, `name:port`, `[v6]:port`), lower-case. */

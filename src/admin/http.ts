@@ -6,22 +6,15 @@
 // probes and the page only off loopback.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Metrics } from '../obs/metrics.js';
-import type { Refusals } from '../obs/refusals.js';
-import type { Relay } from '../relay/relay.js';
 import { routeApi, type ApiDeps } from './api.js';
-import type { AccountHealthBoard, Readiness } from './health.js';
+import type { Readiness } from './health.js';
 import { statusPage } from './status-page.js';
-import { statusSnapshot } from './status.js';
+import { statusSnapshot, type StatusDeps } from './status.js';
 import type { StoreHealthState } from '../store/store-health.js';
 import { AdminGuard } from './guard.js';
 
-export interface AdminDeps extends ApiDeps {
-  relay: Relay;
-  health: AccountHealthBoard;
-  refusals: Refusals;
+export interface AdminDeps extends ApiDeps, StatusDeps {
   metrics: Metrics;
-  isListening: () => boolean;
-  inboundSessions: () => number;
   /** http.host, as configured: the Host every request must name (or an IP literal, or localhost). */
   host: string;
   bearerToken: string;

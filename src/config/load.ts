@@ -9,7 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
-import { isLoopbackHost } from '../admin/guard.js';
+import { isLoopbackHost } from './networks.js';
 import { ConfigError, ConfigProblems } from './errors.js';
 import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
 import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';

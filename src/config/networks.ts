@@ -1,4 +1,4 @@
-import { BlockList, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv6 } from 'node:net';
 import { DEFAULT_TRUSTED_NETWORKS } from './schema.js';
 
 /** `inbound.trusted_networks` (addresses and CIDR blocks, as the schema checked them) as a BlockList. */
@@ -13,8 +13,22 @@ export function networkList(networks: readonly string[]): BlockList {
   return list;
 }
 
-/** Whether a listen or http host is a loopback address (reachable from this machine only). */
-export const isLoopbackHost = (host: string): boolean => /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i.test(host);
+/**
+ * Whether `host` is a loopback address, judged as an address: 127.0.0.0/8, ::1, an IPv4-mapped
+ * ::ffff:127.x, or the name `localhost`. `127.attacker.example` is a name, not loopback.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  const kind = isIP(h);
+  if (kind === 4) return h.split('.')[0] === '127';
+  if (kind === 6) {
+    if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+    const mapped = /^(?:0:0:0:0:0|):ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h.replace(/^::/, ':'));
+    return mapped ? isLoopbackHost(mapped[1]!) : false;
+  }
+  return false;
+}
 
 export const isDefaultTrustedNetworks = (networks: readonly string[]): boolean =>
   networks.length === DEFAULT_TRUSTED_NETWORKS.length && networks.every((n, i) => n === DEFAULT_TRUSTED_NETWORKS[i]);

@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
+import { isLoopbackHost } from '../config/networks.js';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
@@ -53,7 +54,6 @@ const MAX_LINE = 16 * 1024;
 const LF = 0x0a;
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH']);
 const OK = reply(250, '2.0.0 OK');
-const isLoopback = (ip: string) => ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');
 const stageOf: Record<string, RefusalStage> = { AUTH: 'auth', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
 
 type Handler = (this: Session, arg: string) => Reply | Promise<Reply> | null;
@@ -604,7 +604,7 @@ export class Session {
     const [mech = '', initial] = arg.split(' ');
     const m = mech.toUpperCase();
     if (m !== 'PLAIN' && m !== 'LOGIN') throw new RelayError('SYNTAX', `AUTH ${m.slice(0, 20)}`, { reply: reply(504, '5.5.4 Unrecognized authentication type') });
-    if (!this.secure && !isLoopback(this.remote) && !this.trusted) throw new RelayError('AUTH_NEEDS_TLS');
+    if (!this.secure && !isLoopbackHost(this.remote) && !this.trusted) throw new RelayError('AUTH_NEEDS_TLS');
     if (m === 'PLAIN') {
       if (initial !== undefined) return this.plain(initial);
       this.continuation = (line) => this.plain(line);

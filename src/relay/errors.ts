@@ -245,11 +245,10 @@ export function defaultReply(code: RelayErrorCode): Reply {
 
 /**
  * The reason label for anything thrown on a message's path: a RelayError's own, `upstream` for a
- * provider reply passed through (its code says the rest), `syntax` for an argument refused before
- * it went upstream.
+ * provider reply passed through (its code says the rest), `internal` for anything else.
  */
 export function reasonOf(err: unknown): RefusalReason {
-  if (err instanceof RelayError) return (err.reply.code === 501 && err.code === 'INTERNAL') ? 'syntax' : SPECS[err.code].reason;
+  if (err instanceof RelayError) return SPECS[err.code].reason;
   if (err instanceof UpstreamReplyError) return 'upstream';
   return 'internal';
 }

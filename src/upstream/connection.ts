@@ -85,11 +85,11 @@ export class UpstreamAuthError extends RelayError {
 /**
  * A MAIL/RCPT argument that would break the command line (CR, LF or NUL: command injection).
  * Thrown synchronously by mail()/rcpt() before anything is sent; the connection stays usable.
- * Code INTERNAL (nothing upstream is at fault) with a permanent 501 reply for the MTA.
+ * Code SYNTAX (the client's argument, not the provider, is at fault) with a permanent 501 reply.
  */
 export class UnsafeArgumentError extends RelayError {
   constructor(what: string) {
-    super('INTERNAL', `${what} contains CR, LF or NUL`, {
+    super('SYNTAX', `${what} contains CR, LF or NUL`, {
       reply: makeReply(501, '5.5.2 Syntax error: control character in address or parameter'),
     });
     this.name = 'UnsafeArgumentError';

@@ -12,13 +12,13 @@ export function thrown<E extends Error>(fn: () => unknown, type: abstract new (.
   throw new Error(`expected a ${type.name}, nothing was thrown`);
 }
 
-/** Awaits `p`, expects it to reject with a RelayError, and returns that error for further checks. */
-export async function rejection(p: Promise<unknown>): Promise<RelayError> {
+/** Awaits `p`, expects it to reject with an instance of `type` (a RelayError unless told), and returns that error. */
+export async function rejection<E extends Error = RelayError>(p: Promise<unknown>, type: abstract new (...args: never[]) => E = RelayError as never): Promise<E> {
   try {
     await p;
   } catch (e) {
-    expect(e).toBeInstanceOf(RelayError);
-    return e as RelayError;
+    expect(e).toBeInstanceOf(type);
+    return e as E;
   }
-  throw new Error('expected a rejection');
+  throw new Error(`expected a ${type.name}, the promise resolved`);
 }

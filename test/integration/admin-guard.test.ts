@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLoopbackHost } from '../../src/admin/guard.js';
+import { isLoopbackHost } from '../../src/config/networks.js';
 import { TESTS_PER_WINDOW } from '../../src/admin/test-gate.js';
 import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';

@@ -7,18 +7,15 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { isPathProblem, openStore } from '../../src/store/open.js';
+import { rejection } from '../helpers/thrown.js';
 
 describe('openStore failures', () => {
   it('a path under a regular file is a config error at store.path', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'xoauth2-relay-open-'));
     try {
       writeFileSync(join(dir, 'file'), 'x');
-      const err = await openStore({ path: join(dir, 'file', 'relay.db') } as never, { XOAUTH2_RELAY_KEY: 'a'.repeat(64) }, silentLogger()).then(
-        () => null,
-        (e: unknown) => e as Error,
-      );
-      expect(err).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).path).toBe('store.path');
+      const err = await rejection(openStore({ path: join(dir, 'file', 'relay.db') } as never, { XOAUTH2_RELAY_KEY: 'a'.repeat(64) }, silentLogger()), ConfigError);
+      expect(err.path).toBe('store.path');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

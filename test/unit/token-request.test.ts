@@ -6,18 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BODY_BYTES, MAX_TOKEN_CHARS, requestToken } from '../../src/tokens/grants/token-request.js';
 import { TokenGrantError } from '../../src/tokens/grant.js';
+import { rejection } from '../helpers/thrown.js';
 
 type Behaviour = (res: ServerResponse) => void;
 
-async function rejection(p: Promise<unknown>): Promise<TokenGrantError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(TokenGrantError);
-    return e as TokenGrantError;
-  }
-  throw new Error('expected a TokenGrantError, the request succeeded');
-}
+const refused = (p: Promise<unknown>) => rejection(p, TokenGrantError);
 
 describe('requestToken against a hostile endpoint', () => {
   let server: Server;
@@ -63,7 +56,7 @@ describe('requestToken against a hostile endpoint', () => {
       };
       more();
     };
-    const err = await rejection(ask(10_000));
+    const err = await refused(ask(10_000));
     expect(err).toBeInstanceOf(TokenGrantError);
     expect(err.kind).toBe('bad_response');
     expect((err as Error).message).toMatch(new RegExp(`body over ${MAX_BODY_BYTES} bytes`));
@@ -76,7 +69,7 @@ describe('requestToken against a hostile endpoint', () => {
       res.write('{"access_token":"');
     };
     const started = Date.now();
-    const err = await rejection(ask(5_000));
+    const err = await refused(ask(5_000));
     expect((err as Error).message).toMatch(/body of 419430400 bytes/);
     expect(Date.now() - started).toBeLessThan(4_000);
   });
@@ -85,7 +78,7 @@ describe('requestToken against a hostile endpoint', () => {
     for (const key of ['access_token', 'refresh_token']) {
       behaviour = (res) =>
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'at', refresh_token: 'rt', expires_in: 3600, [key]: 'T'.repeat(MAX_TOKEN_CHARS + 1) }));
-      const err = await rejection(ask());
+      const err = await refused(ask());
       expect(err.kind).toBe('bad_response');
       expect((err as Error).message).toContain(`a ${key} of ${MAX_TOKEN_CHARS + 1} characters`);
     }
@@ -100,7 +93,7 @@ describe('requestToken against a hostile endpoint', () => {
       res.on('close', () => clearInterval(timer));
     };
     const started = Date.now();
-    const err = await rejection(ask(1_000));
+    const err = await refused(ask(1_000));
     const took = Date.now() - started;
     expect(err.kind).toBe('timeout');
     expect(took).toBeGreaterThanOrEqual(900);
