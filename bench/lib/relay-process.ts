@@ -60,12 +60,14 @@ export class RelayProcess {
     );
     const cli = opts.entry === 'source' ? ['--import', 'tsx', 'src/cli/main.ts'] : [opts.entry.main];
     const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
+    // For `perf record` of the relay: BENCH_NODE_FLAGS=--perf-basic-prof names its JIT frames.
+    const flags = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
     const logFile = join(opts.dir, 'relay.log');
     const out = openSync(logFile, 'a');
     // The relay's own log level rules (LOG_LEVEL would override it); no inherited node flags.
     const { LOG_LEVEL: _l, NODE_OPTIONS: _n, ...env } = process.env;
     const spawnedAt = performance.now();
-    const child = spawn(process.execPath, [...prof, ...cli, 'serve', '--config', file], {
+    const child = spawn(process.execPath, [...flags, ...prof, ...cli, 'serve', '--config', file], {
       cwd: opts.root,
       env: { ...env, XOAUTH2_RELAY_KEY: randomBytes(32).toString('hex') },
       stdio: ['ignore', out, out],
