@@ -23,7 +23,7 @@ try {
   const [from] = await ctx.accounts('focus', 1);
   const extra = { max_connections: 64 };
   const sides: { name: string; target: Target; cpu?: () => number }[] = [{ name: 'direct', target: await ctx.directTarget(from!) }];
-  const token = await ctx.sandbox.call('issueAccessToken', { email: from });
+  const token: string = await ctx.sandbox.call('issueAccessToken', { email: from! });
   const pipe = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token });
   sides.push({ name: 'pipe', target: { host: '127.0.0.1', port: pipe.port }, cpu: () => pipe.cpuSeconds() });
   for (const [i, main] of [resolve('dist/cli/main.js'), ...others.map((o) => resolve(o))].entries()) {
