@@ -28,7 +28,7 @@ const GREETING = '220 pipe.bench ESMTP\r\n';
 const EHLO_REPLY = '250-pipe.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
 
 /** Upstream session to the point where the client's commands can go straight through. */
-async function authenticatedUpstream(up: PipeUpstream): Promise<tls.TLSSocket> {
+export async function authenticatedUpstream(up: PipeUpstream): Promise<tls.TLSSocket> {
   const raw = net.connect({ host: up.host, port: up.port, noDelay: true });
   let socket: net.Socket = raw;
   const replies: Reply[] = [];
@@ -117,8 +117,8 @@ export class BytePipeProcess {
     readonly port: number,
   ) {}
 
-  static async start(cwd: string, up: PipeUpstream): Promise<BytePipeProcess> {
-    const child = fork(fileURLToPath(new URL('./byte-pipe-child.ts', import.meta.url)), {
+  static async start(cwd: string, up: PipeUpstream, script = './byte-pipe-child.ts'): Promise<BytePipeProcess> {
+    const child = fork(fileURLToPath(new URL(script, import.meta.url)), {
       cwd,
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

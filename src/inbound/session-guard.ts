@@ -5,19 +5,24 @@
 //  - deadlines, not inactivity timers (a client dripping one byte at a time would hold a session,
 //    and inside DATA a pooled upstream connection, for ever): from our last reply, the next
 //    complete command must follow within `idleTimeoutMs`, a whole message within `dataTimeoutMs`
-//    of the 354. While the reply is ours to give, the client owes nothing and no deadline runs.
+//    of the 354. While the reply is ours to give, the client owes nothing and no deadline runs,
+//    except that a MAIL must be answered within `mailReplyTimeoutMs` (the session then says 451).
 //  - a session from outside trusted_networks must have authenticated by `authBy` (fixed at
 //    connect: NOOP, RSET and HELP do not move it).
-// The timer is re-armed only when it fires early or a deadline moves earlier, so refreshing a
-// deadline on every reply costs an assignment, not a clearTimeout/setTimeout pair.
+// Moving a deadline costs an assignment, never a timer: the one timer fires at the earliest
+// deadline or `step` ms after it was armed, whichever is first, and re-arms itself from there.
+// `step` is the shortest of the limits, so no deadline set after the timer was armed can fall
+// before it fires. (Re-arming whenever a deadline moved earlier made a clearTimeout/setTimeout
+// pair at every MAIL.)
 
 export interface SessionLimits {
   maxErrors: number;
   idleTimeoutMs: number;
   dataTimeoutMs: number;
+  mailReplyTimeoutMs: number;
 }
 
-export type Expiry = 'command' | 'message' | 'auth';
+export type Expiry = 'command' | 'message' | 'auth' | 'mail';
 
 export class SessionGuard {
   private errors = 0;
@@ -25,7 +30,8 @@ export class SessionGuard {
   private what: Expiry = 'command';
   private authBy: number;
   private timer: NodeJS.Timeout | null = null;
-  private timerAt = Infinity;
+  private stopped = false;
+  private readonly step: number;
 
   constructor(
     private readonly limits: SessionLimits,
@@ -33,6 +39,8 @@ export class SessionGuard {
     private readonly onExpire: (what: Expiry) => void,
   ) {
     this.authBy = authDeadlineMs === null ? Infinity : Date.now() + authDeadlineMs;
+    this.step = Math.max(1, Math.min(limits.idleTimeoutMs, limits.dataTimeoutMs, limits.mailReplyTimeoutMs, authDeadlineMs ?? Infinity));
+    this.arm();
   }
 
   /** A 5xx the relay decided; true when the session's allowance is spent. */
@@ -60,12 +68,16 @@ export class SessionGuard {
     this.deadline = Infinity;
   }
 
+  /** A MAIL is being opened upstream: its reply is ours, within mailReplyTimeoutMs. */
+  opening(): void {
+    this.what = 'mail';
+    this.set(Date.now() + this.limits.mailReplyTimeoutMs);
+  }
+
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.timerAt = Infinity;
-    this.authBy = Infinity;
-    this.deadline = Infinity;
   }
 
   private set(at: number): void {
@@ -74,20 +86,23 @@ export class SessionGuard {
   }
 
   private arm(): void {
-    const at = Math.min(this.deadline, this.authBy);
-    if (at === Infinity || at >= this.timerAt) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timerAt = at;
-    this.timer = setTimeout(this.fire, Math.max(1, at - Date.now()));
+    if (this.timer || this.stopped) return;
+    const now = Date.now();
+    this.timer = setTimeout(this.fire, Math.max(1, Math.min(this.deadline, this.authBy, now + this.step) - now));
     this.timer.unref();
   }
 
   private readonly fire = (): void => {
     this.timer = null;
-    this.timerAt = Infinity;
     const now = Date.now();
-    if (now >= this.authBy) return this.onExpire('auth');
-    if (now >= this.deadline) return this.onExpire(this.what);
+    // Each deadline expires once: cleared before the session hears of it.
+    if (now >= this.authBy) {
+      this.authBy = Infinity;
+      this.onExpire('auth');
+    } else if (now >= this.deadline) {
+      this.deadline = Infinity;
+      this.onExpire(this.what);
+    }
     this.arm();
   };
 }

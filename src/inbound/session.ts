@@ -54,6 +54,8 @@ const MAX_LINE = 16 * 1024;
 const LF = 0x0a;
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH']);
 const OK = reply(250, '2.0.0 OK');
+/** The settlement of a MAIL that was answered 451 while it waited (Session.mailLate). */
+const LATE: Reply = reply(451, 'late');
 const stageOf: Record<string, RefusalStage> = { AUTH: 'auth', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
 
 type Handler = (this: Session, arg: string) => Reply | Promise<Reply> | null;
@@ -88,6 +90,8 @@ export class Session {
   private decoder: DataDecoder | null = null;
   private body: BodyStream | null = null;
   private bodyDone: (() => void) | null = null;
+  /** The MAIL being opened upstream (see mailLate). */
+  private opening: { late: boolean } | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onClose = (): void => this.gone();
@@ -102,7 +106,7 @@ export class Session {
     this.trusted = trusted;
     const c = ctx.config;
     this.guard = new SessionGuard(
-      { maxErrors: c.max_errors_per_session, idleTimeoutMs: c.idle_timeout_ms, dataTimeoutMs: c.data_timeout_ms },
+      { maxErrors: c.max_errors_per_session, idleTimeoutMs: c.idle_timeout_ms, dataTimeoutMs: c.data_timeout_ms, mailReplyTimeoutMs: c.mail_reply_timeout_ms },
       trusted ? null : c.auth_deadline_ms,
       (what) => this.expire(what),
     );
@@ -174,7 +178,8 @@ export class Session {
       this.dispatch(line);
     }
     if (this.busy && !this.decoder) {
-      this.guard.ours();
+      if (this.opening) this.guard.opening();
+      else this.guard.ours();
       return; // the replies so far wait for the handler's: the client waits for all of them
     }
     this.flush();
@@ -300,6 +305,7 @@ export class Session {
 
   private expire(what: Expiry): void {
     if (this.closing) return;
+    if (what === 'mail') return this.mailLate();
     if (what === 'message') this.abandonBody(new RelayError('CLIENT_TIMEOUT', 'client too slow sending the message'));
     this.close(this.fail(what === 'message' ? 'data' : 'session', new RelayError(what === 'auth' ? 'AUTH_DEADLINE' : 'CLIENT_TIMEOUT')));
   }
@@ -350,6 +356,7 @@ export class Session {
   }
 
   private settled(r: Reply | null): void {
+    if (r === LATE) return; // answered already (mailLate)
     this.busy = false;
     if (this.closing) return;
     if (r) this.reply(r);
@@ -391,23 +398,41 @@ export class Session {
     this.rcpts = 0;
     this.accepted = 0;
     const group = this.lookAhead();
-    const opening = relay.begin({ account, remoteAddress: this.remote }, address, params, group);
+    const opening = { late: false };
+    this.opening = opening;
     // Set while MAIL is open, so that the RCPTs behind it wait for it; reset if it is refused.
     this.mailFrom = address;
-    return bounded(opening, this.ctx.config.mail_reply_timeout_ms).then(
+    return relay.begin({ account, remoteAddress: this.remote }, address, params, group).then(
       (tx) => {
-        if (this.closing) {
+        if (opening.late || this.closing) {
           tx.abort().catch(() => undefined);
+          if (opening.late) return LATE;
           throw new RelayError('CLIENT_GONE', 'session ended while MAIL was being opened');
         }
+        this.opening = null;
         this.tx = tx;
         return tx.mailReply ?? reply(250, '2.1.0 Sender OK');
       },
       (e: unknown) => {
+        if (opening.late) return LATE;
+        this.opening = null;
         this.mailFrom = null;
         throw e;
       },
     );
+  }
+
+  /**
+   * The MAIL's reply is due (inbound.mail_reply_timeout_ms) and the upstream transaction is not
+   * open yet: 451 now; if it opens later it is abandoned (its settlement is LATE, ignored).
+   */
+  private mailLate(): void {
+    const opening = this.opening;
+    if (!opening) return;
+    opening.late = true;
+    this.opening = null;
+    this.mailFrom = null;
+    this.settled(this.fail('mail', new RelayError('POOL_BUSY', `no upstream transaction within ${this.ctx.config.mail_reply_timeout_ms} ms`)));
   }
 
   /**
@@ -675,30 +700,6 @@ function decode(b64: string): string {
   if (t === '*') throw new RelayError('SYNTAX', 'AUTH cancelled', { reply: reply(501, '5.0.0 Authentication cancelled') });
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t)) throw new RelayError('SYNTAX', 'AUTH response not base64', { reply: reply(501, '5.5.2 Cannot decode response') });
   return Buffer.from(t, 'base64').toString('utf8');
-}
-
-/** A MAIL's reply comes within `ms`: else 451 4.4.5, and the transaction, if it opens later, is abandoned. */
-function bounded(opening: Promise<LimitedTransaction>, ms: number): Promise<LimitedTransaction> {
-  // One promise and one timer per MAIL (this ran at every message; Promise.race, finally and a
-  // promise for the timeout made four more).
-  return new Promise((resolve, reject) => {
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      reject(new RelayError('POOL_BUSY', `no upstream transaction within ${ms} ms`));
-    }, ms);
-    opening.then(
-      (tx) => {
-        if (late) return void tx.abort().catch(() => undefined);
-        clearTimeout(timer);
-        resolve(tx);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
 
 const HANDLERS: Record<string, Handler> = {
