@@ -1,7 +1,8 @@
 // `tsx bench/focus.ts [OTHER_MAIN ...]`: the figures item 8 of issue 9 is about, and only those,
 // in about a minute, for working on the relay's CPU: direct to the sandbox, the bare byte pipe,
 // this checkout's relay and any other builds given (another checkout's dist/cli/main.js), all in
-// alternating short rounds against one sandbox, 2 KB messages at 1, 10 and 50 connections.
+// alternating short rounds against one sandbox (plus the minimal faithful relay of
+// bench/lib/minimal-relay.ts), 2 KB messages at 1, 10 and 50 connections.
 // Prints msg/s, CPU µs per message (the pipe's and the relays' own processes) and p50.
 // `npm run bench` remains the full report; this is the quick loop between two measurements.
 import { resolve } from 'node:path';
@@ -26,6 +27,8 @@ try {
   const token: string = await ctx.sandbox.call('issueAccessToken', { email: from! });
   const pipe = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token });
   sides.push({ name: 'pipe', target: { host: '127.0.0.1', port: pipe.port }, cpu: () => pipe.cpuSeconds() });
+  const minimal = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token }, 'minimal');
+  sides.push({ name: 'minimal relay', target: { host: '127.0.0.1', port: minimal.port }, cpu: () => minimal.cpuSeconds() });
   for (const [i, main] of [resolve('dist/cli/main.js'), ...others.map((o) => resolve(o))].entries()) {
     const relay = await ctx.startRelay({ emails: [from!], extra, entry: { main } });
     sides.push({ name: i === 0 ? 'relay' : `relay:${others[i - 1]}`, target: ctx.relayTarget(relay), cpu: () => relay.cpuSeconds() });
@@ -61,6 +64,7 @@ try {
   }
   console.table(rows);
   await pipe.stop();
+  await minimal.stop();
 } finally {
   await ctx.close();
 }

@@ -76,11 +76,24 @@ export function markdown(r: BenchResult): string {
         ],
       ],
     ),
-    '### 6. The floor: a bare byte pipe to a pre-authenticated upstream',
+    '### 6. The floor: a bare byte pipe to a pre-authenticated upstream, and a minimal faithful relay',
     table(
-      ['connections', 'message', 'pipe msg/s', 'relay msg/s', 'pipe CPU µs/msg', 'relay CPU µs/msg', 'relay / floor'],
-      r.floor.map((f) => [f.connections, kb(f.size), f.pipePerSecond, f.relayPerSecond, f.pipeCpuUsPerMessage, f.relayCpuUsPerMessage, `${f.multiple}x`]),
-    ) + `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side, alternating; the relay is the one of table 2 (log level info).`,
+      ['connections', 'message', 'pipe msg/s', 'minimal relay msg/s', 'relay msg/s', 'pipe CPU µs/msg', 'minimal relay CPU µs/msg', 'relay CPU µs/msg', 'minimal / floor', 'relay / floor'],
+      r.floor.map((f) => [
+        f.connections,
+        kb(f.size),
+        f.pipePerSecond,
+        f.minimalPerSecond,
+        f.relayPerSecond,
+        f.pipeCpuUsPerMessage,
+        f.minimalCpuUsPerMessage,
+        f.relayCpuUsPerMessage,
+        `${f.minimalMultiple}x`,
+        `${f.multiple}x`,
+      ]),
+    ) +
+      `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side, alternating; the relay is the one of table 2 (log level info). ` +
+      'The minimal relay (bench/lib/minimal-relay.ts) parses, pipelines and passes replies like the relay, with no routing, limits, timeouts, pool or metrics.',
     `### 7. A provider ${r.roundTrip.rttMs} ms away, ${r.roundTrip.connections} connections, 2 KB`,
     table(
       ['client', 'path', 'msg/s', 'round trips per message'],

@@ -1,9 +1,9 @@
-// The byte pipe (byte-pipe.ts) in a process of its own: gets its upstream over IPC, answers with
+// The byte pipe or the minimal relay (byte-pipe.ts) in a process of its own: gets its upstream over IPC, answers with
 // the port it listens on, and exits on SIGTERM or when the parent goes.
-import { startBytePipe, type PipeUpstream } from './byte-pipe.js';
+import { startBytePipe, type PipeKind, type PipeUpstream } from './byte-pipe.js';
 
-process.once('message', (up: PipeUpstream) => {
-  void startBytePipe(up).then((server) => {
+process.once('message', ({ up, kind }: { up: PipeUpstream; kind: PipeKind }) => {
+  void startBytePipe(up, kind).then((server) => {
     const addr = server.address();
     process.send?.({ port: addr && typeof addr === 'object' ? addr.port : 0 });
   });

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { ReplyReader } from '../../src/upstream/reply-reader.js';
 import { formatReply, type Reply } from '../../src/upstream/reply.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
+import { MinimalRelaySession } from './minimal-relay.js';
 import { cpuSeconds } from './proc.js';
 
 export interface PipeUpstream {
@@ -23,6 +24,9 @@ export interface PipeUpstream {
   user: string;
   token: string;
 }
+
+/** 'pipe': bytes copied both ways; 'minimal': the minimal faithful relay of minimal-relay.ts. */
+export type PipeKind = 'pipe' | 'minimal';
 
 const GREETING = '220 pipe.bench ESMTP\r\n';
 const EHLO_REPLY = '250-pipe.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
@@ -74,7 +78,7 @@ export async function authenticatedUpstream(up: PipeUpstream): Promise<tls.TLSSo
 }
 
 /** One client: upstream first, then the greeting, the client's EHLO answered here, then bytes. */
-async function serve(client: net.Socket, up: PipeUpstream): Promise<void> {
+async function serve(client: net.Socket, up: PipeUpstream, kind: PipeKind): Promise<void> {
   client.setNoDelay(true);
   client.on('error', () => client.destroy());
   let upstream: tls.TLSSocket;
@@ -87,6 +91,11 @@ async function serve(client: net.Socket, up: PipeUpstream): Promise<void> {
   upstream.on('error', () => client.destroy());
   upstream.on('close', () => client.destroy());
   client.on('close', () => upstream.destroy());
+  if (kind === 'minimal') {
+    new MinimalRelaySession(client, upstream);
+    client.write(GREETING);
+    return;
+  }
   let pending: Buffer = Buffer.alloc(0);
   const firstLine = (chunk: Buffer): void => {
     pending = Buffer.concat([pending, chunk]);
@@ -104,8 +113,8 @@ async function serve(client: net.Socket, up: PipeUpstream): Promise<void> {
 }
 
 /** Listens on 127.0.0.1 (ephemeral port). */
-export async function startBytePipe(up: PipeUpstream): Promise<net.Server> {
-  const server = net.createServer((client) => void serve(client, up));
+export async function startBytePipe(up: PipeUpstream, kind: PipeKind = 'pipe'): Promise<net.Server> {
+  const server = net.createServer((client) => void serve(client, up, kind));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
@@ -117,8 +126,8 @@ export class BytePipeProcess {
     readonly port: number,
   ) {}
 
-  static async start(cwd: string, up: PipeUpstream, script = './byte-pipe-child.ts'): Promise<BytePipeProcess> {
-    const child = fork(fileURLToPath(new URL(script, import.meta.url)), {
+  static async start(cwd: string, up: PipeUpstream, kind: PipeKind = 'pipe'): Promise<BytePipeProcess> {
+    const child = fork(fileURLToPath(new URL('./byte-pipe-child.ts', import.meta.url)), {
       cwd,
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -126,7 +135,7 @@ export class BytePipeProcess {
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: { port: number }) => resolve(m.port));
       child.once('exit', (code) => reject(new Error(`byte pipe exited (${code}) before it listened`)));
-      child.send(up);
+      child.send({ up, kind });
     });
     return new BytePipeProcess(child, port);
   }

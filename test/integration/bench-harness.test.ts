@@ -42,11 +42,13 @@ describe('bench harness (BENCH_QUICK)', () => {
     expect(r.startup.firstMessageTokenRequests).toBe(0);
     expect(r.startup.firstMessageOnWarmConnection).toBe(true);
 
-    // The floor: the byte pipe and the relay both moved messages and both were measured.
+    // The floor: the byte pipe, the minimal relay and the relay all moved messages and were measured.
     expect(r.floor.map((f) => f.connections)).toEqual([10, 50]);
     for (const f of r.floor) {
       expect(f.pipePerSecond).toBeGreaterThan(0);
       expect(f.pipeCpuUsPerMessage).toBeGreaterThan(0);
+      expect(f.minimalPerSecond).toBeGreaterThan(0);
+      expect(f.minimalCpuUsPerMessage).toBeGreaterThan(0);
       expect(f.multiple).toBeGreaterThan(0);
     }
     // A provider a round trip away: every message costs at least the round trip of its final
