@@ -2,6 +2,7 @@
 // password or XOAUTH2 string — and redaction is the second line of defence for any object that
 // carries one by mistake. On a terminal the same lines are printed readably (./pretty.ts).
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { LogBatch } from './log-batch.js';
 import { prettyDestination, wantsPretty } from './pretty.js';
 
 export type { Logger };
@@ -37,8 +38,8 @@ export const REDACT_PATHS = [
 
 // At info the relay logs every transaction. Written line by line, each line is a hand-off to
 // libuv's thread pool and a wake-up back (about 100 µs of CPU per message on the benchmark
-// machine, docs/benchmarks.md); batched, one write carries ~15 lines. A line waits at most
-// LOG_FLUSH_MS, and pino flushes what is buffered when the process exits.
+// machine, docs/benchmarks.md); batched (./log-batch.ts), one write carries ~15 lines. A line
+// waits at most LOG_FLUSH_MS, and what is waiting is written when the process exits.
 const LOG_BATCH_BYTES = 4096;
 const LOG_FLUSH_MS = 1000;
 
@@ -54,7 +55,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    out ?? pino.destination({ fd: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }),
+    out ?? LogBatch.toFd(1, LOG_BATCH_BYTES, LOG_FLUSH_MS),
   );
 }
 
