@@ -28,6 +28,7 @@ import type { AuthGuard } from './auth-guard.js';
 import { BodyStream } from './body-stream.js';
 import { parsePath } from './commands.js';
 import { DataDecoder } from './data-decoder.js';
+import { bodyRead } from './reclaim.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import type { TransactionLog } from './transaction-log.js';
 
@@ -535,6 +536,7 @@ export class Session {
     const decoder = this.decoder!;
     const chunk = this.input!;
     this.input = null;
+    bodyRead(chunk.length);
     const { body, done, rest } = decoder.push(chunk);
     let more = true;
     for (const piece of body) more = this.body!.push(piece) && more;

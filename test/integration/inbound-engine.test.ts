@@ -4,6 +4,7 @@
 // byte-exact; EHLO follows the provider's SIZE and SMTPUTF8; the null sender both ways; an
 // upstream 250 to DATA is never passed on as a 250.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reclaims, RECLAIM_BYTES } from '../../src/inbound/reclaim.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';
@@ -73,6 +74,25 @@ describe('inbound engine', () => {
       });
     }
   }
+
+  it('a body of several MB has the buffers it arrived in reclaimed as it streams, and is delivered once', async () => {
+    // Held until the reply, so that the test process has the buffer memory the reclaim looks for.
+    const raw = Buffer.from(sized('reclaim', 2.5 * RECLAIM_BYTES));
+    const before = reclaims;
+    const { client } = await RawSmtp.connect(stack.port);
+    try {
+      await client.cmd('EHLO mta.test');
+      client.write(`MAIL FROM:<${SENDER}>\r\nRCPT TO:<half@example.net>\r\nDATA\r\n`);
+      for (const code of [250, 250, 354]) expect((await client.read()).code).toBe(code);
+      client.write(raw);
+      client.write('.\r\n');
+      expect(line(await client.read(20_000))).toMatch(/^250 /);
+    } finally {
+      client.close();
+    }
+    expect(reclaims - before).toBeGreaterThanOrEqual(2);
+    expect(stack.sandbox.messages.filter((m) => m.sha256 === sha256(raw))).toHaveLength(1);
+  });
 
   it('an A-label recipient arrives upstream exactly as the client wrote it', async () => {
     const { client } = await RawSmtp.connect(stack.port);
