@@ -277,6 +277,7 @@ export class Relay {
     }
   }
 
+  /** One pick and its opening. What is known at once is thrown at once: begin() makes it a rejection. */
   private attempt(candidates: readonly Account[], mailFrom: string, params: MailParams, group: Group | undefined, attempt: number): Promise<LimitedTransaction> {
     let picked;
     try {
