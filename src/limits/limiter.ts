@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import { accountLimitError, RelayError, UpstreamReplyError } from '../relay/errors.js';
 import type { Account } from '../routing/account.js';
-import type { Charge, Charged, Store } from '../store/store.js';
+import type { Charge, Charged, ReserveResult, Store } from '../store/store.js';
 import type { TokenHealth } from '../tokens/token-cache.js';
 import { formatReply } from '../upstream/reply.js';
 import { chargePlan, type ChargePlan } from './limits.js';
@@ -29,6 +29,16 @@ interface Refusal {
   why: string;
 }
 
+export interface Picked {
+  account: Account;
+  reservation: Reservation;
+}
+
+type Reserved = { ok: true; charged: readonly Charged[] } | { ok: false; refusal: Refusal };
+
+/** An account without counters: its reservations hold nothing (shared, never written to). */
+const NOTHING_CHARGED: Reserved = Object.freeze({ ok: true, charged: Object.freeze([]) as readonly Charged[] });
+
 export class Limiter {
   private readonly plans = new Map<string, ChargePlan>();
   /** Fraction of its tightest limit each account had left at its last reservation. */
@@ -47,22 +57,54 @@ export class Limiter {
    * tried healthiest token first, then most headroom, then config order. Throws 451 4.7.1 with
    * the earliest retry time when none is left, STORE_UNAVAILABLE when limits cannot be counted.
    */
-  async pick(candidates: readonly Account[]): Promise<{ account: Account; reservation: Reservation }> {
+  async pick(candidates: readonly Account[]): Promise<Picked> {
+    return this.choose(candidates);
+  }
+
+  /**
+   * pick(), answered synchronously (or thrown) when the store counts in this process or the
+   * account has no limits: the message path then spends no promise on limits.
+   */
+  choose(candidates: readonly Account[]): Picked | Promise<Picked> {
     const now = this.now();
     const refusals: Array<Refusal & { account: string }> = [];
-    const usable: Account[] = [];
-    for (const account of candidates) {
-      const paused = this.deps.pauses.get(account.email);
-      const full = this.full.get(account.email);
-      if (paused) refusals.push({ account: account.email, until: paused.until, why: `paused: ${paused.reason}` });
-      else if (full && full.until > now) refusals.push({ account: account.email, ...full });
-      else if (candidates.length === 1 || this.deps.health(account.email) !== 'needs_consent') usable.push(account);
+    let usable: readonly Account[];
+    if (candidates.length === 1) {
+      // A lone account is tried whatever its token's health (its token error is the answer).
+      usable = this.refused(candidates[0]!, now, refusals) ? [] : candidates;
+    } else {
+      const ok = candidates.filter((a) => !this.refused(a, now, refusals) && this.deps.health(a.email) !== 'needs_consent');
+      const rank = (a: Account) => (this.deps.health(a.email) === 'healthy' ? 0 : 1);
+      usable = ok.sort((a, b) => rank(a) - rank(b) || (this.headroom.get(b.email) ?? 1) - (this.headroom.get(a.email) ?? 1));
     }
-    const rank = (a: Account) => (this.deps.health(a.email) === 'healthy' ? 0 : 1);
-    usable.sort((a, b) => rank(a) - rank(b) || (this.headroom.get(b.email) ?? 1) - (this.headroom.get(a.email) ?? 1));
-    for (const account of usable) {
+    return this.tryFrom(usable, 0, refusals, candidates, now);
+  }
+
+  /** Paused or known full: noted in `refusals`, no store round trip. */
+  private refused(account: Account, now: number, refusals: Array<Refusal & { account: string }>): boolean {
+    const paused = this.deps.pauses.get(account.email);
+    if (paused) {
+      refusals.push({ account: account.email, until: paused.until, why: `paused: ${paused.reason}` });
+      return true;
+    }
+    const full = this.full.get(account.email);
+    if (full && full.until > now) {
+      refusals.push({ account: account.email, ...full });
+      return true;
+    }
+    return false;
+  }
+
+  /** Reserves on usable[i], then the next ones while they are refused; throws when none is left. */
+  private tryFrom(usable: readonly Account[], i: number, refusals: Array<Refusal & { account: string }>, candidates: readonly Account[], now: number): Picked | Promise<Picked> {
+    for (; i < usable.length; i++) {
+      const account = usable[i]!;
       const plan = this.plan(account);
-      const result = await this.reserve(account, plan.message);
+      const result = this.reserve(account, plan.message);
+      if (result instanceof Promise) {
+        const at = i;
+        return result.then((r) => (r.ok ? { account, reservation: new Reservation(this, account, plan, r.charged) } : (refusals.push({ account: account.email, ...r.refusal }), this.tryFrom(usable, at + 1, refusals, candidates, now))));
+      }
       if (result.ok) return { account, reservation: new Reservation(this, account, plan, result.charged) };
       refusals.push({ account: account.email, ...result.refusal });
     }
@@ -107,34 +149,52 @@ export class Limiter {
     return plan;
   }
 
-  async reserve(account: Account, charges: readonly Charge[]): Promise<{ ok: true; charged: Charged[] } | { ok: false; refusal: Refusal }> {
-    if (!charges.length) return { ok: true, charged: [] };
-    const r = await this.deps.store.reserve(account.email, charges);
+  /** Synchronous when there is nothing to count or the store counts in this process (see choose()). */
+  reserve(account: Account, charges: readonly Charge[]): Reserved | Promise<Reserved> {
+    if (!charges.length) return NOTHING_CHARGED;
+    const local = this.deps.store.localCounting;
+    if (local) return this.reserved(account, charges, local.reserve(account.email, charges));
+    return this.deps.store.reserve(account.email, charges).then((r) => this.reserved(account, charges, r));
+  }
+
+  private reserved(account: Account, charges: readonly Charge[], r: ReserveResult): Reserved {
     if (!r.ok) {
       const refusal = { until: this.now() + r.retryInMs, why: `${r.counter} ${r.limit}` };
       this.full.set(account.email, refusal);
       this.headroom.set(account.email, 0);
       return { ok: false, refusal };
     }
-    const fractions = charges.map((c) => (r.left[c.counter.name] ?? 0) / c.counter.limit);
-    this.headroom.set(account.email, Math.min(...fractions));
+    let least = Infinity;
+    for (const c of charges) least = Math.min(least, (r.left[c.counter.name] ?? 0) / c.counter.limit);
+    this.headroom.set(account.email, least);
     return { ok: true, charged: r.charged };
   }
 
   release(account: Account, charged: readonly Charged[]): void {
     if (!charged.length) return;
     this.full.delete(account.email);
-    this.deps.store.release(account.email, charged).catch((e: Error) => {
-      // Counted as sent: stricter than needed, never over the provider's limit.
-      this.deps.logger.warn({ event: 'quota_release_failed', account: account.email, error: e.message }, 'could not give back an unused reservation');
-    });
+    const local = this.deps.store.localCounting;
+    if (local) {
+      try {
+        local.release(account.email, charged);
+        return;
+      } catch (e) {
+        return this.releaseFailed(account, e as Error);
+      }
+    }
+    this.deps.store.release(account.email, charged).catch((e: Error) => this.releaseFailed(account, e));
+  }
+
+  private releaseFailed(account: Account, e: Error): void {
+    // Counted as sent: stricter than needed, never over the provider's limit.
+    this.deps.logger.warn({ event: 'quota_release_failed', account: account.email, error: e.message }, 'could not give back an unused reservation');
   }
 }
 
 /** One transaction's hold on its account's limits. */
 export class Reservation {
   /** Recipient slots held; slot 0 came with the message's own charge. */
-  private readonly slots: Charged[][];
+  private readonly slots: (readonly Charged[])[];
   private used = 0;
   private settled = false;
 
@@ -142,21 +202,31 @@ export class Reservation {
     private readonly limiter: Limiter,
     readonly account: Account,
     private readonly plan: ChargePlan,
-    private readonly messageCharge: Charged[],
+    private readonly messageCharge: readonly Charged[],
   ) {
-    const recipientCounters = new Set(plan.recipient.map((c) => c.counter.name));
-    this.slots = [messageCharge.filter((c) => recipientCounters.has(c.counter))];
+    const recipient = plan.recipient;
+    this.slots = [messageCharge.length ? messageCharge.filter((c) => recipient.some((r) => r.counter.name === c.counter)) : messageCharge];
   }
 
-  /** Before an RCPT goes upstream: the per-message cap, then one more recipient if none is held. */
-  async addRecipient(): Promise<void> {
+  /**
+   * Before an RCPT goes upstream: the per-message cap, then one more recipient if none is held.
+   * Synchronous (returns undefined, or throws) unless a store round trip is needed.
+   */
+  addRecipient(): void | Promise<void> {
     const cap = this.account.limits.recipients_per_message;
     if (cap !== null && this.used >= cap) throw new RelayError('TOO_MANY_RECIPIENTS', `${this.account.email}: recipients_per_message ${cap}`);
-    if (this.used >= this.slots.length) {
-      const r = await this.limiter.reserve(this.account, this.plan.recipient);
-      if (!r.ok) throw accountLimitError(`Sending limit reached (${r.refusal.why})`, r.refusal.until - this.limiter.now(), `${this.account.email}: ${r.refusal.why}`);
-      this.slots.push(r.charged);
+    if (this.used < this.slots.length) {
+      this.used++;
+      return;
     }
+    const r = this.limiter.reserve(this.account, this.plan.recipient);
+    if (r instanceof Promise) return r.then((held) => this.hold(held));
+    this.hold(r);
+  }
+
+  private hold(r: Reserved): void {
+    if (!r.ok) throw accountLimitError(`Sending limit reached (${r.refusal.why})`, r.refusal.until - this.limiter.now(), `${this.account.email}: ${r.refusal.why}`);
+    this.slots.push(r.charged);
     this.used++;
   }
 
@@ -167,12 +237,13 @@ export class Reservation {
 
   /** The message went, or may have: keep what it used, give back recipient slots it did not. */
   sent(): void {
-    if (this.settle()) this.limiter.release(this.account, this.slots.slice(Math.max(this.used, 1)).flat());
+    const keep = Math.max(this.used, 1);
+    if (this.settle() && this.slots.length > keep) this.limiter.release(this.account, this.slots.slice(keep).flat());
   }
 
   /** The message certainly did not go: give everything back. */
   unsent(): void {
-    if (this.settle()) this.limiter.release(this.account, [...this.messageCharge, ...this.slots.slice(1).flat()]);
+    if (this.settle()) this.limiter.release(this.account, this.slots.length > 1 ? [...this.messageCharge, ...this.slots.slice(1).flat()] : this.messageCharge);
   }
 
   private settle(): boolean {

@@ -5,7 +5,7 @@
 import type { Limiter, Reservation } from '../limits/limiter.js';
 import type { Reply } from '../upstream/reply.js';
 import { certainlyNotSent } from './errors.js';
-import type { Envelope, RelayTransaction } from './transaction.js';
+import { settle, type Envelope, type RelayTransaction } from './transaction.js';
 
 /** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
 export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;
@@ -40,31 +40,43 @@ export class LimitedTransaction {
     return this.inner.open;
   }
 
-  async rcpt(to: string): Promise<Reply> {
-    if (this.prereserved > 0) this.prereserved--;
-    else await this.reservation.addRecipient();
-    try {
-      return await this.inner.rcpt(to);
-    } catch (e) {
-      this.reservation.recipientRefused();
-      throw this.limiter.providerRefusal(this.account, e);
+  rcpt(to: string): Promise<Reply> {
+    if (this.prereserved > 0) {
+      this.prereserved--;
+      return this.relayRcpt(to);
     }
+    let held;
+    try {
+      held = this.reservation.addRecipient();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return held ? held.then(() => this.relayRcpt(to)) : this.relayRcpt(to);
   }
 
-  async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
-    const wasOpen = this.inner.open;
-    try {
-      const reply = await this.inner.data(body, maxBytes);
-      this.reservation.sent();
-      return reply;
-    } catch (e) {
-      // Refused, too big, or never started: the provider does not have it. A connection lost
-      // after the body was sent may have delivered it: that one stays counted.
-      const notSent = !wasOpen || certainlyNotSent(e);
-      if (notSent) this.reservation.unsent();
-      else this.reservation.sent();
+  private relayRcpt(to: string): Promise<Reply> {
+    return settle(() => this.inner.rcpt(to)).then(undefined, (e: unknown) => {
+      this.reservation.recipientRefused();
       throw this.limiter.providerRefusal(this.account, e);
-    }
+    });
+  }
+
+  data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
+    const wasOpen = this.inner.open;
+    return settle(() => this.inner.data(body, maxBytes)).then(
+      (reply) => {
+        this.reservation.sent();
+        return reply;
+      },
+      (e: unknown) => {
+        // Refused, too big, or never started: the provider does not have it. A connection lost
+        // after the body was sent may have delivered it: that one stays counted.
+        const notSent = !wasOpen || certainlyNotSent(e);
+        if (notSent) this.reservation.unsent();
+        else this.reservation.sent();
+        throw this.limiter.providerRefusal(this.account, e);
+      },
+    );
   }
 
   async abort(): Promise<void> {

@@ -5,7 +5,7 @@
 // closed gracefully, and the message path sees only the router and the pool map it looks up.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { Limiter, type Reservation } from '../limits/limiter.js';
+import { Limiter, type Picked, type Reservation } from '../limits/limiter.js';
 import { AccountPauses } from '../limits/pauses.js';
 import type { Metrics } from '../obs/metrics.js';
 import { SentCounts } from '../obs/sent-counts.js';
@@ -43,18 +43,32 @@ export interface Capabilities {
 /**
  * The group's RCPTs the account's limits allow, in order, reserved; DATA only when all were.
  * A refused one stops here: it and those after it go the ordinary way and get their refusal.
+ * Synchronous unless a reservation needs a store round trip.
  */
-async function reserveGroup(reservation: Reservation, group: Group): Promise<Group> {
-  let n = 0;
+function reserveGroup(reservation: Reservation, group: Group, n = 0): Group | Promise<Group> {
   for (; n < group.rcpts.length; n++) {
+    let held;
     try {
-      await reservation.addRecipient();
+      held = reservation.addRecipient();
     } catch {
       break;
     }
+    if (held) {
+      const next = n + 1;
+      return held.then(
+        () => reserveGroup(reservation, group, next),
+        () => cleared(group, next - 1),
+      );
+    }
   }
-  return { rcpts: group.rcpts.slice(0, n), data: group.data && n === group.rcpts.length && n > 0 };
+  return cleared(group, n);
 }
+
+const cleared = (group: Group, n: number): Group =>
+  n === group.rcpts.length ? { rcpts: group.rcpts, data: group.data && n > 0 } : { rcpts: group.rcpts.slice(0, n), data: false };
+
+/** A limits refusal, attributed to the account when there was only one to pick. */
+const whoseLimit = (candidates: readonly Account[], e: unknown): unknown => (candidates.length === 1 ? attribute(e, candidates[0]!.email) : e);
 
 /** What applyAccounts() did, by email. */
 export interface AccountChanges {
@@ -253,37 +267,61 @@ export class Relay {
    * allow are reserved now and go upstream in the same write as MAIL; the transaction's rcpt()
    * and data() then answer from their replies. A backend that is not SMTP ignores it.
    */
-  async begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<LimitedTransaction> {
-    const candidates = this.candidates(identity, mailFrom);
-    for (let attempt = 1; ; attempt++) {
-      let picked;
-      try {
-        picked = await this.limiter.pick(candidates);
-      } catch (e) {
-        // Over its limits: whose, when there was only one to pick.
-        throw candidates.length === 1 ? attribute(e, candidates[0]!.email) : e;
+  begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<LimitedTransaction> {
+    // Synchronous up to the upstream MAIL when the answers are at hand (limits counted in this
+    // process, an idle pooled connection): the one promise is the provider's reply.
+    try {
+      return this.attempt(this.candidates(identity, mailFrom), mailFrom, params, group, 1);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** One pick and its opening. What is known at once is thrown at once: begin() makes it a rejection. */
+  private attempt(candidates: readonly Account[], mailFrom: string, params: MailParams, group: Group | undefined, attempt: number): Promise<LimitedTransaction> {
+    let picked;
+    try {
+      picked = this.limiter.choose(candidates);
+    } catch (e) {
+      throw whoseLimit(candidates, e);
+    }
+    if (picked instanceof Promise) {
+      return picked.then(
+        (p) => this.open(p, candidates, mailFrom, params, group, attempt),
+        (e: unknown) => {
+          throw whoseLimit(candidates, e);
+        },
+      );
+    }
+    return this.open(picked, candidates, mailFrom, params, group, attempt);
+  }
+
+  /** Opens the transaction on the picked account; a quota refusal there moves on to the next candidate. */
+  private open({ account, reservation }: Picked, candidates: readonly Account[], mailFrom: string, params: MailParams, group: Group | undefined, attempt: number): Promise<LimitedTransaction> {
+    const pool = this.pools.get(account.email);
+    if (!pool) {
+      // Removed while its reservation was being counted.
+      reservation.unsent();
+      throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed`);
+    }
+    const failed = (e: unknown): Promise<LimitedTransaction> => {
+      reservation.unsent();
+      const answer = this.limiter.providerRefusal(account, e);
+      // A paused account is skipped by the next pick(); the others may still send.
+      if (answer === e || attempt >= candidates.length) throw attribute(answer, account.email);
+      return this.attempt(candidates, mailFrom, params, group, attempt + 1);
+    };
+    try {
+      if (account.upstream !== 'smtp') {
+        // An HTTP API takes the message whole at the end: the relay answers MAIL and each RCPT itself.
+        return this.api.begin(account, mailFrom, params, this.onReply).then((tx) => new LimitedTransaction(tx, reservation, this.limiter), failed);
       }
-      const { account, reservation } = picked;
-      const pool = this.pools.get(account.email);
-      if (!pool) {
-        // Removed while its reservation was being counted.
-        reservation.unsent();
-        throw new RelayError('ACCOUNT_REMOVED', `${account.email} was removed`);
-      }
-      try {
-        if (account.upstream !== 'smtp') {
-          // An HTTP API takes the message whole at the end: the relay answers MAIL and each RCPT itself.
-          return new LimitedTransaction(await this.api.begin(account, mailFrom, params, this.onReply), reservation, this.limiter);
-        }
-        const cleared = group ? await reserveGroup(reservation, group) : undefined;
-        const tx = await RelayTransaction.begin(account, pool, mailFrom, params, this.onReply, cleared);
-        return new LimitedTransaction(tx, reservation, this.limiter, cleared?.rcpts.length ?? 0);
-      } catch (e) {
-        reservation.unsent();
-        const answer = this.limiter.providerRefusal(account, e);
-        // A paused account is skipped by the next pick(); the others may still send.
-        if (answer === e || attempt >= candidates.length) throw attribute(answer, account.email);
-      }
+      const opened = (c: Group | undefined) =>
+        RelayTransaction.begin(account, pool, mailFrom, params, this.onReply, c).then((tx) => new LimitedTransaction(tx, reservation, this.limiter, c?.rcpts.length ?? 0), failed);
+      const ready = group ? reserveGroup(reservation, group) : undefined;
+      return ready instanceof Promise ? ready.then(opened) : opened(ready);
+    } catch (e) {
+      return failed(e);
     }
   }
 

@@ -48,24 +48,45 @@ const NO_GROUP: Group = { rcpts: [], data: false };
 interface Pipelined {
   mail: Promise<Reply>;
   rcpts: Array<{ to: string; reply: Promise<Reply> }>;
+  /** rcpts[next] is the one the client's next RCPT takes its reply from. */
+  next: number;
   data: Promise<Reply> | null;
   /** Set once DATA's reply was 354. */
   dataOpened: boolean;
-  settled(): Promise<unknown>;
 }
 
-/** MAIL, the group's RCPTs and its DATA, issued in one turn so they leave in one write. */
+/**
+ * MAIL, the group's RCPTs and its DATA, issued in one turn so they leave in one write. The
+ * caller handles MAIL's reply at once; the others may never be asked for (the client reset).
+ */
 function pipeline(conn: UpstreamConnection, from: string, params: string, group: Group): Pipelined {
   const mail = conn.mail(from, params);
-  const rcpts = group.rcpts.map((to) => ({ to, reply: conn.rcpt(to) }));
-  const out: Pipelined = { mail, rcpts, data: null, dataOpened: false, settled: () => Promise.allSettled(all) };
-  if (group.data) out.data = conn.dataCommand().then((r) => ((out.dataOpened = r.code === 354), r));
-  const all: Array<Promise<unknown>> = [mail, ...rcpts.map((r) => r.reply), ...(out.data ? [out.data] : [])];
-  for (const p of all) p.catch(noop);
+  const rcpts = group.rcpts.map((to) => {
+    const reply = conn.rcpt(to);
+    reply.catch(noop);
+    return { to, reply };
+  });
+  const out: Pipelined = { mail, rcpts, next: 0, data: null, dataOpened: false };
+  if (group.data) {
+    const data = (out.data = conn.dataCommand());
+    data.then((r) => void (out.dataOpened = r.code === 354), noop);
+  }
   return out;
 }
 
+/** Every reply of the group, answered or failed (they keep the connection's reply FIFO in step). */
+const settled = (sent: Pipelined) => Promise.allSettled([sent.mail, ...sent.rcpts.map((r) => r.reply), ...(sent.data ? [sent.data] : [])]);
+
 const noop = (): void => undefined;
+
+/** The promise `start` returns, or its synchronous throw as a rejection (as an async function would). */
+export function settle<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return start();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
 
 /**
  * What the picked account's provider cannot carry is refused at MAIL in SMTP terms, not dropped:
@@ -83,6 +104,16 @@ function checkCarriable(params: MailParams, conn: UpstreamConnection): void {
   if (limit !== null && typeof params.SIZE === 'string' && Number(params.SIZE) > limit) {
     throw new RelayError('MESSAGE_TOO_BIG', `declared ${params.SIZE} bytes over the provider's ${limit}`, { reply: reply(552, `5.3.4 Message size exceeds the provider's limit of ${limit} bytes`) });
   }
+}
+
+/** What begin() was asked to open, kept across its retry. */
+interface Opening {
+  account: Account;
+  pool: Pool;
+  mailFrom: string;
+  params: MailParams;
+  observe: UpstreamReplyObserver;
+  group: Group;
 }
 
 /** Errors that mean the socket, not the transaction, failed: worth one retry on a fresh connection. */
@@ -115,54 +146,82 @@ export class RelayTransaction {
    * pooled socket the provider had closed, a 421 at MAIL) is retried once, group and all, on a
    * fresh connection before the MTA hears of it. A refusal is thrown as UpstreamReplyError.
    */
-  static async begin(account: Account, pool: Pool, mailFrom: string, params: MailParams, observe = ignore, group: Group = NO_GROUP): Promise<RelayTransaction> {
-    let lease = await pool.acquire();
-    for (let attempt = 1; ; attempt++) {
-      let reply: Reply;
-      let sent: Pipelined;
-      try {
-        checkCarriable(params, lease.conn);
-        sent = pipeline(lease.conn, mailFrom, mailParams(params, lease.conn), group);
-        reply = await sent.mail;
-      } catch (e) {
-        // A refused argument leaves the connection as good as it was; a dead socket does not.
-        pool.release(lease, lease.conn.isUsable);
-        if (attempt > 1 || !isConnectionFailure(e)) throw e;
-        lease = await pool.acquire(true);
-        continue;
-      }
-      observe(account, 'MAIL', reply.code);
-      if (isPositive(reply)) {
-        const tx = new RelayTransaction(account, pool, lease, mailFrom, observe, sent);
+  static begin(account: Account, pool: Pool, mailFrom: string, params: MailParams, observe = ignore, group: Group = NO_GROUP): Promise<RelayTransaction> {
+    const o: Opening = { account, pool, mailFrom, params, observe, group };
+    // An idle connection is taken at once: MAIL and its group are written in this same turn.
+    const lease = pool.ready();
+    return lease ? RelayTransaction.attempt(o, lease, 1) : pool.acquire().then((l) => RelayTransaction.attempt(o, l, 1));
+  }
+
+  private static attempt(o: Opening, lease: Lease<UpstreamConnection>, attempt: number): Promise<RelayTransaction> {
+    let sent: Pipelined;
+    try {
+      checkCarriable(o.params, lease.conn);
+      sent = pipeline(lease.conn, o.mailFrom, mailParams(o.params, lease.conn), o.group);
+    } catch (e) {
+      return RelayTransaction.failed(o, lease, attempt, e);
+    }
+    return sent.mail.then(
+      (reply) => {
+        o.observe(o.account, 'MAIL', reply.code);
+        if (!isPositive(reply)) return RelayTransaction.refused(o, lease, attempt, reply, sent);
+        const tx = new RelayTransaction(o.account, o.pool, lease, o.mailFrom, o.observe, sent);
         tx.mailReply = reply;
         return tx;
-      }
-      // The pipelined RCPTs and DATA were refused too (503); their replies keep the FIFO in step.
-      await sent.settled();
-      if (reply.code === 421 && attempt === 1) {
-        pool.release(lease, false);
-        lease = await pool.acquire(true);
-        continue;
-      }
-      // No transaction was opened: the connection is as good as before, unless the provider is closing it.
-      pool.release(lease, reply.code !== 421 && !sent.dataOpened);
-      throw new UpstreamReplyError(reply);
+      },
+      (e: unknown) => RelayTransaction.failed(o, lease, attempt, e),
+    );
+  }
+
+  /** MAIL could not be sent or was not answered: the first time, for a connection failure, on a fresh connection. */
+  private static failed(o: Opening, lease: Lease<UpstreamConnection>, attempt: number, e: unknown): Promise<RelayTransaction> {
+    // A refused argument leaves the connection as good as it was; a dead socket does not.
+    o.pool.release(lease, lease.conn.isUsable);
+    if (attempt > 1 || !isConnectionFailure(e)) return Promise.reject(e);
+    return o.pool.acquire(true).then((fresh) => RelayTransaction.attempt(o, fresh, attempt + 1));
+  }
+
+  /** The provider refused MAIL: a 421 the first time is retried on a fresh connection. */
+  private static async refused(o: Opening, lease: Lease<UpstreamConnection>, attempt: number, reply: Reply, sent: Pipelined): Promise<RelayTransaction> {
+    // The pipelined RCPTs and DATA were refused too (503); their replies keep the FIFO in step.
+    await settled(sent);
+    if (reply.code === 421 && attempt === 1) {
+      o.pool.release(lease, false);
+      return RelayTransaction.attempt(o, await o.pool.acquire(true), attempt + 1);
     }
+    // No transaction was opened: the connection is as good as before, unless the provider is closing it.
+    o.pool.release(lease, reply.code !== 421 && !sent.dataOpened);
+    throw new UpstreamReplyError(reply);
   }
 
   /** Relays one RCPT; a refusal is thrown as UpstreamReplyError and the transaction goes on. */
-  async rcpt(to: string): Promise<Reply> {
-    const lease = this.live();
-    const ahead = this.sent?.rcpts[0];
-    if (ahead && ahead.to === to) this.sent!.rcpts.shift();
-    else this.unexpected();
-    let reply: Reply;
+  rcpt(to: string): Promise<Reply> {
+    let lease: Lease<UpstreamConnection>;
+    let pending: Promise<Reply>;
     try {
-      reply = await (ahead && ahead.to === to ? ahead.reply : lease.conn.rcpt(to));
+      lease = this.live();
+      const sent = this.sent;
+      const ahead = sent?.rcpts[sent.next];
+      if (ahead && ahead.to === to) {
+        sent!.next++;
+        pending = ahead.reply;
+      } else {
+        this.unexpected();
+        pending = settle(() => lease.conn.rcpt(to));
+      }
     } catch (e) {
-      if (!lease.conn.isUsable) this.drop();
-      throw e;
+      return Promise.reject(e);
     }
+    return pending.then(
+      (reply) => this.rcptReplied(to, reply),
+      (e: unknown) => {
+        if (!lease.conn.isUsable) this.drop();
+        throw e;
+      },
+    );
+  }
+
+  private rcptReplied(to: string, reply: Reply): Reply {
     this.observe(this.account, 'RCPT', reply.code);
     if (!isPositive(reply)) {
       if (reply.code === 421) this.drop();
@@ -220,7 +279,7 @@ export class RelayTransaction {
     if (sent) {
       // Commands pipelined for a group the client did not finish: their replies first. A DATA
       // the provider answered 354 cannot be taken back without sending a message: drop it.
-      await sent.settled();
+      await settled(sent);
       if (sent.dataOpened) {
         this.pool.release(lease, false);
         return;
@@ -248,7 +307,7 @@ export class RelayTransaction {
 
   /** An RCPT the group did not announce: whatever was pipelined ahead of it is not for it. */
   private unexpected(): void {
-    if (this.sent && (this.sent.rcpts.length || this.sent.data)) throw new RelayError('INTERNAL', 'RCPT out of the pipelined order');
+    if (this.sent && (this.sent.rcpts.length > this.sent.next || this.sent.data)) throw new RelayError('INTERNAL', 'RCPT out of the pipelined order');
   }
 
   /** Whether DATA was sent ahead with the group (data() then uses its reply). */

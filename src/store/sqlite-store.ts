@@ -10,7 +10,7 @@ import { Sealer } from './sealer.js';
 import { checkKeyFitsStore, lockStore, privateDatabaseFiles, sealedRows } from './sqlite-files.js';
 import { SqliteAccountTable } from './sqlite-accounts.js';
 import { StoreHealth } from './store-health.js';
-import type { AccountPause, AccountStore, Charge, Charged, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
+import type { AccountPause, AccountStore, Charge, Charged, LocalCounting, ReserveResult, Store, StoredAccount, TokenRecord } from './store.js';
 import { WindowCounters, type BucketRow } from './window-counters.js';
 
 const FLUSH_INTERVAL_MS = 1_000;
@@ -115,6 +115,10 @@ export class SqliteStore implements Store, AccountStore {
 
   deleteAccount(email: string): Promise<boolean> {
     return this.accounts.deleteAccount(email);
+  }
+
+  get localCounting(): LocalCounting {
+    return this.counters;
   }
 
   async reserve(email: string, charges: readonly Charge[]): Promise<ReserveResult> {

@@ -95,11 +95,22 @@ export interface TokenStore {
   readonly health?: StoreHealth;
 }
 
+/**
+ * Counters kept in this process (the embedded store's): the limiter uses them directly, so a
+ * message's reservation costs no promise. A store shared by a fleet (Redis) has none.
+ */
+export interface LocalCounting {
+  reserve(email: string, charges: readonly Charge[]): ReserveResult;
+  release(email: string, charged: readonly Charged[]): void;
+}
+
 export interface Store extends TokenStore {
   /** Charges every counter, or none when any would go over its limit (atomic, fleet-wide with Redis). */
   reserve(email: string, charges: readonly Charge[]): Promise<ReserveResult>;
   /** Gives back a reservation that was not used (the message was not sent). */
   release(email: string, charged: readonly Charged[]): Promise<void>;
+  /** reserve() and release() answered synchronously, when the counting is this process's own. */
+  readonly localCounting?: LocalCounting;
   savePause(email: string, pause: AccountPause): Promise<void>;
   /** Pauses still in force, by account. */
   loadPauses(): Promise<Map<string, AccountPause>>;

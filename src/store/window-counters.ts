@@ -13,8 +13,6 @@ export interface BucketRow {
   count: number;
 }
 
-const keyOf = (email: string, counter: string) => `${email}\n${counter}`;
-
 /** Drops buckets that left the window; returns the live ones' total. */
 function prune(buckets: Buckets, c: WindowCounter, now: number): number {
   const oldest = Math.floor(now / c.bucketMs) - c.buckets;
@@ -40,10 +38,21 @@ export function retryInMs(buckets: Buckets, c: WindowCounter, used: number, amou
   return (c.buckets + 1) * c.bucketMs;
 }
 
+/** One account's counter: its buckets, and what it is called in the store. */
+interface Counter {
+  email: string;
+  counter: string;
+  buckets: Buckets;
+}
+
 export class WindowCounters {
-  private readonly counts = new Map<string, Buckets>();
+  /**
+   * By account, then counter name. Looked up at every reservation: two lookups on strings
+   * whose hashes are known, rather than a key concatenated (and hashed anew) per charge.
+   */
+  private readonly counts = new Map<string, Map<string, Counter>>();
   /** Counters changed since the last takeDirty(), for the embedded store's periodic flush. */
-  private dirty = new Set<string>();
+  private dirty = new Set<Counter>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -51,55 +60,59 @@ export class WindowCounters {
     const now = this.now();
     const left: Record<string, number> = {};
     const charged: Charged[] = [];
+    const counters = this.account(email);
     for (const { counter: c, amount } of charges) {
-      const buckets = this.buckets(email, c.name);
+      const { buckets } = this.counter(counters, email, c.name);
       const used = prune(buckets, c, now);
       if (used + amount > c.limit) return { ok: false, counter: c.name, limit: c.limit, retryInMs: retryInMs(buckets, c, used, amount, now) };
       left[c.name] = c.limit - used - amount;
       charged.push({ counter: c.name, bucket: Math.floor(now / c.bucketMs), amount });
     }
     for (const ch of charged) {
-      const buckets = this.buckets(email, ch.counter);
-      buckets.set(ch.bucket, (buckets.get(ch.bucket) ?? 0) + ch.amount);
-      this.dirty.add(keyOf(email, ch.counter));
+      const counter = counters.get(ch.counter)!;
+      counter.buckets.set(ch.bucket, (counter.buckets.get(ch.bucket) ?? 0) + ch.amount);
+      this.dirty.add(counter);
     }
     return { ok: true, charged, left };
   }
 
   release(email: string, charged: readonly Charged[]): void {
+    const counters = this.counts.get(email);
     for (const ch of charged) {
-      const buckets = this.counts.get(keyOf(email, ch.counter));
-      const n = buckets?.get(ch.bucket);
-      if (!buckets || n === undefined) continue; // the bucket already left the window
-      if (n <= ch.amount) buckets.delete(ch.bucket);
-      else buckets.set(ch.bucket, n - ch.amount);
-      this.dirty.add(keyOf(email, ch.counter));
+      const counter = counters?.get(ch.counter);
+      const n = counter?.buckets.get(ch.bucket);
+      if (!counter || n === undefined) continue; // the bucket already left the window
+      if (n <= ch.amount) counter.buckets.delete(ch.bucket);
+      else counter.buckets.set(ch.bucket, n - ch.amount);
+      this.dirty.add(counter);
     }
   }
 
   load(rows: Iterable<BucketRow>): void {
-    for (const r of rows) this.buckets(r.email, r.counter).set(r.bucket, r.count);
+    for (const r of rows) this.counter(this.account(r.email), r.email, r.counter).buckets.set(r.bucket, r.count);
   }
 
   /** The counters changed since the last call, with their current buckets. */
   takeDirty(): Array<{ email: string; counter: string; buckets: Array<[number, number]> }> {
-    const out = [...this.dirty].map((key) => {
-      const [email, counter] = key.split('\n') as [string, string];
-      return { email, counter, buckets: [...(this.counts.get(key) ?? new Map<number, number>())] };
-    });
+    const out = [...this.dirty].map(({ email, counter, buckets }) => ({ email, counter, buckets: [...buckets] }));
     this.dirty = new Set();
     return out;
   }
 
   /** Counters taken by takeDirty() whose write failed: written again at the next flush. */
   markDirty(counters: ReadonlyArray<{ email: string; counter: string }>): void {
-    for (const c of counters) this.dirty.add(keyOf(c.email, c.counter));
+    for (const c of counters) this.dirty.add(this.counter(this.account(c.email), c.email, c.counter));
   }
 
-  private buckets(email: string, counter: string): Buckets {
-    const key = keyOf(email, counter);
-    let b = this.counts.get(key);
-    if (!b) this.counts.set(key, (b = new Map()));
-    return b;
+  private account(email: string): Map<string, Counter> {
+    let counters = this.counts.get(email);
+    if (!counters) this.counts.set(email, (counters = new Map()));
+    return counters;
+  }
+
+  private counter(counters: Map<string, Counter>, email: string, name: string): Counter {
+    let c = counters.get(name);
+    if (!c) counters.set(name, (c = { email, counter: name, buckets: new Map() }));
+    return c;
   }
 }

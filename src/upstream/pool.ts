@@ -157,14 +157,8 @@ export class AccountPool<C extends PoolableConnection> {
   async acquire(fresh = false): Promise<Lease<C>> {
     if (this.closing) throw this.closedError!;
     if (!fresh) {
-      const lease = this.takeIdle();
-      if (lease) {
-        // Kept ready means ready before it is needed: the spare is replaced now, in the
-        // background, not when the sweeper next runs. Otherwise a connection retired after
-        // messages_per_connection leaves the next message waiting for a handshake.
-        this.scheduleReplenish(0);
-        return lease;
-      }
+      const lease = this.ready();
+      if (lease) return lease;
     }
     if (this.total < this.opts.maxConnections) return this.openLease();
     if (fresh) {
@@ -188,6 +182,20 @@ export class AccountPool<C extends PoolableConnection> {
       };
       this.waiters.push(waiter);
     });
+  }
+
+  /**
+   * acquire() without waiting: an idle connection now, or null (none idle, or the pool is
+   * closing: acquire() then says why). The message path's common case costs no promise.
+   */
+  ready(): Lease<C> | null {
+    if (this.closing) return null;
+    const lease = this.takeIdle();
+    // Kept ready means ready before it is needed: the spare is replaced now, in the
+    // background, not when the sweeper next runs. Otherwise a connection retired after
+    // messages_per_connection leaves the next message waiting for a handshake.
+    if (lease) this.scheduleReplenish(0);
+    return lease;
   }
 
   /**

@@ -73,6 +73,16 @@ describe('Limiter.pick', () => {
     expect((await limiter.pick([a, b, c])).account).toBe(c);
   });
 
+  it('answers without a promise when the store counts in this process, and throws a known-full refusal at once', () => {
+    const first = limiter.choose([c]);
+    expect(first).not.toBeInstanceOf(Promise);
+    expect((first as { account: unknown }).account).toBe(c);
+    limiter.choose([c]);
+    expect(() => limiter.choose([c])).toThrow(RelayError);
+    // Known full now: refused again without asking the store.
+    expect(() => limiter.choose([c])).toThrow(/messages_per_day 2/);
+  });
+
   it('a reservation given back makes room again on this instance at once', async () => {
     const first = await limiter.pick([c]);
     await limiter.pick([c]);

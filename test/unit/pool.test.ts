@@ -108,6 +108,20 @@ describe('AccountPool', () => {
     expect(h.pool.stats).toMatchObject({ idle: 1, busy: 0, opened: 1 });
   });
 
+  it('ready() hands out an idle connection at once, else null (none idle, or closing: acquire() says why)', async () => {
+    const h = harness();
+    expect(h.pool.ready()).toBeNull();
+    finish(h.pool, await h.pool.acquire());
+    const lease = h.pool.ready();
+    expect(lease?.conn.id).toBe(1);
+    expect(h.pool.stats).toMatchObject({ idle: 0, busy: 1 });
+    expect(h.pool.ready()).toBeNull();
+    finish(h.pool, lease!);
+    void h.pool.close();
+    expect(h.pool.ready()).toBeNull();
+    expect((await rejection(h.pool.acquire())).code).toBe('SHUTTING_DOWN');
+  });
+
   it('keeps at most maxConnections open under 20 concurrent acquires, and serves them all', async () => {
     const h = harness({ maxConnections: 3 }, { openDelayMs: 5 });
     let busyNow = 0;
