@@ -349,9 +349,13 @@ export class Session {
       return;
     }
     this.busy = true;
-    // One reaction for both outcomes (not .catch().then()): a promise less per command.
+    // One reaction for both outcomes (not .catch().then()): a promise less per command. An
+    // accepted RCPT is counted here rather than in a reaction of its own.
     result.then(
-      (r) => this.settled(r),
+      (r) => {
+        if (stage === 'rcpt') this.accepted++;
+        this.settled(r);
+      },
       (e: unknown) => this.settled(this.fail(stage, e)),
     );
   }
@@ -468,10 +472,7 @@ export class Session {
     if (!tx) throw sequence('5.5.1 Need MAIL before RCPT (the MAIL was refused)');
     if (this.rcpts >= this.ctx.config.max_recipients) throw new RelayError('TOO_MANY_RECIPIENTS');
     this.rcpts++;
-    return tx.rcpt(address).then((r) => {
-      this.accepted++;
-      return r;
-    });
+    return tx.rcpt(address); // accepted: counted by settle()
   }
 
   private data(arg: string): Reply | Promise<Reply> | null {
