@@ -23,6 +23,7 @@ try {
     old: await ctx.startRelay({ emails: [from!], extra, entry: { main: resolve(oldMain) } }),
     new: await ctx.startRelay({ emails: [from!], extra }),
   };
+  for (const relay of Object.values(relays)) await ctx.warm(ctx.relayTarget(relay), from!);
   const message = prepareMessage(from!, 'rcpt@example.net', 2 * 1024, 'compare');
   const rows = [];
   for (const connections of [1, 50]) {

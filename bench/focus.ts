@@ -31,6 +31,7 @@ try {
   sides.push({ name: 'minimal relay', target: { host: '127.0.0.1', port: minimal.port }, cpu: () => minimal.cpuSeconds() });
   for (const [i, main] of [resolve('dist/cli/main.js'), ...others.map((o) => resolve(o))].entries()) {
     const relay = await ctx.startRelay({ emails: [from!], extra, entry: { main } });
+    await ctx.warm(ctx.relayTarget(relay), from!);
     sides.push({ name: i === 0 ? 'relay' : `relay:${others[i - 1]}`, target: ctx.relayTarget(relay), cpu: () => relay.cpuSeconds() });
   }
   const message = prepareMessage(from!, 'rcpt@example.net', 2 * 1024, 'focus');

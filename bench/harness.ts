@@ -75,6 +75,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const extra = { max_connections: RELAY_MAX_CONNECTIONS };
     const relay = await ctx.startRelay({ emails: [from!], extra, profile: true });
     const quiet = await ctx.startRelay({ emails: [from!], extra, logLevel: 'warn' });
+    progress('warming the relays up (steady state before any measurement)');
+    await ctx.warm(ctx.relayTarget(relay), from!);
+    await ctx.warm(ctx.relayTarget(quiet), from!);
     const sides = { relay, direct: await ctx.directTarget(from!), relayTarget: ctx.relayTarget(relay), from: from! };
 
     const generator = await generatorCheck(ctx, from!);
