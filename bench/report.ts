@@ -38,7 +38,7 @@ export function markdown(r: BenchResult): string {
         t.relayCpuUsPerMessage,
         `${Math.round(t.generatorShareMax * 100)} %`,
       ]),
-    ) + `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side after ${r.scale.warmupMs} ms warm-up; relay at log level info (its default).`,
+    ) + `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side after ${r.scale.warmupMs} ms warm-up, the relay warmed up first with ${r.scale.warmMessages} messages; relay at log level info (its default).`,
     '### Logging cost (one JSON line per transaction at info)',
     table(
       ['log level', 'relay msg/s', 'relay CPU µs/msg'],

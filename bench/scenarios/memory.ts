@@ -48,12 +48,10 @@ export async function memoryScenario(ctx: BenchContext, from: string): Promise<M
     await warm!.send(small);
     await warm!.send(small);
     warm!.close();
-    await sleep(SETTLE_MS);
-    idle = relay.memory().rss;
+    idle = await settledRss(relay);
     // Each session has had its greeting and EHLO: the state a real idle MTA connection holds.
     const sessions = await openConnections(ctx.relayTarget(relay), ctx.scale.idleSessions);
-    await sleep(SETTLE_MS);
-    withSessions = relay.memory().rss;
+    withSessions = await settledRss(relay);
     for (const s of sessions) s.close();
   } finally {
     await ctx.stopRelay(relay);
