@@ -11,6 +11,8 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type tls from 'node:tls';
+import { ReplyReader } from '../../src/upstream/reply-reader.js';
+import { wireReply, type Reply } from '../../src/upstream/reply.js';
 
 const EHLO_REPLY = '250-minimal.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
 const TERMINATOR = Buffer.from('\r\n.\r\n');
@@ -35,7 +37,9 @@ export class MinimalRelaySession {
   private body = false;
   /** The last bytes of the body so far (a terminator may span two chunks). */
   private tail: Buffer = Buffer.alloc(0);
-  private upIn = '';
+  private readonly replies = new ReplyReader((r) => this.onReply(r));
+  /** Replies read but not yet written to the client. */
+  private out = '';
   private mailFrom = '';
   private rcpts = 0;
   private started = 0;
@@ -85,29 +89,30 @@ export class MinimalRelaySession {
     } else this.tail = scan.subarray(Math.max(0, scan.length - TERMINATOR.length + 1));
   }
 
+  /** The replies of one read go to the client in one write, as the relay writes them. */
   private fromUpstream(chunk: Buffer): void {
-    this.upIn += chunk.toString('latin1');
-    let out = '';
-    for (let lf = this.upIn.indexOf('\n'); lf !== -1; lf = this.upIn.indexOf('\n')) {
-      const line = this.upIn.slice(0, lf + 1);
-      this.upIn = this.upIn.slice(lf + 1);
-      out += line;
-      if (line[3] !== ' ') continue; // a continuation line of a multi-line reply
-      this.owed--;
-      if (line.startsWith('354')) {
-        this.body = true;
-        const early = this.input;
-        this.input = null;
-        if (early) {
-          this.client.write(out);
-          out = '';
-          this.forwardBody(early);
-        }
-      } else if (this.owed === 0 && !this.body && this.started) {
-        this.logTransaction(Number(line.slice(0, 3)));
+    this.replies.push(chunk);
+    this.flushReplies();
+  }
+
+  private flushReplies(): void {
+    if (this.out) this.client.write(this.out);
+    this.out = '';
+  }
+
+  /** The provider's replies, parsed by the relay's own reader, passed on as they came. */
+  private onReply(r: Reply): void {
+    this.owed--;
+    this.out += wireReply(r);
+    if (r.code === 354) {
+      this.body = true;
+      const early = this.input;
+      this.input = null;
+      if (early) {
+        this.flushReplies();
+        this.forwardBody(early);
       }
-    }
-    if (out) this.client.write(out);
+    } else if (this.owed === 0 && !this.body && this.started) this.logTransaction(r.code);
   }
 
   private logTransaction(code: number): void {

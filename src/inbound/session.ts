@@ -23,7 +23,7 @@ import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '..
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
-import { formatReply, reply, type Reply } from '../upstream/reply.js';
+import { formatReply, reply, wireReply, type Reply } from '../upstream/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { BodyStream } from './body-stream.js';
 import { parsePath } from './commands.js';
@@ -245,10 +245,7 @@ export class Session {
 
   /** Queues a reply: the one place replies are made into lines. */
   private reply(r: Reply): void {
-    const n = r.lines.length;
-    let text = '';
-    for (let i = 0; i < n; i++) text += `${r.code}${i === n - 1 ? ' ' : '-'}${r.lines[i]}\r\n`;
-    this.out.push(text);
+    this.out.push(wireReply(r));
   }
 
   private flush(): void {

@@ -102,8 +102,12 @@ export class Limiter {
       const plan = this.plan(account);
       const result = this.reserve(account, plan.message);
       if (result instanceof Promise) {
-        const at = i;
-        return result.then((r) => (r.ok ? { account, reservation: new Reservation(this, account, plan, r.charged) } : (refusals.push({ account: account.email, ...r.refusal }), this.tryFrom(usable, at + 1, refusals, candidates, now))));
+        const next = i + 1;
+        return result.then((r) => {
+          if (r.ok) return { account, reservation: new Reservation(this, account, plan, r.charged) };
+          refusals.push({ account: account.email, ...r.refusal });
+          return this.tryFrom(usable, next, refusals, candidates, now);
+        });
       }
       if (result.ok) return { account, reservation: new Reservation(this, account, plan, result.charged) };
       refusals.push({ account: account.email, ...result.refusal });

@@ -19,7 +19,7 @@ import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
 import { attribute, RelayError } from './errors.js';
 import { LimitedTransaction } from './limited-transaction.js';
-import { RelayTransaction, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
+import { RelayTransaction, settle, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
 
 /** Pooled connections are retired this long before the token they authenticated with expires. */
 const TOKEN_MARGIN_MS = 60_000;
@@ -270,11 +270,7 @@ export class Relay {
   begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<LimitedTransaction> {
     // Synchronous up to the upstream MAIL when the answers are at hand (limits counted in this
     // process, an idle pooled connection): the one promise is the provider's reply.
-    try {
-      return this.attempt(this.candidates(identity, mailFrom), mailFrom, params, group, 1);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settle(() => this.attempt(this.candidates(identity, mailFrom), mailFrom, params, group, 1));
   }
 
   /** One pick and its opening. What is known at once is thrown at once: begin() makes it a rejection. */

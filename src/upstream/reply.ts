@@ -28,6 +28,14 @@ export const isPositive = (r: Reply): boolean => r.code >= 200 && r.code < 300;
 export const isTransient = (r: Reply): boolean => r.code >= 400 && r.code < 500;
 export const isPermanent = (r: Reply): boolean => r.code >= 500;
 
+/** The reply as it goes on the wire: "250-first\r\n250 last\r\n". */
+export function wireReply(r: Reply): string {
+  const n = r.lines.length;
+  let text = '';
+  for (let i = 0; i < n; i++) text += `${r.code}${i === n - 1 ? ' ' : '-'}${r.lines[i]}\r\n`;
+  return text;
+}
+
 /** One-line rendering for logs and error messages. */
 export function formatReply(r: Reply): string {
   return `${r.code} ${r.lines.join(' / ')}`.trimEnd();
