@@ -2,7 +2,8 @@
 // in about a minute, for working on the relay's CPU: direct to the sandbox, the bare byte pipe,
 // this checkout's relay and any other builds given (another checkout's dist/cli/main.js), all in
 // alternating short rounds against one sandbox (plus the minimal faithful relay of
-// bench/lib/minimal-relay.ts), 2 KB messages at 1, 10 and 50 connections.
+// bench/lib/minimal-relay.ts, without and with connection retirement), 2 KB messages at 1, 10
+// and 50 connections. MPC=n sets the relays' messages_per_connection.
 // Prints msg/s, CPU µs per message (the pipe's and the relays' own processes) and p50.
 // `npm run bench` remains the full report; this is the quick loop between two measurements.
 import { resolve } from 'node:path';
@@ -22,13 +23,15 @@ const connectionCounts = (process.env.CONNECTIONS ?? '1,10,50').split(',').map(N
 const ctx = await BenchContext.open({ scale: FULL, root, entry: { main: resolve('dist/cli/main.js') }, profileDir: null, progress: () => undefined });
 try {
   const [from] = await ctx.accounts('focus', 1);
-  const extra = { max_connections: 64 };
+  const extra = { max_connections: 64, ...(process.env.MPC ? { messages_per_connection: Number(process.env.MPC) } : {}) };
   const sides: { name: string; target: Target; cpu?: () => number }[] = [{ name: 'direct', target: await ctx.directTarget(from!) }];
   const token: string = await ctx.sandbox.call('issueAccessToken', { email: from! });
   const pipe = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token });
   sides.push({ name: 'pipe', target: { host: '127.0.0.1', port: pipe.port }, cpu: () => pipe.cpuSeconds() });
   const minimal = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token }, 'minimal');
   sides.push({ name: 'minimal relay', target: { host: '127.0.0.1', port: minimal.port }, cpu: () => minimal.cpuSeconds() });
+  const retiring = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token }, 'minimal-retiring');
+  sides.push({ name: 'minimal, retiring', target: { host: '127.0.0.1', port: retiring.port }, cpu: () => retiring.cpuSeconds() });
   for (const [i, main] of [resolve('dist/cli/main.js'), ...others.map((o) => resolve(o))].entries()) {
     const relay = await ctx.startRelay({ emails: [from!], extra, entry: { main } });
     await ctx.warm(ctx.relayTarget(relay), from!);
@@ -66,6 +69,7 @@ try {
   console.table(rows);
   await pipe.stop();
   await minimal.stop();
+  await retiring.stop();
 } finally {
   await ctx.close();
 }

@@ -142,11 +142,12 @@ function targets(r: Omit<BenchResult, 'targets'>): Target[] {
     );
   }
   for (const f of r.floor) {
+    const { multiple } = f.sides.relay;
     out.push({
-      goal: `relay CPU per message as a multiple of the byte pipe's (${f.connections} connections)`,
+      goal: `relay CPU per message as a multiple of the byte pipe's (${f.connections} connections; minimal relay retiring every 100 messages: ${f.sides.retiring.multiple}x)`,
       limit: '≤ 1.25x',
-      measured: `${f.multiple}x`,
-      met: f.multiple <= 1.25,
+      measured: `${multiple}x`,
+      met: multiple <= 1.25,
     });
   }
   out.push({

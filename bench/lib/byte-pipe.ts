@@ -25,8 +25,12 @@ export interface PipeUpstream {
   token: string;
 }
 
-/** 'pipe': bytes copied both ways; 'minimal': the minimal faithful relay of minimal-relay.ts. */
-export type PipeKind = 'pipe' | 'minimal';
+/**
+ * 'pipe': bytes copied both ways; 'minimal': the minimal faithful relay of minimal-relay.ts;
+ * 'minimal-retiring': the same, retiring its upstream connection every 100 messages (the
+ * contract's default messages_per_connection).
+ */
+export type PipeKind = 'pipe' | 'minimal' | 'minimal-retiring';
 
 const GREETING = '220 pipe.bench ESMTP\r\n';
 const EHLO_REPLY = '250-pipe.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
@@ -88,14 +92,14 @@ async function serve(client: net.Socket, up: PipeUpstream, kind: PipeKind): Prom
     client.destroy();
     return;
   }
-  upstream.on('error', () => client.destroy());
-  upstream.on('close', () => client.destroy());
-  client.on('close', () => upstream.destroy());
-  if (kind === 'minimal') {
-    new MinimalRelaySession(client, upstream);
+  if (kind !== 'pipe') {
+    new MinimalRelaySession(client, upstream, kind === 'minimal-retiring' ? () => authenticatedUpstream(up) : null);
     client.write(GREETING);
     return;
   }
+  upstream.on('error', () => client.destroy());
+  upstream.on('close', () => client.destroy());
+  client.on('close', () => upstream.destroy());
   let pending: Buffer = Buffer.alloc(0);
   const firstLine = (chunk: Buffer): void => {
     pending = Buffer.concat([pending, chunk]);
@@ -129,7 +133,7 @@ export class BytePipeProcess {
   static async start(cwd: string, up: PipeUpstream, kind: PipeKind = 'pipe'): Promise<BytePipeProcess> {
     const child = fork(fileURLToPath(new URL('./byte-pipe-child.ts', import.meta.url)), {
       cwd,
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--import', 'tsx', ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const port = await new Promise<number>((resolve, reject) => {

@@ -1,88 +1,100 @@
 // The platform's floor (lib/byte-pipe.ts): the same closed-loop load through the relay, through
-// a bare byte pipe to a pre-authenticated upstream and through the minimal faithful relay
-// (lib/minimal-relay.ts), in alternating order round after round, each process's CPU read from
-// /proc over the measured window. The relay's CPU per message divided by the pipe's says how
-// much of the relay's cost is its own work; the minimal relay's, how much of that any relay
-// that parses and answers like this one must pay.
+// a bare byte pipe to a pre-authenticated upstream, through the minimal faithful relay
+// (lib/minimal-relay.ts) and through that minimal relay retiring its upstream connection every
+// 100 messages as the contract's default makes the relay do, in alternating order round after
+// round, each process's CPU read from /proc over the measured window. The relay's CPU per
+// message divided by the pipe's says how much of the relay's cost is its own work; the minimal
+// relays', how much of that any relay that parses and answers like this one must pay, without
+// and with the contract's connection retirement.
 import type { BenchContext } from '../lib/context.js';
-import { BytePipeProcess } from '../lib/byte-pipe.js';
-import { prepareMessage, type Target } from '../lib/load-client.js';
+import { BytePipeProcess, type PipeKind } from '../lib/byte-pipe.js';
+import { prepareMessage, type LoadConnection, type Target } from '../lib/load-client.js';
 import { openConnections, runLoad, type LoadResult } from '../lib/load.js';
 import type { RelayProcess } from '../lib/relay-process.js';
 import { median, round } from '../lib/stats.js';
 
+/** What one side (pipe, minimal relay, retiring minimal relay, relay) measured. */
+export interface FloorSide {
+  perSecond: number;
+  cpuUsPerMessage: number;
+  /** cpuUsPerMessage / the pipe's. */
+  multiple: number;
+  /** Upstream connections the provider saw opened per 100 messages (the retiring sides' rate). */
+  opensPer100: number;
+}
+
+export type FloorSideName = 'pipe' | 'minimal' | 'retiring' | 'relay';
+
 export interface FloorRow {
   connections: number;
   size: number;
-  pipePerSecond: number;
-  relayPerSecond: number;
-  pipeCpuUsPerMessage: number;
-  relayCpuUsPerMessage: number;
-  minimalPerSecond: number;
-  minimalCpuUsPerMessage: number;
-  /** relayCpuUsPerMessage / pipeCpuUsPerMessage. */
-  multiple: number;
-  /** minimalCpuUsPerMessage / pipeCpuUsPerMessage. */
-  minimalMultiple: number;
+  sides: Record<FloorSideName, FloorSide>;
   rounds: number;
 }
 
 export const FLOOR_CONNECTIONS = [10, 50];
 const SIZE = 2 * 1024;
+const ORDER: readonly FloorSideName[] = ['pipe', 'minimal', 'retiring', 'relay'];
+const PIPES: Record<Exclude<FloorSideName, 'relay'>, PipeKind> = { pipe: 'pipe', minimal: 'minimal', retiring: 'minimal-retiring' };
 
 export async function floorScenario(ctx: BenchContext, relay: RelayProcess, from: string): Promise<FloorRow[]> {
   const token = await ctx.sandbox.call('issueAccessToken', { email: from });
   const up = { ...ctx.smtp, ca: ctx.ca.toString(), user: from, token };
-  const pipe = await BytePipeProcess.start(ctx.root, up);
-  const minimal = await BytePipeProcess.start(ctx.root, up, 'minimal');
-  const sides = {
-    pipe: { target: { host: '127.0.0.1', port: pipe.port } as Target, cpu: () => pipe.cpuSeconds() },
-    minimal: { target: { host: '127.0.0.1', port: minimal.port } as Target, cpu: () => minimal.cpuSeconds() },
-    relay: { target: ctx.relayTarget(relay), cpu: () => relay.cpuSeconds() },
-  };
+  const pipes: BytePipeProcess[] = [];
+  const sides = {} as Record<FloorSideName, { target: Target; cpu: () => number }>;
   const message = prepareMessage(from, 'rcpt@example.net', SIZE, 'floor');
   const rows: FloorRow[] = [];
   try {
+    for (const [name, kind] of Object.entries(PIPES) as Array<[FloorSideName, PipeKind]>) {
+      const p = await BytePipeProcess.start(ctx.root, up, kind);
+      pipes.push(p);
+      sides[name] = { target: { host: '127.0.0.1', port: p.port }, cpu: () => p.cpuSeconds() };
+    }
+    sides.relay = { target: ctx.relayTarget(relay), cpu: () => relay.cpuSeconds() };
     for (const connections of FLOOR_CONNECTIONS) {
-      ctx.progress(`floor: ${connections} connections, 2 KB, relay vs byte pipe vs minimal relay`);
-      const conns = {
-        pipe: await openConnections(sides.pipe.target, connections),
-        minimal: await openConnections(sides.minimal.target, connections),
-        relay: await openConnections(sides.relay.target, connections),
-      };
-      const runs = { pipe: [] as LoadResult[], minimal: [] as LoadResult[], relay: [] as LoadResult[] };
+      ctx.progress(`floor: ${connections} connections, 2 KB, relay vs byte pipe vs minimal relays`);
+      const conns = {} as Record<FloorSideName, LoadConnection[]>;
+      const runs = {} as Record<FloorSideName, LoadResult[]>;
+      /** Connections the provider saw opened, and messages it accepted, during each side's runs (warm-up included). */
+      const opened = {} as Record<FloorSideName, number>;
+      const accepted = {} as Record<FloorSideName, number>;
+      for (const name of ORDER) {
+        conns[name] = await openConnections(sides[name].target, connections);
+        runs[name] = [];
+        opened[name] = 0;
+        accepted[name] = 0;
+      }
       try {
         for (let r = 0; r < ctx.scale.rounds; r++) {
-          for (const side of r % 2 === 0 ? (['pipe', 'minimal', 'relay'] as const) : (['relay', 'minimal', 'pipe'] as const)) {
-            runs[side].push(
-              await runLoad(
-                { target: sides[side].target, connections, message, warmupMs: ctx.scale.warmupMs, measureMs: ctx.scale.measureMs, sample: sides[side].cpu },
-                conns[side],
-              ),
-            );
+          for (const name of r % 2 === 0 ? ORDER : [...ORDER].reverse()) {
+            const { target, cpu } = sides[name];
+            const before = await ctx.sandbox.call('counters', {});
+            runs[name].push(await runLoad({ target, connections, message, warmupMs: ctx.scale.warmupMs, measureMs: ctx.scale.measureMs, sample: cpu }, conns[name]));
+            const after = await ctx.sandbox.call('counters', {});
+            opened[name] += after.connectionsOpened - before.connectionsOpened;
+            accepted[name] += after.accepted - before.accepted;
           }
         }
       } finally {
-        for (const c of [...conns.pipe, ...conns.minimal, ...conns.relay]) c.close();
+        for (const name of ORDER) for (const c of conns[name]) c.close();
       }
       const us = (xs: LoadResult[]) => (xs.reduce((s, x) => s + x.sampled, 0) / xs.reduce((n, x) => n + x.messages, 0)) * 1e6;
-      rows.push({
-        connections,
-        size: SIZE,
-        pipePerSecond: round(median(runs.pipe.map((x) => x.perSecond)), 0),
-        relayPerSecond: round(median(runs.relay.map((x) => x.perSecond)), 0),
-        pipeCpuUsPerMessage: round(us(runs.pipe), 0),
-        relayCpuUsPerMessage: round(us(runs.relay), 0),
-        minimalPerSecond: round(median(runs.minimal.map((x) => x.perSecond)), 0),
-        minimalCpuUsPerMessage: round(us(runs.minimal), 0),
-        multiple: round(us(runs.relay) / us(runs.pipe), 2),
-        minimalMultiple: round(us(runs.minimal) / us(runs.pipe), 2),
-        rounds: ctx.scale.rounds,
-      });
+      const floor = us(runs.pipe);
+      const measured = Object.fromEntries(
+        ORDER.map((name) => [
+          name,
+          {
+            perSecond: round(median(runs[name].map((x) => x.perSecond)), 0),
+            cpuUsPerMessage: round(us(runs[name]), 0),
+            multiple: round(us(runs[name]) / floor, 2),
+            opensPer100: round((opened[name] * 100) / Math.max(1, accepted[name]), 2),
+          },
+        ]),
+      ) as Record<FloorSideName, FloorSide>;
+      rows.push({ connections, size: SIZE, sides: measured, rounds: ctx.scale.rounds });
     }
   } finally {
-    await pipe.stop();
-    await minimal.stop();
+    for (const p of pipes) await p.stop();
   }
   return rows;
 }

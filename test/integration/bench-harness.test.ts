@@ -42,14 +42,19 @@ describe('bench harness (BENCH_QUICK)', () => {
     expect(r.startup.firstMessageTokenRequests).toBe(0);
     expect(r.startup.firstMessageOnWarmConnection).toBe(true);
 
-    // The floor: the byte pipe, the minimal relay and the relay all moved messages and were measured.
+    // The floor: the byte pipe, both minimal relays and the relay all moved messages and were measured.
     expect(r.floor.map((f) => f.connections)).toEqual([10, 50]);
     for (const f of r.floor) {
-      expect(f.pipePerSecond).toBeGreaterThan(0);
-      expect(f.pipeCpuUsPerMessage).toBeGreaterThan(0);
-      expect(f.minimalPerSecond).toBeGreaterThan(0);
-      expect(f.minimalCpuUsPerMessage).toBeGreaterThan(0);
-      expect(f.multiple).toBeGreaterThan(0);
+      expect(Object.keys(f.sides).sort()).toEqual(['minimal', 'pipe', 'relay', 'retiring']);
+      for (const side of Object.values(f.sides)) {
+        expect(side.perSecond).toBeGreaterThan(0);
+        expect(side.cpuUsPerMessage).toBeGreaterThan(0);
+        expect(side.multiple).toBeGreaterThan(0);
+      }
+      expect(f.sides.pipe.multiple).toBe(1);
+      // Pipe and minimal relay hold their connections; they open none while measured.
+      expect(f.sides.pipe.opensPer100).toBe(0);
+      expect(f.sides.minimal.opensPer100).toBe(0);
     }
     // A provider a round trip away: every message costs at least the round trip of its final
     // reply, however loaded the machine (how many more a client pays is a timing, not asserted).
