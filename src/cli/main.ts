@@ -16,7 +16,6 @@ import {
 } from './accounts.js';
 import { authGoogleCommand, authMicrosoftCommand, type AuthGoogleOptions, type AuthMicrosoftOptions } from './auth.js';
 import { checkConfigCommand } from './check-config.js';
-import { demoCommand } from './demo.js';
 import { serveCommand } from './serve.js';
 
 export const EXIT_OK = 0;
@@ -51,7 +50,13 @@ configOption(program.command('serve').description('run the relay in the foregrou
 program
   .command('demo')
   .description('run a sandbox provider and a relay in one process, send a few messages, report timings')
-  .action(() => demoCommand().then((code) => process.exit(code), fail));
+  // Loaded on demand: the demo brings nodemailer and the sandbox (smtp-server), a tenth of a
+  // second of start-up that `serve` has no use for.
+  .action(() =>
+    import('./demo.js')
+      .then(({ demoCommand }) => demoCommand())
+      .then((code) => process.exit(code), fail),
+  );
 
 configOption(program.command('check-config').description('validate the config and print it with secrets masked'))
   .action((opts: { config?: string }) => {

@@ -2,7 +2,6 @@
 // The relay signs an assertion with the key file's private key (RS256) saying "service account
 // X acts as mailbox Y for scope Z"; Google checks the signature and that a Workspace admin
 // delegated Z to X. No refresh token and no user consent are involved.
-import { SignJWT } from 'jose';
 import { GOOGLE_MAIL_SCOPE } from '../../config/providers.js';
 import { readServiceAccountKey, type ServiceAccountKey } from '../../config/service-account-key.js';
 import { TokenGrantError, type Grant } from '../grant.js';
@@ -16,6 +15,8 @@ const ASSERTION_LIFETIME_S = 3600;
 /** The signed assertion for `subject` (the mailbox), valid from `nowMs` for an hour. */
 export async function signAssertion(key: ServiceAccountKey, subject: string, scope: string, nowMs: number): Promise<string> {
   const iat = Math.floor(nowMs / 1000);
+  // jose is loaded by the first service account's first grant, not by every relay's start-up.
+  const { SignJWT } = await import('jose');
   return new SignJWT({ scope })
     .setProtectedHeader({ alg: 'RS256', typ: 'JWT', ...(key.privateKeyId ? { kid: key.privateKeyId } : {}) })
     .setIssuer(key.clientEmail)

@@ -4,7 +4,7 @@
 // bundled fetch: fetch cannot bind a source address per account, take a CA per provider or be
 // warmed and closed on demand.
 import { readFileSync } from 'node:fs';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { RelayError } from '../../relay/errors.js';
 import type { Account } from '../../routing/account.js';
 
@@ -51,11 +51,17 @@ export class ApiHttp {
 
   constructor(private readonly opts: ApiHttpOptions) {}
 
-  private poolFor(account: Account, origin: string): Pool {
+  /**
+   * undici, loaded by the first API request: most relays send only over SMTP, and loading it
+   * is a sixth of a second of every start-up.
+   */
+  private undici: Promise<typeof import('undici')> | null = null;
+
+  private poolFor(PoolClass: typeof Pool, account: Account, origin: string): Pool {
     const key = `${origin}|${account.sourceIp ?? ''}|${account.provider.caFile ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = new Pool(origin, {
+      pool = new PoolClass(origin, {
         keepAliveTimeout: this.opts.idleTimeoutMs,
         keepAliveMaxTimeout: this.opts.idleTimeoutMs,
         connect: {
@@ -80,7 +86,8 @@ export class ApiHttp {
     if (req.token) headers.authorization = `Bearer ${req.token}`;
     if (req.contentType) headers['content-type'] = req.contentType;
     try {
-      const res = await this.poolFor(account, url.origin).request({
+      const { Pool: PoolClass } = await (this.undici ??= import('undici'));
+      const res = await this.poolFor(PoolClass, account, url.origin).request({
         method: req.method,
         path: url.pathname + url.search,
         headers,
