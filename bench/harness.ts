@@ -136,17 +136,20 @@ function targets(r: Omit<BenchResult, 'targets'>): Target[] {
   for (const connections of [10, 50]) {
     const t = row(connections, 2 * 1024);
     if (!t) continue;
+    // What the bare byte pipe reached in table 6's rounds: no relay does better on this machine.
+    const pipe = r.floor.find((f) => f.connections === connections)?.sides.pipe;
+    const floor = (text: string) => (pipe ? ` (byte pipe: ${text})` : '');
     out.push(
-      { goal: `throughput at ${connections} connections, 2 KB, relay / direct`, limit: '≥ 0.9', measured: `${t.ratio}`, met: t.ratio >= 0.9 },
-      { goal: `relay CPU per 2 KB message (${connections} connections)`, limit: '≤ 60 µs', measured: `${t.relayCpuUsPerMessage} µs`, met: t.relayCpuUsPerMessage <= 60 },
+      { goal: `throughput at ${connections} connections, 2 KB, relay / direct`, limit: '≥ 0.9', measured: `${t.ratio}${floor(`${pipe?.vsDirect}`)}`, met: t.ratio >= 0.9 },
+      { goal: `relay CPU per 2 KB message (${connections} connections)`, limit: '≤ 60 µs', measured: `${t.relayCpuUsPerMessage} µs${floor(`${pipe?.cpuUsPerMessage} µs`)}`, met: t.relayCpuUsPerMessage <= 60 },
     );
   }
   for (const f of r.floor) {
-    const { multiple } = f.sides.relay;
+    const multiple = f.sides.relay.multiple ?? Infinity;
     out.push({
-      goal: `relay CPU per message as a multiple of the byte pipe's (${f.connections} connections; minimal relay retiring every 100 messages: ${f.sides.retiring.multiple}x)`,
+      goal: `relay CPU per message as a multiple of the byte pipe's (${f.connections} connections)`,
       limit: '≤ 1.25x',
-      measured: `${multiple}x`,
+      measured: `${multiple}x (minimal relay retiring every 100 msgs: ${f.sides.retiring.multiple}x)`,
       met: multiple <= 1.25,
     });
   }

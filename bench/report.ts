@@ -1,18 +1,19 @@
 // The benchmark result as the markdown tables docs/benchmarks.md publishes.
 import type { BenchResult } from './harness.js';
-import type { FloorSideName } from './scenarios/floor.js';
+import { FLOOR_SIDES, type FloorSideName } from './scenarios/floor.js';
 
 const table = (head: string[], rows: Array<Array<string | number>>): string =>
   [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
 const kb = (bytes: number) => `${Math.round(bytes / 1024)} KB`;
-/** Table 6's sides in the order shown, the pipe (the floor every multiple is of) first. */
-const FLOOR_COLUMNS: ReadonlyArray<readonly [FloorSideName, string]> = [
-  ['pipe', 'pipe'],
-  ['minimal', 'minimal'],
-  ['retiring', 'minimal, retiring'],
-  ['relay', 'relay'],
-];
+/** Table 6's sides, as named in it. */
+const FLOOR_LABELS: Record<FloorSideName, string> = {
+  direct: 'direct (no process in the path)',
+  pipe: 'byte pipe (the floor)',
+  minimal: 'minimal relay',
+  retiring: 'minimal relay, retiring every 100 msgs',
+  relay: 'relay',
+};
 
 export function markdown(r: BenchResult): string {
   const m = r.machine;
@@ -86,19 +87,18 @@ export function markdown(r: BenchResult): string {
     ),
     '### 6. The floor: a bare byte pipe to a pre-authenticated upstream, and minimal faithful relays',
     table(
-      ['connections', 'message', ...FLOOR_COLUMNS.map(([, label]) => `${label} msg/s`), ...FLOOR_COLUMNS.map(([, label]) => `${label} CPU µs/msg`), ...FLOOR_COLUMNS.slice(1).map(([, label]) => `${label} / pipe`), 'opens per 100 msgs, retiring / relay'],
-      r.floor.map((f) => [
-        f.connections,
-        kb(f.size),
-        ...FLOOR_COLUMNS.map(([name]) => f.sides[name].perSecond),
-        ...FLOOR_COLUMNS.map(([name]) => f.sides[name].cpuUsPerMessage),
-        ...FLOOR_COLUMNS.slice(1).map(([name]) => `${f.sides[name].multiple}x`),
-        `${f.sides.retiring.opensPer100} / ${f.sides.relay.opensPer100}`,
-      ]),
+      ['connections', 'message', 'path', 'msg/s', 'vs direct', 'CPU µs/msg', 'CPU × pipe', 'connections opened per 100 msgs'],
+      r.floor.flatMap((f) =>
+        FLOOR_SIDES.map((name) => {
+          const x = f.sides[name];
+          return [f.connections, kb(f.size), FLOOR_LABELS[name], x.perSecond, x.vsDirect, x.cpuUsPerMessage ?? '', x.multiple === null ? '' : `${x.multiple}x`, x.opensPer100];
+        }),
+      ),
     ) +
-      `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per side, alternating; the relay is the one of table 2 (log level info). ` +
+      `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per path, alternating; the relay is the one of table 2 (log level info, limits counted). ` +
+      'CPU is the process in the path (pipe, minimal relay or relay); connections opened are counted by the provider over each path\'s runs. ' +
       'The minimal relay (bench/lib/minimal-relay.ts) parses, pipelines and passes replies like the relay, with no routing, limits, timeouts, pool or metrics; ' +
-      '"minimal, retiring" is the same relay retiring its upstream connection every 100 messages (QUIT, then connect, STARTTLS and AUTH anew), as the contract\'s default messages_per_connection makes the relay do.',
+      'the retiring one also opens a new upstream connection (connect, STARTTLS, AUTH) every 100 messages, as the contract\'s default messages_per_connection makes the relay do.',
     `### 7. A provider ${r.roundTrip.rttMs} ms away, ${r.roundTrip.connections} connections, 2 KB`,
     table(
       ['client', 'path', 'msg/s', 'round trips per message'],

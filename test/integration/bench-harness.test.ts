@@ -42,17 +42,24 @@ describe('bench harness (BENCH_QUICK)', () => {
     expect(r.startup.firstMessageTokenRequests).toBe(0);
     expect(r.startup.firstMessageOnWarmConnection).toBe(true);
 
-    // The floor: the byte pipe, both minimal relays and the relay all moved messages and were measured.
+    // The floor: direct, the byte pipe, both minimal relays and the relay all moved messages and were measured.
     expect(r.floor.map((f) => f.connections)).toEqual([10, 50]);
     for (const f of r.floor) {
-      expect(Object.keys(f.sides).sort()).toEqual(['minimal', 'pipe', 'relay', 'retiring']);
-      for (const side of Object.values(f.sides)) {
+      expect(Object.keys(f.sides).sort()).toEqual(['direct', 'minimal', 'pipe', 'relay', 'retiring']);
+      for (const [name, side] of Object.entries(f.sides)) {
         expect(side.perSecond).toBeGreaterThan(0);
+        expect(side.vsDirect).toBeGreaterThan(0);
+        if (name === 'direct') {
+          expect(side.cpuUsPerMessage).toBeNull();
+          continue;
+        }
         expect(side.cpuUsPerMessage).toBeGreaterThan(0);
         expect(side.multiple).toBeGreaterThan(0);
       }
+      expect(f.sides.direct.vsDirect).toBe(1);
       expect(f.sides.pipe.multiple).toBe(1);
-      // Pipe and minimal relay hold their connections; they open none while measured.
+      // Direct, pipe and minimal relay hold their connections; they open none while measured.
+      expect(f.sides.direct.opensPer100).toBe(0);
       expect(f.sides.pipe.opensPer100).toBe(0);
       expect(f.sides.minimal.opensPer100).toBe(0);
     }
