@@ -26,11 +26,12 @@ try {
   const extra = { max_connections: 64, ...(process.env.MPC ? { messages_per_connection: Number(process.env.MPC) } : {}) };
   const sides: { name: string; target: Target; cpu?: () => number }[] = [{ name: 'direct', target: await ctx.directTarget(from!) }];
   const token: string = await ctx.sandbox.call('issueAccessToken', { email: from! });
-  const pipe = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token });
+  const up = { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token };
+  const pipe = await BytePipeProcess.start(root, up);
   sides.push({ name: 'pipe', target: { host: '127.0.0.1', port: pipe.port }, cpu: () => pipe.cpuSeconds() });
-  const minimal = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token }, 'minimal');
+  const minimal = await BytePipeProcess.start(root, up, 'minimal');
   sides.push({ name: 'minimal relay', target: { host: '127.0.0.1', port: minimal.port }, cpu: () => minimal.cpuSeconds() });
-  const retiring = await BytePipeProcess.start(root, { ...ctx.smtp, ca: ctx.ca.toString(), user: from!, token }, 'minimal-retiring');
+  const retiring = await BytePipeProcess.start(root, up, 'minimal-retiring');
   sides.push({ name: 'minimal, retiring', target: { host: '127.0.0.1', port: retiring.port }, cpu: () => retiring.cpuSeconds() });
   for (const [i, main] of [resolve('dist/cli/main.js'), ...others.map((o) => resolve(o))].entries()) {
     const relay = await ctx.startRelay({ emails: [from!], extra, entry: { main } });

@@ -69,6 +69,7 @@ export const MB = 1024 * 1024;
  * (src/limits/limits.ts) with limits no run reaches, so every message is counted and none refused.
  */
 export const BENCH_LIMITS = { messages_per_day: 1_000_000_000, recipients_per_day: 1_000_000_000, recipients_per_message: 100 };
+
 /** Above the largest message any scenario sends, on both sides (inbound and sandbox SIZE). */
 export const MAX_MESSAGE_BYTES = 64 * MB;
 
