@@ -35,6 +35,14 @@ export type PipeKind = 'pipe' | 'minimal' | 'minimal-retiring';
 const GREETING = '220 pipe.bench ESMTP\r\n';
 const EHLO_REPLY = '250-pipe.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
 
+/** One TLS context per CA, as the relay keeps (a context per connection would charge each open for it). */
+const contexts = new Map<string, tls.SecureContext>();
+const contextFor = (ca: string): tls.SecureContext => {
+  let context = contexts.get(ca);
+  if (!context) contexts.set(ca, (context = tls.createSecureContext({ ca })));
+  return context;
+};
+
 /** Upstream session to the point where the client's commands can go straight through. */
 export async function authenticatedUpstream(up: PipeUpstream): Promise<tls.TLSSocket> {
   const raw = net.connect({ host: up.host, port: up.port, noDelay: true });
@@ -64,7 +72,7 @@ export async function authenticatedUpstream(up: PipeUpstream): Promise<tls.TLSSo
       replies.push(r);
       wake?.();
     });
-    const secure = tls.connect({ socket: raw, ca: up.ca, ...(net.isIP(up.host) ? {} : { servername: up.host }) });
+    const secure = tls.connect({ socket: raw, secureContext: contextFor(up.ca), ...(net.isIP(up.host) ? {} : { servername: up.host }) });
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', resolve);
       secure.once('error', reject);
