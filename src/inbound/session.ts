@@ -85,9 +85,8 @@ export class Session {
   // The transaction.
   private tx: LimitedTransaction | null = null;
   private mailFrom: string | null = null;
-  /** MAIL was answered with a refusal: the RCPTs and DATA pipelined behind it get 503. */
+  /** RCPTs tried in this transaction (max_recipients); the accepted ones are its envelope's. */
   private rcpts = 0;
-  private accepted = 0;
   private decoder: DataDecoder | null = null;
   private body: BodyStream | null = null;
   private bodyDone: (() => void) | null = null;
@@ -346,13 +345,9 @@ export class Session {
       return;
     }
     this.busy = true;
-    // One reaction for both outcomes (not .catch().then()): a promise less per command. An
-    // accepted RCPT is counted here rather than in a reaction of its own.
+    // One reaction for both outcomes (not .catch().then()): a promise less per command.
     result.then(
-      (r) => {
-        if (stage === 'rcpt') this.accepted++;
-        this.settled(r);
-      },
+      (r) => this.settled(r),
       (e: unknown) => this.settled(this.fail(stage, e)),
     );
   }
@@ -398,7 +393,6 @@ export class Session {
     // Looked up at each MAIL, so a session follows changes to its account made while it is open.
     if (this.account && !account) throw new RelayError('ACCOUNT_REMOVED', `${this.account.email} was removed while the session was open`);
     this.rcpts = 0;
-    this.accepted = 0;
     const group = this.lookAhead();
     const opening = { late: false };
     this.opening = opening;
@@ -469,14 +463,14 @@ export class Session {
     if (!tx) throw sequence('5.5.1 Need MAIL before RCPT (the MAIL was refused)');
     if (this.rcpts >= this.ctx.config.max_recipients) throw new RelayError('TOO_MANY_RECIPIENTS');
     this.rcpts++;
-    return tx.rcpt(address); // accepted: counted by settle()
+    return tx.rcpt(address); // accepted: in tx.envelope.rcptTo
   }
 
   private data(arg: string): Reply | Promise<Reply> | null {
     if (arg) throw new RelayError('SYNTAX', 'DATA with an argument', { reply: reply(501, '5.5.4 Syntax: DATA') });
     if (this.mailFrom === null) throw sequence('5.5.1 Need MAIL and RCPT before DATA');
     const tx = this.tx;
-    if (!tx || this.accepted === 0) {
+    if (!tx || tx.envelope.rcptTo.length === 0) {
       this.resetTx();
       throw new RelayError('BAD_SEQUENCE', 'DATA without an accepted recipient', { reply: reply(554, '5.5.1 No valid recipients') });
     }
@@ -683,7 +677,6 @@ export class Session {
     this.abortTx();
     this.mailFrom = null;
     this.rcpts = 0;
-    this.accepted = 0;
   }
 
   private abortTx(): void {

@@ -207,7 +207,7 @@ export class RelayTransaction {
         pending = ahead.reply;
       } else {
         this.unexpected();
-        pending = settle(() => lease.conn.rcpt(to));
+        pending = lease.conn.rcpt(to); // a synchronous throw (unsafe argument) is caught below
       }
     } catch (e) {
       return Promise.reject(e);

@@ -143,6 +143,31 @@ describe('inbound engine', () => {
       stack.sandbox.smtp.clearFaults();
     }
   });
+
+  it('DATA after every RCPT was refused upstream gets 554 5.5.1, and one accepted RCPT among refused ones is enough', async () => {
+    const before = stack.sandbox.messages.length;
+    stack.sandbox.smtp.addFault({ at: 'rcpt', recipient: 'gone@example.net', code: 550 });
+    const { client } = await RawSmtp.connect(stack.port);
+    try {
+      await client.cmd('EHLO mta.test');
+      expect((await client.cmd(`MAIL FROM:<${SENDER}>`)).code).toBe(250);
+      expect((await client.cmd('RCPT TO:<gone@example.net>')).code).toBe(550);
+      expect(line(await client.cmd('DATA'))).toMatch(/^554 5\.5\.1 /);
+      expect(stack.sandbox.messages.length).toBe(before);
+      // The same transaction shape with one good recipient behind the refused one goes through.
+      expect((await client.cmd(`MAIL FROM:<${SENDER}>`)).code).toBe(250);
+      expect((await client.cmd('RCPT TO:<gone@example.net>')).code).toBe(550);
+      expect((await client.cmd('RCPT TO:<kept@example.net>')).code).toBe(250);
+      expect((await client.cmd('DATA')).code).toBe(354);
+      const raw = rawMessage(SENDER, ['kept@example.net'], 'one-of-two');
+      client.write(raw + '.\r\n');
+      expect(line(await client.read())).toMatch(/^250 /);
+      expect(delivered(raw)).toHaveLength(1);
+    } finally {
+      client.close();
+      stack.sandbox.smtp.clearFaults();
+    }
+  });
 });
 
 describe("inbound engine against a provider with a 1 MB SIZE and no SMTPUTF8", () => {
