@@ -17,7 +17,7 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
-import { attribute, RelayError } from './errors.js';
+import { attribute, RelayError } from '../errors/registry.js';
 import { LimitedTransaction } from './limited-transaction.js';
 import { RelayTransaction, settle, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
 

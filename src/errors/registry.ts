@@ -4,7 +4,7 @@
 //
 // Policy (SPEC "On the wire"): problems that are the relay's or the account's, not the
 // message's, are temporary (4xx) so the MTA keeps the message and retries.
-import { enhancedCode, formatReply, reply, type Reply } from '../upstream/reply.js';
+import { enhancedCode, formatReply, reply, type Reply } from '../smtp/reply.js';
 
 export type RelayErrorCode =
   | 'AUTH_REQUIRED'

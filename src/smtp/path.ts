@@ -3,9 +3,9 @@
 // (a quoted local part may hold spaces or '>'); the relay checks only what it must: no control
 // characters, RFC 5321 length limits (§4.5.3.1), parameters it advertised well-formed. What
 // else an address may hold is the provider's to judge.
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import type { MailParams } from '../relay/transaction.js';
-import { reply } from '../upstream/reply.js';
+import { reply } from './reply.js';
 
 const MAX_PATH = 256;
 const MAX_LOCAL = 64;
