@@ -19,7 +19,7 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
 import type { LimitedTransaction } from '../relay/limited-transaction.js';
-import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
+import { accountOf, isRefusal, reasonOf, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
@@ -260,7 +260,7 @@ export class Session {
    * decided counts against the session's errors; past the limit the session ends with 421.
    */
   private fail(stage: RefusalStage, err: unknown, account?: string): Reply {
-    if (!(err instanceof RelayError) && !(err instanceof UpstreamReplyError)) {
+    if (!isRefusal(err)) {
       this.ctx.logger.error({ event: 'internal_error', error: (err as Error).message, stack: (err as Error).stack }, 'unexpected error on a message path');
     }
     const r = toReply(err);

@@ -5,7 +5,8 @@
 import type { Limiter, Reservation } from '../limits/limiter.js';
 import type { Reply } from '../smtp/reply.js';
 import { certainlyNotSent } from '../errors/registry.js';
-import { settle, type Envelope, type RelayTransaction } from './transaction.js';
+import type { Envelope } from '../smtp/envelope.js';
+import { settle, type RelayTransaction } from './transaction.js';
 
 /** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
 export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;

@@ -2,7 +2,8 @@
 // RelayTransaction's): RCPT is the relay's own (the API takes no recipient before the message),
 // DATA collects the message, sends it in one go and answers 250 only once the API accepted it.
 import { RelayError } from '../../errors/registry.js';
-import type { Envelope, UpstreamReplyObserver } from '../../relay/transaction.js';
+import type { Envelope } from '../../smtp/envelope.js';
+import type { UpstreamReplyObserver } from '../observer.js';
 import type { AccountPauses } from '../../limits/pauses.js';
 import type { Account } from '../../routing/account.js';
 import type { AccessToken, TokenCache } from '../../tokens/token-cache.js';
