@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { buildConfig } from '../../src/config/load.js';
-import { chargePlan, NO_LIMITS, PROVIDER_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS, PROVIDER_LIMITS } from '../../src/config/account-limits.js';
+import { chargePlan } from '../../src/limits/limits.js';
 import { CONCURRENCY_PAUSE_MS, DAILY_PAUSE_MS, quotaSignal } from '../../src/limits/quota-replies.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { Router } from '../../src/routing/router.js';
