@@ -237,7 +237,7 @@ export const relayError = (code: RelayErrorCode, detail?: string, cause?: unknow
  * session with it: it becomes 451 with the provider's own text.
  */
 export function upstreamReplyForClient(r: Reply): Reply {
-  return withEnhancedCode(r.code === 421 ? { code: 451, lines: r.lines } : r);
+  return withEnhancedCode(r.code === C421ServiceUnavailable ? { code: C451LocalError, lines: r.lines } : r);
 }
 
 /**
