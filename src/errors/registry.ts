@@ -11,7 +11,6 @@ import {
   C452InsufficientStorage,
   C454TempAuthFailure,
   C500SyntaxError,
-  C502NotImplemented,
   C503BadSequence,
   C530AuthRequired,
   C535AuthCredentialsInvalid,
@@ -75,8 +74,6 @@ export type RelayErrorCode =
   | 'AUTH_DEADLINE'
   | 'EARLY_TALKER'
   | 'LINE_TOO_LONG'
-  | 'NOT_IMPLEMENTED'
-  | 'NOT_ALLOWED'
   | 'API_THROTTLED'
   | 'API_SERVER_ERROR'
   | 'API_FORBIDDEN'
@@ -112,8 +109,6 @@ export type RefusalReason =
   | 'client_gone'
   | 'too_many_connections'
   | 'not_carriable'
-  | 'not_implemented'
-  | 'not_allowed'
   | 'throttled'
   | 'upstream_permission'
   | 'internal';
@@ -166,12 +161,6 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   AUTH_DEADLINE: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
   EARLY_TALKER: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'You talk too soon, closing connection'), reason: 'syntax' },
   LINE_TOO_LONG: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'Command line too long, closing connection'), reason: 'syntax' },
-  // A well-formed command the relay does not offer (VRFY, EXPN; STARTTLS without inbound.tls):
-  // not a client error, so not 'syntax'. The text names the command.
-  NOT_IMPLEMENTED: { reply: coded(C502NotImplemented, SeProto5BadCmdOrSeq1, 'Command not implemented'), reason: 'not_implemented' },
-  // A command only a trusted proxy may give (XCLIENT, XFORWARD: they would let the client claim
-  // another address); the relay trusts none. The text names the command.
-  NOT_ALLOWED: { reply: coded(C550MailboxUnavailable, SePol7Other0, 'Command not allowed'), reason: 'not_allowed' },
   // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
   // limit errors): the account is paused for the Retry-After, and the text says how long.
   API_THROTTLED: { reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, 'The provider is throttling the account, try again later'), reason: 'throttled' },
