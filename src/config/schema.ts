@@ -132,11 +132,9 @@ const cidr = z.string().refine(
 /** Sessions from these may send without AUTH unless the config says otherwise: this host only. */
 export const DEFAULT_TRUSTED_NETWORKS: readonly string[] = ['127.0.0.0/8', '::1/128'];
 
-// A section left out is parsed as if written empty (prefault), so each default is declared once,
-// on its key: docs/configuration.md is checked against them (test/unit/config-doc.test.ts).
 export const configSchema = z
   .strictObject({
-    listen: hostPort('127.0.0.1', 2525).prefault({}),
+    listen: hostPort('127.0.0.1', 2525).default({ host: '127.0.0.1', port: 2525 }),
     inbound: z
       .strictObject({
         trusted_networks: z.array(cidr).default([...DEFAULT_TRUSTED_NETWORKS]),
@@ -196,7 +194,25 @@ export const configSchema = z
          */
         mail_reply_timeout_ms: millis.default(25_000),
       })
-      .prefault({}),
+      .default({
+        trusted_networks: [...DEFAULT_TRUSTED_NETWORKS],
+        tls: null,
+        max_message_bytes: 36_700_160,
+        max_recipients: 100,
+        max_connections: 1000,
+        idle_timeout_ms: 300_000,
+        data_timeout_ms: 600_000,
+        greeting_delay_ms: 0,
+        max_errors_per_session: 20,
+        auth_failures_before_lockout: 10,
+        auth_lockout_ms: 15 * 60_000,
+        auth_failure_delay_ms: 1_000,
+        null_sender_account: null,
+        max_connections_per_address: 10,
+        reserved_connections: 50,
+        auth_deadline_ms: 30_000,
+        mail_reply_timeout_ms: 25_000,
+      }),
     providers: z.record(z.string(), providerOverride).default({}),
     accounts: z.array(accountSchema).default([]),
     tokens: z
@@ -214,7 +230,14 @@ export const configSchema = z
         retry_min_ms: millis.default(1_000),
         retry_max_ms: millis.default(300_000),
       })
-      .prefault({}),
+      .default({
+        refresh_before_expiry_ms: 15 * 60_000,
+        request_timeout_ms: 10_000,
+        startup_wait_ms: 20_000,
+        startup_concurrency: 64,
+        retry_min_ms: 1_000,
+        retry_max_ms: 300_000,
+      }),
     upstream: z
       .strictObject({
         connect_timeout_ms: millis.default(15_000),
@@ -226,7 +249,13 @@ export const configSchema = z
         acquire_timeout_ms: millis.default(30_000),
         ehlo_name: z.string().min(1).optional(),
       })
-      .prefault({}),
+      .default({
+        connect_timeout_ms: 15_000,
+        command_timeout_ms: 60_000,
+        data_timeout_ms: 180_000,
+        idle_timeout_ms: 120_000,
+        acquire_timeout_ms: 30_000,
+      }),
     store: z
       .union([
         z.strictObject({ path: z.string().min(1) }),
@@ -243,10 +272,10 @@ export const configSchema = z
         /** Required when host is not a loopback address. */
         bearer_token: z.string().min(16).optional(),
       })
-      .prefault({}),
+      .default({ host: '127.0.0.1', port: 9090, enabled: true }),
     log: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
-      .prefault({}),
+      .default({ level: 'info' }),
     shutdown_timeout_ms: millis.default(30_000),
   });
 

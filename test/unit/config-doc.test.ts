@@ -103,6 +103,8 @@ describe('docs/configuration.md against src/config/schema.ts', () => {
   const rows = docRows();
   const documented = rows.flatMap((r) => r.keys.map((k) => fullPath(r.section, k)));
 
+  // Each section declares its defaults twice, on its keys and in the section's .default({...})
+  // (what zod 4 returns, unparsed, when the section is left out): the two must agree.
   it('applies the same defaults to a section left out and a section written empty', () => {
     expect(configSchema.parse({ listen: {}, inbound: {}, tokens: {}, upstream: {}, http: {}, log: {} })).toEqual(raw);
   });
