@@ -131,6 +131,11 @@ describe('docs/configuration.md against src/config/schema.ts', () => {
     expect(leaves.filter((p) => !documented.some((d) => p === d || p.startsWith(`${d}.`)))).toEqual([]);
   });
 
+  it('says what every key means', () => {
+    const meaning = (r: Row) => r.cells[r.header.indexOf('meaning')] ?? '';
+    expect(rows.filter((r) => r.header.includes('meaning') && meaning(r).length < 3).map((r) => r.keys.join(', '))).toEqual([]);
+  });
+
   const cases = rows.flatMap((r) =>
     r.keys.flatMap((k, i) =>
       r.header.map((column, c) => ({ path: fullPath(r.section, k), column, value: cellValue(r.cells[c] ?? '', i, r.keys.length) })),
