@@ -108,10 +108,19 @@ export const accountSchema = z.strictObject({
   password: z.string().min(1).optional(),
   senders: z.array(senderPattern).default([]),
   source_ip: z.ipv4().or(z.ipv6()).nullable().default(null),
-  /** Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google. */
+  /**
+   * Upstream connections of the mailbox for the whole fleet (counted in the shared store).
+   * Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google.
+   */
   max_connections: positiveInt.optional(),
   min_idle: z.number().int().min(0).default(1),
-  messages_per_connection: positiveInt.default(100),
+  /**
+   * Messages after which a connection is retired; 0: no such count. No provider publishes a
+   * per-connection cap (docs/configuration.md cites their limits): connections are retired by
+   * their token's expiry and idle time, and a provider that closes one (421) is answered by the
+   * pool without the MTA noticing.
+   */
+  messages_per_connection: z.number().int().min(0).default(0),
   limits: limitsSchema.optional(),
 }).superRefine(checkCredentialKeys);
 
@@ -260,7 +269,16 @@ export const configSchema = z
       .union([
         z.strictObject({ path: z.string().min(1) }),
         z.strictObject({
-          url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+          /**
+           * One Redis (redis://, rediss://) or a Sentinel group:
+           * redis+sentinel://[:password@]host:26379,host:26379/master-name (src/store/redis-target.ts).
+           */
+          url: z
+            .string()
+            .regex(
+              /^(rediss?:\/\/|rediss?\+sentinel:\/\/([^@/]*@)?[^/]+\/[^/?#]+\/?$)/,
+              'must be a redis:// or rediss:// URL, or redis+sentinel://host:port,host:port/master-name',
+            ),
           /** Prepended to every key, so several fleets (or tests) can share one Redis. */
           key_prefix: z.string().min(1).default('xoauth2-relay:'),
         }),
