@@ -76,6 +76,8 @@ export class RelayApp {
       bearerToken: adminToken,
       storeHealth: () => store.health?.state,
     });
+    // Accounts added, changed or removed through another instance run here within a second or two.
+    store.accountChanges?.onAccountsChanged(() => this.accounts.followStore());
     store.health?.onChange((s) =>
       s.failing
         ? logger.error({ event: 'store_failing', error: s.error }, 'the store refuses writes (disk full?): running from memory, saving again until it works')

@@ -22,6 +22,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
 import { RELEASE_LUA, RESERVE_LUA, SLOT_RENEW_LUA, SLOT_TAKE_LUA, UNLOCK_LUA } from './redis-scripts.js';
+import { INSTANCE_ID } from './instance.js';
 import { redisTarget } from './redis-target.js';
 import { Sealer } from './sealer.js';
 import { StoreHealth } from './store-health.js';
@@ -87,7 +88,7 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
   readonly accountChanges: AccountChangeFeed = this;
   readonly health = new StoreHealth();
   readonly shared = true;
-  /** Tells this instance's messages on the channel from the others'. */
+  /** Tells this store's messages on the channel from the others' (two may share a process: the CLI's, tests). */
   private readonly instance = randomBytes(6).toString('hex');
   private readonly wantedListeners = new Set<(email: string) => void>();
   private readonly accountListeners = new Set<() => void>();
@@ -105,7 +106,7 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
     private readonly channel: string,
   ) {
     redis.on('ready', () => {
-      if (!this.up) logger.info({ event: 'store_connected', store: endpoint }, 'shared store reachable');
+      if (!this.up) logger.info({ event: 'store_connected', store: endpoint, instance: INSTANCE_ID }, 'shared store reachable');
       this.up = true;
     });
     // ioredis emits 'error' on every failed reconnect attempt: one line per outage, not per attempt.
@@ -218,7 +219,8 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
    */
   private async accountsChanged(): Promise<void> {
     try {
-      await this.redis.incr(ACCOUNTS_VERSION);
+      // This instance has run its own change: its poll should not take the new version for news.
+      this.accountsVersion = String(await this.redis.incr(ACCOUNTS_VERSION));
       await this.publish({ kind: 'accounts', from: this.instance });
     } catch (e) {
       this.logger.warn({ event: 'store_error', error: (e as Error).message }, 'accounts saved; the other instances will see the change at their next reload');

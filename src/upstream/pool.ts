@@ -13,9 +13,9 @@
 // close instead of keeping idle the ones their transactions finish with.
 //
 // The connection factory is injected (as undici's Pool does) so tests can hand in their own.
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
+import { INSTANCE_ID } from '../store/instance.js';
 import { LocalConnectionSlots } from '../store/local-slots.js';
 import type { ConnectionSlots } from '../store/store.js';
 import type { Reply } from './reply.js';
@@ -26,8 +26,6 @@ export const SLOT_TTL_MS = 20_000;
 const WANTED_MS = 2_000;
 const SLOT_RETRY_MIN_MS = 100;
 const SLOT_RETRY_MAX_MS = 1_000;
-/** Names this process's slots apart from every other instance's. */
-const INSTANCE = randomBytes(6).toString('hex');
 let holders = 0;
 
 /** Every slot of the mailbox is held (by this or other instances): wait, or skip a warm-up. */
@@ -516,8 +514,19 @@ export class AccountPool<C extends PoolableConnection> {
   }
 
   private async takeSlot(): Promise<string> {
-    const holder = `${INSTANCE}:${++holders}`;
-    if (!(await this.slots.take(this.name, holder, this.opts.maxConnections, this.slotTtlMs))) throw new NoSlot();
+    const holder = `${INSTANCE_ID}:${++holders}`;
+    let taken: boolean;
+    try {
+      taken = await this.slots.take(this.name, holder, this.opts.maxConnections, this.slotTtlMs);
+    } catch (e) {
+      // The store cannot answer (Redis failing over, unreachable): this pool's own
+      // max_connections still holds, and the renewal registers the slot once the store answers
+      // (or closes the connection if the fleet's slots were all taken meanwhile). Mail flows; a
+      // provider that counts connections answers an excess with a 4xx the MTA retries.
+      this.logger.debug({ event: 'slot_unchecked', pool: this.name, error: (e as Error).message }, 'connection slot not counted: store unavailable');
+      taken = true;
+    }
+    if (!taken) throw new NoSlot();
     this.keepRenewing();
     return holder;
   }
