@@ -256,6 +256,11 @@ export const configSchema = z
         idle_timeout_ms: millis.default(120_000),
         /** How long a message waits for a busy account's connection before 451 4.4.5. */
         acquire_timeout_ms: millis.default(30_000),
+        /**
+         * How long a mailbox's connection slot (max_connections, counted fleet-wide) outlives
+         * the instance holding it if that instance dies; renewed every third of it while held.
+         */
+        slot_ttl_ms: z.number().int().min(1_000).max(300_000).default(20_000),
         ehlo_name: z.string().min(1).optional(),
       })
       .default({
@@ -264,6 +269,7 @@ export const configSchema = z
         data_timeout_ms: 180_000,
         idle_timeout_ms: 120_000,
         acquire_timeout_ms: 30_000,
+        slot_ttl_ms: 20_000,
       }),
     store: z
       .union([

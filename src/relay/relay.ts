@@ -167,6 +167,7 @@ export class Relay {
         idleTimeoutMs: u.idle_timeout_ms,
         tokenMarginMs: TOKEN_MARGIN_MS,
         slots: this.slots,
+        slotTtlMs: u.slot_ttl_ms,
       },
       this.deps.logger,
     );
