@@ -14,6 +14,7 @@ import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/
 import { buildDist, freePort, startServe, writeYaml, type ServeProcess } from '../helpers/cli.js';
 import { drive, Ledger, resendPending, type LedgerEntry } from '../helpers/ledger.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { SentinelGroup } from '../helpers/redis-sentinel.js';
 import { KEY_ENV } from '../helpers/stack.js';
 import { RawSmtp, sendOnce } from '../helpers/smtp-client.js';
 import { rawMessage } from '../helpers/stack.js';
@@ -276,4 +277,68 @@ describe('live account changes across the fleet', () => {
       await Promise.all([a!, b!].map(stop));
     }
   }, 90_000);
+});
+
+describe('a fleet on a Redis Sentinel group', () => {
+  it('the primary killed mid-run: only 4xx while the sentinels fail over, then sending resumes; every accepted message once; one token refresh per account', async () => {
+    const group = await SentinelGroup.start();
+    const doc = (accounts: SandboxRelayAccount[]) =>
+      sandboxRelayConfig(sandbox, accounts, { store: { url: group.url, key_prefix: 'sentinel:' }, http: { enabled: false }, upstream: { acquire_timeout_ms: 10_000 } });
+    const accounts = [
+      account('s1@gmail.test', 'google', { messages_per_day: 100_000 }),
+      account('s2@gmail.test', 'google', { messages_per_day: 100_000 }),
+      account('s3@outlook.test', 'microsoft', { messages_per_day: 100_000 }, { max_connections: 3 }),
+      account('s4@outlook.test', 'microsoft', { messages_per_day: 100_000 }, { max_connections: 3 }),
+    ];
+    const emails = accounts.map((a) => a.account.email);
+    const file = writeYaml(dir, doc(accounts), 'sentinel.yaml');
+    const relays = (await Promise.all([0, 1].map(() => startServe(['--config', file], { dist: true, env: KEY_ENV, cwd: dir })))) as [ServeProcess, ServeProcess];
+    for (const r of relays) running.add(r);
+    try {
+      const before = await group.currentPrimaryPort();
+      expect(before).toBe(group.primary.port);
+      const ledger = new Ledger('fleet-sentinel', 1_200, emails, 300);
+      const accepted = () => ledger.entries.filter((e) => e.attempts.some((o) => o.code === 250)).length;
+      let killedAt = 0;
+      // Paced like a steady stream (40 messages, a pause, ...) so the run spans the failover.
+      const load = (async () => {
+        for (let i = 0; i < ledger.entries.length; i += 40) {
+          await split(relays, ledger.entries.slice(i, i + 40), 4);
+          await sleep(150);
+        }
+      })();
+      await until(() => accepted() >= 300, 30_000, '300 messages accepted');
+      killedAt = Date.now();
+      group.killPrimary();
+      await load;
+      expect(killedAt).toBeGreaterThan(0);
+      // The sentinels promoted the replica.
+      let after: number | null = null;
+      const deadline = Date.now() + 20_000;
+      while ((after = await group.currentPrimaryPort()) !== group.replica.port && Date.now() < deadline) await sleep(200);
+      expect(after).toBe(group.replica.port);
+
+      const c = ledger.report('fleet-sentinel', sandbox.messages);
+      // Only 4xx while it failed over: no 5xx, no session cut without a reply.
+      expect(c.refused).toBe(0);
+      expect(c.noReply + c.unknown).toBe(0);
+      expect(c.deferred).toBeGreaterThan(0);
+      for (const e of ledger.entries) {
+        const first = e.attempts[0]!;
+        if (first.code !== 250) expect(`${first.code} ${first.text}`).toMatch(/^4\d\d /);
+      }
+      // Then sending resumed on the new primary: messages accepted after the first deferral.
+      const lastDeferred = Math.max(...ledger.entries.flatMap((e) => e.attempts.filter((o) => o.code !== 250).map((o) => o.at)));
+      const resumed = ledger.entries.filter((e) => e.attempts.some((o) => o.code === 250 && o.at > lastDeferred)).length;
+      console.log(`[fleet] sentinel failover: ${c.deferred} deferred, last deferral ${lastDeferred - killedAt} ms after the kill, ${resumed} accepted after it in the run`);
+      expect(resumed).toBeGreaterThan(0);
+      await resendPending(relays[1].port, ledger, { connections: 4, timeLimitMs: 30_000 });
+      expect(ledger.problems(sandbox.messages)).toEqual([]);
+      expect(c.duplicated).toBe(0);
+      for (const email of emails) expect({ email, refreshes: sandbox.tokens.requests(email) }).toEqual({ email, refreshes: 1 });
+    } finally {
+      await Promise.all(relays.map(stop));
+      await group.stop();
+    }
+  }, 150_000);
 });
