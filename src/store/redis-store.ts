@@ -18,7 +18,7 @@
 // (StoreHealth): a failed write makes /readyz answer 503 until one succeeds; a probe write every
 // few seconds notices failure and recovery when no message is flowing.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
 import { RelayError } from '../relay/errors.js';
 import { RELEASE_LUA, RESERVE_LUA, SLOT_RENEW_LUA, SLOT_TAKE_LUA, UNLOCK_LUA } from './redis-scripts.js';
@@ -389,14 +389,19 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
-  /** call() for a command that writes: its outcome is the store's write health. */
+  /**
+   * call() for a command that writes: its outcome is the store's write health. Only a refusal
+   * by a Redis that answers counts (NOREPLICAS, OOM, MISCONF, READONLY: writes failing like a
+   * full disk); a Redis out of reach is reported as such (`connected`, src/admin/health.ts), and
+   * accounts that need no store keep the instance ready meanwhile.
+   */
   private async write<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       const r = await this.call(what, fn);
       this.health.succeeded();
       return r;
     } catch (e) {
-      this.health.failed(e);
+      if ((e as Error).cause instanceof ReplyError) this.health.failed(e);
       throw e;
     }
   }
