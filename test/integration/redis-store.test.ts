@@ -259,6 +259,10 @@ describe('RedisStore write health', () => {
       expect(down.text).toMatch(/NOREPLICAS/);
       expect((await get('/metrics')).text).toMatch(/^xoauth2_relay_store_failing 1$/m);
       expect(JSON.parse((await get('/api/status')).text).store.failing).toBe(true);
+      // The status page shows it, and the account with a counted limit as unable to send.
+      const page = JSON.parse((await get('/status.json')).text) as { readiness: { store_problem: string | null; unable: Array<{ email: string; state: string }> } };
+      expect(page.readiness.store_problem).toMatch(/^the shared store refuses writes \(.*NOREPLICAS/);
+      expect(page.readiness.unable).toEqual([expect.objectContaining({ email: 'health@gmail.test', state: 'store_failing' })]);
       await raw.config('SET', 'min-replicas-to-write', '0');
       // No message needed: the store's probe write sees writes work again.
       const deadline = Date.now() + 5_000;
