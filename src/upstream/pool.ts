@@ -327,7 +327,7 @@ export class AccountPool<C extends PoolableConnection> {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof NoSlot));
     if (!failed && results.some((r) => r.status === 'rejected')) {
       // The fleet holds every slot: ready connections are a convenience, not worth a fight.
-      this.scheduleReplenish(SLOT_TTL_MS / 4);
+      this.scheduleReplenish(this.slotTtlMs / 4);
     } else if (failed) {
       this.logger.warn({ event: 'upstream_warm_failed', pool: this.name, error: (failed.reason as Error).message }, 'could not open a ready connection');
       this.scheduleReplenish(this.backoffMs());
