@@ -20,7 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import { RELEASE_LUA, RESERVE_LUA, SLOT_RENEW_LUA, SLOT_TAKE_LUA, UNLOCK_LUA } from './redis-scripts.js';
 import { INSTANCE_ID } from './instance.js';
 import { redisTarget } from './redis-target.js';

@@ -14,11 +14,11 @@
 //
 // The connection factory is injected (as undici's Pool does) so tests can hand in their own.
 import type { Logger } from 'pino';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
+import type { Reply } from '../smtp/reply.js';
 import { INSTANCE_ID } from '../store/instance.js';
 import { LocalConnectionSlots } from '../store/local-slots.js';
 import type { ConnectionSlots } from '../store/store.js';
-import type { Reply } from './reply.js';
 
 /** How long a slot is held without renewal: the longest an instance that died keeps its slots. */
 export const SLOT_TTL_MS = 20_000;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NO_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS } from '../../src/config/account-limits.js';
 import { SandboxProvider, type SandboxAccount } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
 import { buildDist, freePort, startServe, writeYaml, type ServeProcess } from '../helpers/cli.js';
