@@ -14,9 +14,9 @@
 // Fleet coordination beyond counting (issue 22): upstream connection slots per mailbox (a sorted
 // set per mailbox, SLOT_* scripts), one pub/sub channel on which instances say they wait for a
 // slot or changed the stored accounts, and an accounts version counter polled every second in
-// case a message on the channel was missed. Writes are tracked like the SQLite store's
-// (StoreHealth): a failed write makes /readyz answer 503 until one succeeds; a probe write every
-// few seconds notices failure and recovery when no message is flowing.
+// case a message on the channel was missed. Writes refused by a Redis that answers are tracked
+// like the SQLite store's (StoreHealth): /readyz answers 503 until a write succeeds; a probe
+// write every few seconds notices failure and recovery when no message is flowing.
 import { randomBytes } from 'node:crypto';
 import { Redis, ReplyError } from 'ioredis';
 import type { Logger } from 'pino';
@@ -275,12 +275,11 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
       this.timers.push(t);
     };
     every(pollMs, () => this.pollAccountsVersion());
-    let sinceProbe = 0;
-    every(Math.max(250, Math.min(1_000, probeMs)), async () => {
-      sinceProbe += Math.min(1_000, probeMs);
-      // Every second while writes fail (to see them recover), every probeMs otherwise.
-      if (!this.health.failing && sinceProbe < probeMs) return;
-      sinceProbe = 0;
+    // Every probeMs, and every second while writes fail so the recovery is seen soon.
+    let lastProbe = 0;
+    every(Math.min(1_000, probeMs), async () => {
+      if (!this.health.failing && Date.now() - lastProbe < probeMs) return;
+      lastProbe = Date.now();
       await this.write('check that writes work', () => this.redis.set(`alive:${this.instance}`, '1', 'PX', 60_000)).catch(() => undefined);
     });
   }
