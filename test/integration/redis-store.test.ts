@@ -172,8 +172,8 @@ describe('RedisStore connection slots (fleet-wide max_connections)', () => {
     // b:2 dies with its instance: nobody renews it, and its slot is free after its TTL.
     await sleep(500);
     expect(await store.take(mbox, 'a:3', 3, 10_000)).toBe(true);
-    // Every member of the key carries the mailbox in a hash tag: one Cluster slot per mailbox.
-    expect(await raw.zrange(`${PREFIX}conn-slots:{${mbox}}`, 0, -1)).toEqual(expect.arrayContaining(['a:2', 'a:3', 'b:1']));
+    // One sorted set per mailbox, its name carrying the mailbox in a hash tag (one Cluster slot).
+    expect(await raw.zrange(`${PREFIX}conn-slots:{${mbox}}`, '0', '-1')).toEqual(expect.arrayContaining(['a:2', 'a:3', 'b:1']));
   });
 
   it('renewal keeps held slots, takes a lapsed one back when there is room, and reports it lost when not', async () => {
