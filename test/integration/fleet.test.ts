@@ -248,7 +248,7 @@ describe('a fleet of four relays: max_connections holds for the fleet', () => {
 });
 
 describe('live account changes across the fleet', () => {
-  it('an account added through instance A is used by instance B within 2 s, no reload, no session dropped', async () => {
+  it('an account added through instance A is used by instance B within 2 s, and removed likewise; no reload, no session dropped', async () => {
     const base = account('base@gmail.test', 'google');
     const doc = sandboxRelayConfig(sandbox, [base], { store: { url: redis.url, key_prefix: 'live:' }, upstream: { acquire_timeout_ms: 10_000 } });
     const TOKEN = 'fleet-live-test-bearer-token';
@@ -284,6 +284,17 @@ describe('live account changes across the fleet', () => {
       expect((await held.cmd('MAIL FROM:<base@gmail.test>')).code).toBe(250);
       await held.cmd('RSET');
       held.close();
+      // Removed through A: B stops sending for it within 2 s as well.
+      const del = await fetch(`http://127.0.0.1:${adminPort}/api/accounts/${added.email}`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(del.status).toBeLessThan(300);
+      const removedAt = Date.now();
+      let after = '';
+      while (Date.now() - removedAt < 2_000) {
+        after = await sendOnce(b!.port, added.email, ['r@example.net'], rawMessage(added.email, ['r@example.net'], `live-gone-${Date.now()}`));
+        if (!after.startsWith('250')) break;
+        await sleep(100);
+      }
+      expect(after).toMatch(/^550 5\.7\.1 /);
       // B learnt it without a reload (its log is written in batches: wait for the line).
       await until(() => b!.output().includes('"event":"accounts_followed"'), 5_000, 'B logged accounts_followed');
       expect(b!.output()).not.toContain('"event":"reloaded"');
