@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { GMAIL, gmailAccount } from '../helpers/api-stack.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { refusalCount, refusedLines } from '../helpers/refusal-log.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';
 import { until } from '../helpers/wait.js';
@@ -13,24 +14,13 @@ import { until } from '../helpers/wait.js';
 const SMTP = 'smtp-one@gmail.test';
 const LIST = 'a@x.example,b@y.example';
 
-interface Refused {
-  event?: string;
-  stage: string;
-  code: number;
-  reason: string;
-  reply: string;
-}
 
 describe('a path is one mailbox', () => {
   let stack: Stack;
   const log = captureLog('info');
 
-  const refusedLines = () => log.lines.map((l) => JSON.parse(l) as Refused).filter((l) => l.event === 'refused');
-  async function refusalCount(labels: string): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/metrics`)).text();
-    const m = new RegExp(`^xoauth2_relay_refusals_total\\{${labels.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\} (\\d+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : 0;
-  }
+  const refused = () => refusedLines(log);
+  const count = (labels: string) => refusalCount(stack.app.adminPort, labels);
   const rcptSyntax = (account: string) => `stage="rcpt",class="5xx",reason="syntax",account="${account}"`;
 
   beforeAll(async () => {
@@ -43,7 +33,7 @@ describe('a path is one mailbox', () => {
   });
 
   it('RCPT TO a list of two: 501 5.1.3, one refused line and one count; the session goes on', async () => {
-    const counted = await refusalCount(rcptSyntax(SMTP));
+    const counted = await count(rcptSyntax(SMTP));
     const { client } = await RawSmtp.connect(stack.port);
     onTestFinished(() => client.close());
     await client.cmd('EHLO mta.test');
@@ -56,18 +46,18 @@ describe('a path is one mailbox', () => {
     expect((await client.cmd('RSET')).code).toBe(250);
     expect(line(await client.cmd(`MAIL FROM:<${SMTP},b@y.example>`))).toBe('501 5.1.7 Bad sender address syntax');
     client.close();
-    await until(() => refusedLines().filter((l) => l.code === 501).length === 5, 2000, 'five refused lines');
-    expect(refusedLines().filter((l) => l.code === 501).map((l) => [l.stage, l.reason, l.reply])).toEqual([
+    await until(() => refused().filter((l) => l.code === 501).length === 5, 2000, 'five refused lines');
+    expect(refused().filter((l) => l.code === 501).map((l) => [l.stage, l.reason, l.reply])).toEqual([
       ...Array.from({ length: 4 }, () => ['rcpt', 'syntax', '501 5.1.3 Bad recipient address syntax']),
       ['mail', 'syntax', '501 5.1.7 Bad sender address syntax'],
     ]);
-    expect(await refusalCount(rcptSyntax(SMTP))).toBe(counted + 4);
+    expect(await count(rcptSyntax(SMTP))).toBe(counted + 4);
     // Nothing of it went upstream: the MAIL opened a transaction, no RCPT followed.
     expect(stack.sandbox.smtp.connectionLog().flatMap((c) => c.rcptAddresses)).toEqual([]);
   });
 
   it('in a pipelined group to the Gmail API: the list gets 501 5.1.3 at its place, the others are delivered once, and only to themselves', async () => {
-    const counted = await refusalCount(rcptSyntax(GMAIL));
+    const counted = await count(rcptSyntax(GMAIL));
     const { client } = await RawSmtp.connect(stack.port);
     onTestFinished(() => client.close());
     await client.cmd('EHLO mta.test');
@@ -84,7 +74,7 @@ describe('a path is one mailbox', () => {
     expect(sent).toHaveLength(1);
     expect(sent[0]!.sha256).toBe(sha256(raw));
     expect([...sent[0]!.rcptTo].sort()).toEqual(['one@example.net', 'two@example.net']);
-    expect(await refusalCount(rcptSyntax(GMAIL))).toBe(counted + 1);
+    expect(await count(rcptSyntax(GMAIL))).toBe(counted + 1);
   });
 
   it('a group whose only RCPT is a list: 501 5.1.3, then 554 for DATA; the Gmail API gets nothing', async () => {

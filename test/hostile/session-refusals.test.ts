@@ -5,6 +5,7 @@
 // session whether or not its line end came with it.
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { captureLog } from '../helpers/log-capture.js';
+import { refusalCount, refusedLines } from '../helpers/refusal-log.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { startStack, stillDelivers, type Stack } from '../helpers/stack.js';
 import { sleep, until } from '../helpers/wait.js';
@@ -15,25 +16,13 @@ const MAX_ERRORS = 3;
 const LIMIT = 16 * 1024;
 const STRANGER = '127.0.0.2';
 
-interface Refused {
-  event?: string;
-  stage: string;
-  code: number;
-  reason: string;
-  remote?: string;
-  reply: string;
-}
 
 describe('session and connect refusals', () => {
   let stack: Stack;
   const log = captureLog('info');
 
-  const refused = () => log.lines.map((l) => JSON.parse(l) as Refused).filter((l) => l.event === 'refused');
-  async function count(labels: string): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/metrics`)).text();
-    const found = text.split('\n').find((l) => l.startsWith(`xoauth2_relay_refusals_total{${labels}} `));
-    return found ? Number(found.split(' ').at(-1)) : 0;
-  }
+  const refused = () => refusedLines(log);
+  const count = (labels: string) => refusalCount(stack.app.adminPort, labels);
   async function connect(localAddress?: string): Promise<RawSmtp> {
     const { client, greeting } = await RawSmtp.connect(stack.port, '127.0.0.1', localAddress ? { localAddress } : {});
     onTestFinished(() => client.close());
