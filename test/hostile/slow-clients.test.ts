@@ -62,7 +62,7 @@ describe('slow clients', () => {
     return Date.now() - started;
   }
 
-  it("a silent client gets 421 at idle_timeout_ms, not before and not much after", async () => {
+  it('a silent client gets 421 at idle_timeout_ms, not before and not much after', async () => {
     const { client } = await RawSmtp.connect(stack.port);
     await client.cmd('EHLO mta.test');
     const started = Date.now();
