@@ -9,7 +9,7 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
-import { formatReply } from '../../src/upstream/reply.js';
+import { formatReply } from '../../src/smtp/reply.js';
 
 const A = 'a@gmail.test';
 const B = 'b@outlook.test';
