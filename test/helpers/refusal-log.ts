@@ -26,3 +26,8 @@ export async function refusalCounts(adminPort: number | null): Promise<Map<strin
 
 /** One series' count (0 when it does not exist yet). */
 export const refusalCount = async (adminPort: number | null, labels: string): Promise<number> => (await refusalCounts(adminPort)).get(labels) ?? 0;
+
+/** Both, for a test that starts its relay later: `adminPort` is read at each call. */
+export function refusalRecord(log: CapturedLog, adminPort: () => number | null) {
+  return { refused: () => refusedLines(log), count: (labels: string) => refusalCount(adminPort(), labels) };
+}

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { GMAIL, gmailAccount } from '../helpers/api-stack.js';
 import { captureLog } from '../helpers/log-capture.js';
-import { refusalCount, refusedLines } from '../helpers/refusal-log.js';
+import { refusalRecord } from '../helpers/refusal-log.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';
 import { until } from '../helpers/wait.js';
@@ -14,13 +14,11 @@ import { until } from '../helpers/wait.js';
 const SMTP = 'smtp-one@gmail.test';
 const LIST = 'a@x.example,b@y.example';
 
-
 describe('a path is one mailbox', () => {
   let stack: Stack;
   const log = captureLog('info');
 
-  const refused = () => refusedLines(log);
-  const count = (labels: string) => refusalCount(stack.app.adminPort, labels);
+  const { refused, count } = refusalRecord(log, () => stack.app.adminPort);
   const rcptSyntax = (account: string) => `stage="rcpt",class="5xx",reason="syntax",account="${account}"`;
 
   beforeAll(async () => {

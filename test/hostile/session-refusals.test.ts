@@ -5,7 +5,7 @@
 // session whether or not its line end came with it.
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { captureLog } from '../helpers/log-capture.js';
-import { refusalCount, refusedLines } from '../helpers/refusal-log.js';
+import { refusalRecord } from '../helpers/refusal-log.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { startStack, stillDelivers, type Stack } from '../helpers/stack.js';
 import { sleep, until } from '../helpers/wait.js';
@@ -16,13 +16,11 @@ const MAX_ERRORS = 3;
 const LIMIT = 16 * 1024;
 const STRANGER = '127.0.0.2';
 
-
 describe('session and connect refusals', () => {
   let stack: Stack;
   const log = captureLog('info');
 
-  const refused = () => refusedLines(log);
-  const count = (labels: string) => refusalCount(stack.app.adminPort, labels);
+  const { refused, count } = refusalRecord(log, () => stack.app.adminPort);
   async function connect(localAddress?: string): Promise<RawSmtp> {
     const { client, greeting } = await RawSmtp.connect(stack.port, '127.0.0.1', localAddress ? { localAddress } : {});
     onTestFinished(() => client.close());
