@@ -110,6 +110,18 @@ describe('a refusal inside a pipelined group reaches the client at its place', (
     await stillDelivers(client, 'after-data-command-refused');
   });
 
+  it('DATA refused instead of 354, one command at a time (no group): the next transaction is not a "nested MAIL" upstream', async () => {
+    fault({ at: 'dataCommand', code: 451, enhanced: '4.3.0', text: 'Not now [data-command-alone]' });
+    const { client } = await RawSmtp.connect(stack.port);
+    onTestFinished(() => client.close());
+    await client.cmd('EHLO mta.test');
+    expect((await client.cmd(`MAIL FROM:<${FROM}>`)).code).toBe(250);
+    expect((await client.cmd(`RCPT TO:<${R[0]}>`)).code).toBe(250);
+    expect(line(await client.cmd('DATA'))).toBe('451 4.3.0 Not now [data-command-alone]');
+    expect(delivered()).toEqual([]);
+    await stillDelivers(client, 'after-data-command-alone');
+  });
+
   it('the end of data refused: the provider\'s reply after the body; nothing delivered, the session goes on', async () => {
     fault({ at: 'data', code: 554, enhanced: '5.7.1', text: 'Message rejected as spam [end-of-data]' });
     const { replies, client } = await group(R, 'end-of-data-refused');
