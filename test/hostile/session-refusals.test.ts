@@ -4,6 +4,7 @@
 // xoauth2_relay_refusals_total with that stage. And a command line over the limit ends the
 // session whether or not its line end came with it.
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { MAX_COMMAND_LINE } from '../../src/smtp/limits.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { refusalRecord } from '../helpers/refusal-log.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
@@ -12,8 +13,8 @@ import { sleep, until } from '../helpers/wait.js';
 
 const SENDER = 's@gmail.test';
 const MAX_ERRORS = 3;
-/** session.ts MAX_LINE (16 KiB): a command line past it is not read as a command. */
-const LIMIT = 16 * 1024;
+/** A command line past it is not read as a command (16 KiB). */
+const LIMIT = MAX_COMMAND_LINE;
 const STRANGER = '127.0.0.2';
 
 describe('session and connect refusals', () => {
