@@ -28,6 +28,7 @@ import type { AuthGuard } from './auth-guard.js';
 import { BodyStream } from './body-stream.js';
 import { parsePath } from './commands.js';
 import { DataDecoder } from './data-decoder.js';
+import { HIGH_WATER, LineReader } from './line-reader.js';
 import { bodyRead } from './reclaim.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import type { TransactionLog } from './transaction-log.js';
@@ -50,9 +51,6 @@ export interface SessionContext {
   readonly draining: boolean;
 }
 
-/** Longest command line (without CRLF). Long enough for many ESMTP parameters; beyond it the session ends. */
-const MAX_LINE = 16 * 1024;
-const LF = 0x0a;
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH']);
 const OK = reply(250, '2.0.0 OK');
 /** The settlement of a MAIL that was answered 451 while it waited (Session.mailLate). */
@@ -69,7 +67,13 @@ export class Session {
   readonly trusted: boolean;
   account: Account | null = null;
   private socket: Socket;
-  private input: Buffer | null = null;
+  /** What the client sent that is not handled yet (bounded: see line-reader.ts). */
+  private readonly input = new LineReader();
+  /** The socket is paused: the input is full, or the message's consumer is behind. */
+  private paused = false;
+  private bodyBehind = false;
+  /** Bytes received after the session began closing. */
+  private dropped = 0;
   private out: string[] = [];
   private readonly guard: SessionGuard;
   /** A handler is working: the commands behind it wait (their replies must follow its reply). */
@@ -120,7 +124,7 @@ export class Session {
     if (delay <= 0) return this.greet();
     setTimeout(() => {
       if (this.closed || this.closing) return;
-      if (this.input) return this.close(this.fail('session', new RelayError('EARLY_TALKER')));
+      if (this.input.size > 0) return this.close(this.fail('session', new RelayError('EARLY_TALKER')));
       this.greet();
       this.pump();
     }, delay).unref();
@@ -160,23 +164,56 @@ export class Session {
   }
 
   private receive(chunk: Buffer): void {
-    if (this.closing) return;
-    this.input = this.input ? Buffer.concat([this.input, chunk]) : chunk;
+    if (this.closing) {
+      // Read only to see the client's FIN; one that keeps sending after our last reply is not listening.
+      this.dropped += chunk.length;
+      if (this.dropped > HIGH_WATER) this.socket.destroy();
+      return;
+    }
+    if (this.decoder && this.input.size === 0) {
+      // The message's bytes go straight to the decoder.
+      if (this.feedBody(chunk)) this.pump();
+      else this.flow();
+      return;
+    }
+    this.input.push(chunk);
+    // Checked at every chunk, whatever is pending: a line that can never be a command ends the
+    // session now. Not between DATA and its 354, where a hasty client's message may already arrive.
+    if (this.input.overlong && this.body === null) {
+      this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
+      return;
+    }
     if (this.greeted) this.pump();
+    else this.flow();
+  }
+
+  /** Reads the socket only while there is room for what it brings (a paused socket leaves the rest in the client's TCP window). */
+  private flow(): void {
+    const stop = !this.closing && (this.input.full || this.bodyBehind);
+    if (stop === this.paused) return;
+    this.paused = stop;
+    if (stop) this.socket.pause();
+    else this.socket.resume();
   }
 
   /** Handles what can be handled now, then writes the queued replies once. */
   private pump(): void {
     while (!this.closing) {
       if (this.decoder) {
-        if (!this.input || !this.feedBody()) break;
+        const bytes = this.input.takeAll();
+        if (!bytes || !this.feedBody(bytes)) break;
         continue;
       }
       if (this.busy) break;
-      const line = this.takeLine();
+      const line = this.input.take();
       if (line === null) break;
+      if (line === false) {
+        this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
+        break;
+      }
       this.dispatch(line);
     }
+    this.flow();
     if (this.busy && !this.decoder) {
       if (this.opening) this.guard.opening();
       else this.guard.ours();
@@ -184,40 +221,6 @@ export class Session {
     }
     this.flush();
     if (this.readEnded && !this.busy && !this.decoder && !this.closing) this.close(null);
-  }
-
-  /** The next command line, without its line end; null when none is complete. */
-  private takeLine(): string | null {
-    const buf = this.input;
-    if (!buf) return null;
-    const lf = buf.indexOf(LF);
-    if (lf === -1) {
-      if (buf.length > MAX_LINE) this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
-      return null;
-    }
-    if (lf > MAX_LINE + 1) {
-      this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
-      return null;
-    }
-    const end = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-    // UTF-8, so that an address written in it (SMTPUTF8) goes upstream as the same bytes.
-    const line = buf.toString('utf8', 0, end);
-    this.input = lf + 1 < buf.length ? buf.subarray(lf + 1) : null;
-    return line;
-  }
-
-  /** The complete lines after the one just taken, without consuming them (MAIL's look-ahead). */
-  private *peekLines(): Generator<string> {
-    const buf = this.input;
-    if (!buf) return;
-    let from = 0;
-    for (;;) {
-      const lf = buf.indexOf(LF, from);
-      if (lf === -1 || lf - from > MAX_LINE) return;
-      const end = lf > from && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-      yield buf.toString('utf8', from, end);
-      from = lf + 1;
-    }
   }
 
   private ended(): void {
@@ -289,7 +292,8 @@ export class Session {
     this.out = [];
     this.closing = true;
     this.guard.stop();
-    this.input = null;
+    this.input.clear();
+    this.flow(); // a closing session reads (and drops) what still comes, to see the client's FIN
     if (!this.closed) {
       const socket = this.socket;
       socket.end(out);
@@ -440,7 +444,7 @@ export class Session {
     const rcpts: string[] = [];
     let data = false;
     const max = this.ctx.config.max_recipients;
-    for (const line of this.peekLines()) {
+    for (const line of this.input.peek()) {
       const verb = line.slice(0, 4).toUpperCase();
       if (verb === 'DATA' && line.length === 4) {
         data = rcpts.length > 0;
@@ -487,9 +491,12 @@ export class Session {
         this.bodyDone = done;
         this.flush();
         this.guard.waitFor('message');
-        if (this.input) queueMicrotask(() => this.pump());
+        if (this.input.size > 0) queueMicrotask(() => this.pump());
       },
-      () => this.socket.resume(),
+      () => {
+        this.bodyBehind = false;
+        this.flow();
+      },
     );
     this.body = body;
     const maxBytes = this.ctx.config.max_message_bytes;
@@ -513,6 +520,7 @@ export class Session {
       )
       .then((r) => {
         this.body = null;
+        this.bodyBehind = false; // a consumer that failed never said it caught up
         this.resetTx();
         if (this.ctx.draining) {
           this.reply(r);
@@ -523,20 +531,16 @@ export class Session {
       });
   }
 
-  /** Feeds the buffered input to the message; false when it must wait (backpressure or more bytes). */
-  private feedBody(): boolean {
+  /** Feeds client bytes to the message; false when it must wait (backpressure or more bytes). */
+  private feedBody(chunk: Buffer): boolean {
     const decoder = this.decoder!;
-    const chunk = this.input!;
-    this.input = null;
     bodyRead(chunk.length);
     const { body, done, rest } = decoder.push(chunk);
     let more = true;
     for (const piece of body) more = this.body!.push(piece) && more;
-    if (!done) {
-      if (!more) this.socket.pause();
-      return false;
-    }
-    this.input = rest;
+    if (!more) this.bodyBehind = true;
+    if (!done) return false;
+    this.input.unshift(rest);
     this.decoder = null;
     this.body!.end();
     this.guard.ours();
@@ -596,12 +600,17 @@ export class Session {
     this.flush();
     // Anything pipelined behind STARTTLS arrived in clear: it is discarded, never run inside
     // the TLS session (CVE-2011-0411 and kin).
-    this.input = null;
+    this.input.clear();
     this.busy = true;
     const raw = this.socket;
     raw.off('data', this.onData);
     raw.off('end', this.onEnd);
     raw.off('close', this.onClose);
+    if (this.paused) {
+      // The TLS socket reads the connection from here on.
+      this.paused = false;
+      raw.resume();
+    }
     const secure = new TLSSocket(raw, { isServer: true, secureContext: tls });
     this.socket = secure;
     this.attach(secure);
