@@ -225,9 +225,10 @@ export class Session {
 
   private ended(): void {
     this.readEnded = true;
-    if (this.decoder) {
-      // Half a message, and no more can come: nothing of it may be delivered.
-      this.abandonBody(new RelayError('CLIENT_GONE', 'client ended its side of the connection mid-message'));
+    if (this.body?.owed) {
+      // The client owes a message (before or after its 354) and can no longer send it: the
+      // transaction is abandoned now, not at data_timeout_ms, with its upstream connection.
+      this.abandonBody(new RelayError('CLIENT_GONE', 'client ended its side of the connection before the end of the message'));
       return;
     }
     if (!this.busy && !this.closing) this.pump();
@@ -499,6 +500,8 @@ export class Session {
       },
     );
     this.body = body;
+    // A pipelined DATA behind which the client already shut its side (its FIN came while MAIL was upstream).
+    if (this.readEnded) this.abandonBody(new RelayError('CLIENT_GONE', 'client ended its side of the connection at DATA'));
     const maxBytes = this.ctx.config.max_message_bytes;
     return tx
       .data(body, maxBytes)
