@@ -32,6 +32,8 @@ export class LineReader {
   private scanned = 0;
   /** Bytes after the last LF received (the line still being sent). */
   private tail = 0;
+  /** The client shut its sending side: nothing more will come. */
+  ended = false;
 
   /** Unhandled bytes. */
   get size(): number {

@@ -5,6 +5,8 @@
 // (docs/benchmarks.md). The line is byte-for-byte what pino would write for the same object:
 // level, time (ISO, as src/obs/logger.ts configures), the logger's bindings, the fields, msg.
 import { pino, type Logger } from 'pino';
+import type { Metrics } from '../obs/metrics.js';
+import { formatReply, type Reply } from '../upstream/reply.js';
 
 /** Fields of the line, in the order they are written; undefined ones are left out (as pino does). */
 export interface TransactionFields {
@@ -37,4 +39,45 @@ export class TransactionLog {
     const body = JSON.stringify(fields);
     stream.write(`{"level":${logger.levels.values.info},"time":"${new Date().toISOString()}"${bindings},${body.slice(1, -1)},"msg":"transaction"}\n`);
   }
+}
+
+/** Where a finished transaction is counted besides its line. */
+export interface TransactionSinks {
+  transactionLog: TransactionLog;
+  metrics?: Metrics | undefined;
+  relay: { readonly sent: { record(account: string): void } };
+}
+
+export interface FinishedTransaction {
+  session: string;
+  account: string;
+  mailFrom: string;
+  rcptCount: number;
+  /** What the client sent, whether or not it went upstream (a dropped message has a size too). */
+  size: number;
+  startedAt: number;
+  reply: number;
+  upstream?: Reply | undefined;
+  error?: string | undefined;
+}
+
+/** The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line. */
+export function recordTransaction(sinks: TransactionSinks, t: FinishedTransaction): void {
+  const { metrics } = sinks;
+  const ms = performance.now() - t.startedAt;
+  if (t.reply < 300) sinks.relay.sent.record(t.account);
+  metrics?.countMessage(t.account, t.reply);
+  metrics?.relayLatency.observe({ account: t.account }, ms / 1000);
+  sinks.transactionLog.write({
+    event: 'transaction',
+    session: t.session,
+    account: t.account,
+    mail_from: t.mailFrom,
+    rcpt_count: t.rcptCount,
+    size: t.size,
+    reply: t.reply,
+    upstream: t.upstream ? formatReply(t.upstream) : undefined,
+    ms: Math.round(ms * 100) / 100,
+    error: t.error || undefined,
+  });
 }

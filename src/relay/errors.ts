@@ -39,6 +39,12 @@ export type RelayErrorCode =
   | 'AUTH_DEADLINE'
   | 'EARLY_TALKER'
   | 'LINE_TOO_LONG'
+  | 'SYNTAX_ARGUMENTS'
+  | 'NOT_IMPLEMENTED'
+  | 'AUTH_MECHANISM'
+  | 'IMPERSONATION'
+  | 'HTTP_REQUEST'
+  | 'NO_VALID_RECIPIENTS'
   | 'API_THROTTLED'
   | 'API_SERVER_ERROR'
   | 'API_FORBIDDEN'
@@ -67,6 +73,8 @@ export type RefusalReason =
   | 'too_many_recipients'
   | 'too_big'
   | 'syntax'
+  | 'not_implemented'
+  | 'impersonation'
   | 'shutting_down'
   | 'account_changed'
   | 'too_many_errors'
@@ -126,6 +134,18 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   AUTH_DEADLINE: { reply: reply(421, '4.7.0 Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
   EARLY_TALKER: { reply: reply(421, '4.5.0 You talk too soon, closing connection'), reason: 'syntax' },
   LINE_TOO_LONG: { reply: reply(421, '4.5.0 Command line too long, closing connection'), reason: 'syntax' },
+  // RFC 5321 §4.2.2 501: a known command with arguments it cannot take; the text says which.
+  SYNTAX_ARGUMENTS: { reply: reply(501, '5.5.4 Syntax error in parameters or arguments'), reason: 'syntax' },
+  // 502: VRFY and EXPN (RFC 5321 §3.5.3 lets a server decline them), STARTTLS without inbound.tls.
+  NOT_IMPLEMENTED: { reply: reply(502, '5.5.1 Command not implemented'), reason: 'not_implemented' },
+  // RFC 4954 §4: a SASL mechanism the relay does not offer.
+  AUTH_MECHANISM: { reply: reply(504, '5.5.4 Unrecognized authentication type'), reason: 'syntax' },
+  // XCLIENT / XFORWARD (Postfix): a client asking to be taken for another. Nobody may.
+  IMPERSONATION: { reply: reply(550, '5.7.0 Command not allowed'), reason: 'impersonation' },
+  // A web page made to talk to the SMTP port (cross-protocol attack): the session ends.
+  HTTP_REQUEST: { reply: reply(421, '4.5.0 HTTP requests are not served here, closing connection'), reason: 'syntax' },
+  // RFC 5321 §3.3: DATA when no RCPT was accepted.
+  NO_VALID_RECIPIENTS: { reply: reply(554, '5.5.1 No valid recipients'), reason: 'syntax' },
   // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
   // limit errors): the account is paused for the Retry-After, and the text says how long.
   API_THROTTLED: { reply: reply(451, '4.7.1 The provider is throttling the account, try again later'), reason: 'throttled' },
@@ -241,6 +261,11 @@ export function certainlyNotSent(err: unknown): boolean {
 
 export function defaultReply(code: RelayErrorCode): Reply {
   return SPECS[code].reply;
+}
+
+/** The registry's reply code for `code`, with a text that says more (the enhanced code leads `text`). */
+export function refusal(code: RelayErrorCode, text: string, detail = text): RelayError {
+  return new RelayError(code, detail, { reply: reply(SPECS[code].reply.code, text) });
 }
 
 /**
