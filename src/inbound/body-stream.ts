@@ -33,6 +33,11 @@ export class BodyStream implements AsyncIterable<Buffer> {
     return this.queued < HIGH_WATER;
   }
 
+  /** The consumer is behind: the producer should wait for onDrain. */
+  get behind(): boolean {
+    return this.queued >= HIGH_WATER;
+  }
+
   /** Still owed by the client: neither complete nor failed. */
   get owed(): boolean {
     return !this.ended;

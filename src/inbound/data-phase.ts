@@ -7,7 +7,7 @@ import { BodyStream } from './body-stream.js';
 import { DataDecoder } from './data-decoder.js';
 import { bodyRead } from './reclaim.js';
 
-/** The session's side of it: one object per session, so a message costs no closures of its own. */
+/** The session's side of it: one object per session, its methods bound, so a message costs no closures of its own. */
 export interface DataPhaseHost {
   /** The provider asked for the body: the client hears 354 and sends it. */
   ready(): void;
@@ -19,20 +19,17 @@ export class DataPhase {
   readonly decoder = new DataDecoder();
   readonly body: BodyStream;
   readonly startedAt = performance.now();
-  /** The consumer is behind: the session stops reading its socket. */
-  behind = false;
   private done!: () => void;
   private readonly received: Promise<void>;
 
   constructor(host: DataPhaseHost) {
     this.received = new Promise<void>((resolve) => (this.done = resolve));
-    this.body = new BodyStream(
-      () => host.ready(),
-      () => {
-        this.behind = false;
-        host.caughtUp();
-      },
-    );
+    this.body = new BodyStream(host.ready, host.caughtUp);
+  }
+
+  /** The consumer is behind: the session stops reading its socket until caughtUp. */
+  get behind(): boolean {
+    return this.body.behind;
   }
 
   /** The client still owes the message (before or after its 354). */
@@ -47,9 +44,7 @@ export class DataPhase {
   push(chunk: Buffer): Buffer | null | undefined {
     bodyRead(chunk.length);
     const { body, done, rest } = this.decoder.push(chunk);
-    let more = true;
-    for (const piece of body) more = this.body.push(piece) && more;
-    if (!more) this.behind = true;
+    for (const piece of body) this.body.push(piece);
     if (!done) return undefined;
     this.body.end();
     this.done();

@@ -28,7 +28,7 @@ import type { Capabilities } from '../relay/relay.js';
 import type { Group, MailParams } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
 import type { Router, SessionIdentity } from '../routing/router.js';
-import { reply, wireReply, type Reply } from '../upstream/reply.js';
+import { formatReply, reply, wireReply, type Reply } from '../upstream/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { parsePath } from './commands.js';
 import { DataPhase, type DataPhaseHost } from './data-phase.js';
@@ -575,16 +575,18 @@ export class Session {
   }
 
   private logTransaction(tx: SessionTransaction, data: DataPhase, code: number, upstream?: Reply, error?: string): void {
-    recordTransaction(this.ctx, {
+    recordTransaction(this.ctx, data.startedAt, {
+      event: 'transaction',
       session: this.id,
       account: tx.account.email,
-      mailFrom: tx.envelope.mailFrom,
-      rcptCount: tx.envelope.rcptTo.length,
+      mail_from: tx.envelope.mailFrom,
+      rcpt_count: tx.envelope.rcptTo.length,
+      // What the client sent, whether or not it went upstream (a dropped message has a size too).
       size: Math.max(data.decoder.bytes, tx.bytes),
-      startedAt: data.startedAt,
       reply: code,
-      upstream,
-      error,
+      upstream: upstream ? formatReply(upstream) : undefined,
+      ms: 0,
+      error: error || undefined,
     });
   }
 

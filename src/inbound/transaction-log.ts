@@ -6,7 +6,6 @@
 // level, time (ISO, as src/obs/logger.ts configures), the logger's bindings, the fields, msg.
 import { pino, type Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
-import { formatReply, type Reply } from '../upstream/reply.js';
 
 /** Fields of the line, in the order they are written; undefined ones are left out (as pino does). */
 export interface TransactionFields {
@@ -48,36 +47,16 @@ export interface TransactionSinks {
   relay: { readonly sent: { record(account: string): void } };
 }
 
-export interface FinishedTransaction {
-  session: string;
-  account: string;
-  mailFrom: string;
-  rcptCount: number;
-  /** What the client sent, whether or not it went upstream (a dropped message has a size too). */
-  size: number;
-  startedAt: number;
-  reply: number;
-  upstream?: Reply | undefined;
-  error?: string | undefined;
-}
-
-/** The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line. */
-export function recordTransaction(sinks: TransactionSinks, t: FinishedTransaction): void {
+/**
+ * The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line.
+ * `fields.ms` is filled in here, from `startedAt` (performance.now() at DATA).
+ */
+export function recordTransaction(sinks: TransactionSinks, startedAt: number, fields: TransactionFields): void {
   const { metrics } = sinks;
-  const ms = performance.now() - t.startedAt;
-  if (t.reply < 300) sinks.relay.sent.record(t.account);
-  metrics?.countMessage(t.account, t.reply);
-  metrics?.relayLatency.observe({ account: t.account }, ms / 1000);
-  sinks.transactionLog.write({
-    event: 'transaction',
-    session: t.session,
-    account: t.account,
-    mail_from: t.mailFrom,
-    rcpt_count: t.rcptCount,
-    size: t.size,
-    reply: t.reply,
-    upstream: t.upstream ? formatReply(t.upstream) : undefined,
-    ms: Math.round(ms * 100) / 100,
-    error: t.error || undefined,
-  });
+  const ms = performance.now() - startedAt;
+  if (fields.reply < 300) sinks.relay.sent.record(fields.account);
+  metrics?.countMessage(fields.account, fields.reply);
+  metrics?.relayLatency.observe({ account: fields.account }, ms / 1000);
+  fields.ms = Math.round(ms * 100) / 100;
+  sinks.transactionLog.write(fields);
 }
