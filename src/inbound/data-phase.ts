@@ -4,7 +4,7 @@
 // consumes, with backpressure (`behind`); a body the client can no longer send fails the
 // stream, so that the provider never gets half a message.
 import { BodyStream } from './body-stream.js';
-import { DataDecoder } from './data-decoder.js';
+import { DataDecoder } from '../smtp/data-decoder.js';
 import { bodyRead } from './reclaim.js';
 
 /** The session's side of it: one object per session, its methods bound, so a message costs no closures of its own. */

@@ -1,7 +1,7 @@
 // The inbound session's own positive replies, named once (RFC 5321 §4.2.2 for the codes, RFC 3463
 // for the enhanced codes, RFC 4954 §4 for AUTH's). Every refusal is a RelayError and takes its
-// reply from the registry (relay/errors.ts); the provider's replies pass through as they are.
-import { reply, type Reply } from '../upstream/reply.js';
+// reply from the registry (errors/registry.ts); the provider's replies pass through as they are.
+import { reply, type Reply } from '../smtp/reply.js';
 
 export const OK = reply(250, '2.0.0 OK');
 export const SENDER_OK = reply(250, '2.1.0 Sender OK');

@@ -3,8 +3,8 @@
 // challenges for user and password). This file knows the challenges and the encoding; whether
 // the pair is good, and what a failure costs, is the session's `check` (as smtp-server's
 // lib/sasl.js leaves it to onAuth).
-import { refusal } from '../relay/errors.js';
-import type { Reply } from '../upstream/reply.js';
+import { refusal } from '../errors/registry.js';
+import type { Reply } from '../smtp/reply.js';
 import { AUTH_CONTINUE, AUTH_PASSWORD, AUTH_USERNAME } from './replies.js';
 
 /** A reply now, later (a delayed refusal), or null when the session answered itself (it is closing). */

@@ -12,7 +12,7 @@
 // write (Relay.begin's `group`); their replies are then the provider's, in order.
 //
 // Writing: reply() is the one place a reply is queued. Every refusal is a RelayError whose reply
-// comes from the registry (relay/errors.ts) and goes through fail(), which records it once
+// comes from the registry (errors/registry.ts) and goes through fail(), which records it once
 // (Refusals) and counts the client's own errors.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -23,14 +23,15 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
 import type { LimitedTransaction } from '../relay/limited-transaction.js';
-import { accountOf, reasonOf, refusal, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
+import { accountOf, isRefusal, reasonOf, refusal, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
 import type { Capabilities } from '../relay/relay.js';
-import type { Group, MailParams } from '../relay/transaction.js';
+import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
 import type { Router, SessionIdentity } from '../routing/router.js';
-import { formatReply, reply, wireReply, type Reply } from '../upstream/reply.js';
+import type { MailParams } from '../smtp/envelope.js';
+import { parsePath } from '../smtp/path.js';
+import { formatReply, reply, wireReply, type Reply } from '../smtp/reply.js';
 import type { AuthGuard } from './auth-guard.js';
-import { parsePath } from './commands.js';
 import { DataPhase, type DataPhaseHost } from './data-phase.js';
 import { HIGH_WATER, LineReader } from './line-reader.js';
 import { AUTH_OK, BYE, FLUSHED, greeting, hello, HELP, OK, SENDER_OK, START_INPUT, TLS_READY } from './replies.js';
@@ -299,7 +300,7 @@ export class Session {
    * decided counts against the session's errors; past the limit the session ends with 421.
    */
   private fail(stage: RefusalStage, err: unknown, account?: string): Reply {
-    if (!(err instanceof RelayError) && !(err instanceof UpstreamReplyError)) {
+    if (!isRefusal(err)) {
       this.ctx.logger.error({ event: 'internal_error', error: (err as Error).message, stack: (err as Error).stack }, 'unexpected error on a message path');
     }
     const r = toReply(err);

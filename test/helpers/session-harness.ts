@@ -9,10 +9,10 @@ import { TransactionLog } from '../../src/inbound/transaction-log.js';
 import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import type { RefusalInput, Refusals } from '../../src/obs/refusals.js';
-import { UpstreamReplyError } from '../../src/relay/errors.js';
+import { UpstreamReplyError } from '../../src/errors/registry.js';
 import type { Group } from '../../src/relay/transaction.js';
 import type { Account } from '../../src/routing/account.js';
-import { reply, type Reply } from '../../src/upstream/reply.js';
+import { reply, type Reply } from '../../src/smtp/reply.js';
 import { RawSmtp } from './smtp-client.js';
 
 type Inbound = SessionContext['config'];

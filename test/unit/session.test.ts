@@ -5,13 +5,13 @@
 // end-to-end proofs of the same paths through a real pool and provider stay in
 // test/integration/inbound-engine.test.ts and test/hostile/.
 import { afterEach, describe, expect, it } from 'vitest';
-import { reply } from '../../src/upstream/reply.js';
+import { reply } from '../../src/smtp/reply.js';
 import { sessionHarness, sessionServer, type Harness, type HarnessOptions } from '../helpers/session-harness.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { sleep, until } from '../helpers/wait.js';
 import { connect } from 'node:net';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import type { Reply } from '../../src/smtp/reply.js';
 
 const FROM = 'mta@example.test';
 const BODY = 'Subject: t\r\n\r\nhello\r\n';
