@@ -19,3 +19,5 @@ export const AUTH_PASSWORD = reply(334, 'UGFzc3dvcmQ6');
 
 export const greeting = (hostname: string): Reply => reply(220, `${hostname} ESMTP xoauth2-relay`);
 export const hello = (hostname: string, name: string): string => `${hostname} Hello ${name}`;
+/** EHLO's reply: the hello line, then the extensions (RFC 5321 §4.1.1.1). */
+export const ehloReply = (lines: string[]): Reply => ({ code: 250, lines });

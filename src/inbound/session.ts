@@ -34,7 +34,7 @@ import { formatReply, reply, wireReply, type Reply } from '../smtp/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { DataPhase, type DataPhaseHost } from './data-phase.js';
 import { HIGH_WATER, LineReader } from './line-reader.js';
-import { AUTH_OK, BYE, FLUSHED, greeting, hello, HELP, OK, SENDER_OK, START_INPUT, TLS_READY } from './replies.js';
+import { AUTH_OK, BYE, ehloReply, FLUSHED, greeting, hello, HELP, OK, SENDER_OK, START_INPUT, TLS_READY } from './replies.js';
 import { MECHANISMS, startSasl, type Step, type Verdict } from './sasl.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import { upgradeToTls } from './tls-upgrade.js';
@@ -237,8 +237,10 @@ export class Session {
     for (;;) {
       if (this.phase === 'message') {
         const bytes = this.input.takeAll();
-        if (!bytes || !this.feedBody(bytes)) break;
-        continue;
+        if (bytes && this.feedBody(bytes)) continue;
+        // All the client sent is read, its side is shut, and the message is not complete.
+        if (this.input.ended) this.abandonBody(clientEnded());
+        break;
       }
       if (this.phase !== 'ready') break;
       const line = this.input.take();
@@ -264,7 +266,9 @@ export class Session {
     if (this.data?.owed) {
       // The client owes a message (before or after its 354) and can no longer send it: the
       // transaction is abandoned now, not at data_timeout_ms, with its upstream connection.
-      this.abandonBody(new RelayError('CLIENT_GONE', 'client ended its side of the connection before the end of the message'));
+      // Unless the bytes it sent before the 354 are there to read (a hasty client): those are
+      // read first, and the message judged by them (see pump).
+      if (this.phase === 'message' || this.input.size === 0) this.abandonBody(clientEnded());
       return;
     }
     if (this.phase === 'ready') this.pump();
@@ -409,7 +413,7 @@ export class Session {
     if (name.length > 255) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname (at most 255 characters)', 'EHLO name too long');
     this.resetTx();
     this.helo = name;
-    if (!extended) return reply(250, hello(this.ctx.hostname, name));
+    if (!extended) return ehloReply([hello(this.ctx.hostname, name)]);
     const caps = this.ctx.relay.capabilities(this.account);
     const c = this.ctx.config;
     const size = caps.size === null ? c.max_message_bytes : Math.min(caps.size, c.max_message_bytes);
@@ -419,7 +423,7 @@ export class Session {
     lines.push(`SIZE ${size}`, 'ENHANCEDSTATUSCODES');
     if (this.ctx.tls && !this.secure) lines.push('STARTTLS');
     lines.push('AUTH PLAIN LOGIN');
-    return { code: 250, lines };
+    return ehloReply(lines);
   }
 
   private mail(arg: string): Verdict {
@@ -516,8 +520,8 @@ export class Session {
     this.tx = null;
     const data = new DataPhase(this.dataHost);
     this.data = data;
-    // A pipelined DATA behind which the client already shut its side (its FIN came while MAIL was upstream).
-    if (this.input.ended) data.abandon(new RelayError('CLIENT_GONE', 'client ended its side of the connection at DATA'));
+    // A pipelined DATA behind which the client shut its side with nothing more sent (its FIN came while MAIL was upstream).
+    if (this.input.ended && this.input.size === 0) data.abandon(clientEnded());
     return tx
       .data(data.body, this.ctx.config.max_message_bytes)
       .then(
@@ -682,6 +686,7 @@ export class Session {
 }
 
 const sequence = (text: string) => refusal('BAD_SEQUENCE', text);
+const clientEnded = () => new RelayError('CLIENT_GONE', 'client ended its side of the connection before the end of the message');
 
 const HANDLERS: Record<string, Handler> = {
   EHLO(arg) { return this['ehlo'](arg, true); },

@@ -7,7 +7,7 @@
 // so the strangers on 127.0.0.x are strangers.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RelayProcess } from '../../bench/lib/relay-process.js';
@@ -84,7 +84,8 @@ async function noops(port: number, stop: () => boolean): Promise<number[]> {
     const ok = await waitFor(() => (c.text().match(/\r\n/g) ?? []).length > seen, 10_000);
     times.push(ok ? performance.now() - t : Infinity);
     seen++;
-    await sleep(10);
+    // Often enough that one scheduling hiccup of a loaded machine is not the p99 by itself.
+    await sleep(2);
   }
   c.socket.end('QUIT\r\n');
   return times;
@@ -129,7 +130,7 @@ describe('a stranger flooding its input while a reply is pending', () => {
   }
 
   function check({ results, growth, times }: Awaited<ReturnType<typeof underAttack>>): void {
-    console.log(`[flood] RSS +${(growth / 2 ** 20).toFixed(1)} MB; MTA ${times.length} NOOPs, p99 ${p99(times).toFixed(1)} ms; attackers ${results.map((r) => `${(r.sent / 2 ** 20).toFixed(1)} MB in ${r.endedMs} ms`).join(', ')}`);
+    console.log(`[flood] load ${loadavg()[0]!.toFixed(1)}; RSS +${(growth / 2 ** 20).toFixed(1)} MB; MTA ${times.length} NOOPs, p99 ${p99(times).toFixed(1)} ms; attackers ${results.map((r) => `${(r.sent / 2 ** 20).toFixed(1)} MB in ${r.endedMs} ms`).join(', ')}`);
     // Every session was ended by the relay, before its attacker had sent its 50 MB.
     for (const r of results) {
       expect(r.endedMs).toBeLessThan(ATTACK_BOUND_MS);

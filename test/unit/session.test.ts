@@ -250,6 +250,30 @@ describe('half-close', () => {
   });
   }
 
+  it('a hasty client that sent its whole session, body and all, before any reply, then shut its side: every reply, delivered once', async () => {
+    const { client, relay } = await open({ script: { mailDelayMs: 100, dataDelayMs: 50 } });
+    await client.cmd('EHLO mta.test');
+    client.write(`${group(['a@x.test'])}${BODY}.\r\nQUIT\r\n`);
+    client.socket.end();
+    const codes = [];
+    for (let i = 0; i < 5; i++) codes.push((await client.read()).code);
+    expect(codes).toEqual([250, 250, 354, 250, 221]);
+    expect(relay.messages).toEqual([{ from: FROM, to: ['a@x.test'], body: BODY }]);
+  });
+
+  it('a hasty client whose early bytes end mid-message: nothing is delivered, 421 once they are read', async () => {
+    const { client, relay, closed } = await open({ script: { mailDelayMs: 100 } });
+    await client.cmd('EHLO mta.test');
+    client.write(`${group(['a@x.test'])}Subject: cut\r\n\r\nhalf`);
+    client.socket.end();
+    const replies = [];
+    for (let i = 0; i < 4; i++) replies.push(line(await client.read()));
+    expect(replies.map((r) => r.slice(0, 3))).toEqual(['250', '250', '354', '421']);
+    await closed;
+    expect(relay.calls).toContain('body abandoned');
+    expect(relay.messages).toEqual([]);
+  });
+
   it('mid-message: nothing of the message is delivered', async () => {
     const { client, relay, closed } = await open();
     await client.cmd('EHLO mta.test');
