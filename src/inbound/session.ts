@@ -88,6 +88,7 @@ type Phase =
   /** The socket is gone. */
   | 'closed';
 
+const NONE: string[] = [];
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH']);
 /** The settlement of a MAIL that was answered 451 while it waited (Session.mailLate); never sent. */
 const LATE: Reply = reply(451, 'late');
@@ -119,6 +120,10 @@ export class Session {
   private mailFrom: string | null = null;
   /** RCPTs tried in this transaction (max_recipients); the accepted ones are its envelope's. */
   private rcpts = 0;
+  /** The RCPT arguments MAIL's look-ahead parsed, with their addresses: each RCPT takes its own instead of parsing again. */
+  private aheadArgs: string[] = NONE;
+  private aheadRcpts: string[] = NONE;
+  private aheadNext = 0;
   /** From DATA to the message's final reply. */
   private data: DataPhase | null = null;
   /** The MAIL being opened upstream (see mailLate). */
@@ -481,6 +486,7 @@ export class Session {
    */
   private lookAhead(): Group | undefined {
     const rcpts: string[] = [];
+    const args: string[] = [];
     let data = false;
     const max = this.ctx.config.max_recipients;
     for (const line of this.input.peek()) {
@@ -490,23 +496,40 @@ export class Session {
         break;
       }
       if (verb !== 'RCPT' || line[4] !== ' ' || rcpts.length >= max || /[\0\r]/.test(line)) break;
+      const arg = line.slice(5);
       try {
-        rcpts.push(parsePath(line.slice(5), 'TO', 0).address);
+        rcpts.push(parsePath(arg, 'TO', 0).address);
       } catch {
         break;
       }
+      args.push(arg);
     }
-    return rcpts.length ? { rcpts, data } : undefined;
+    if (rcpts.length === 0) return undefined;
+    this.aheadArgs = args;
+    this.aheadRcpts = rcpts;
+    this.aheadNext = 0;
+    return { rcpts, data };
   }
 
   private rcpt(arg: string): Verdict {
     if (this.mailFrom === null) throw sequence('5.5.1 Need MAIL before RCPT');
-    const { address } = parsePath(arg, 'TO', 0);
+    const address = this.peeked(arg) ?? parsePath(arg, 'TO', 0).address;
     const tx = this.tx;
     if (!tx) throw sequence('5.5.1 Need MAIL before RCPT (the MAIL was refused)');
     if (this.rcpts >= this.ctx.config.max_recipients) throw new RelayError('TOO_MANY_RECIPIENTS');
     this.rcpts++;
     return tx.rcpt(address); // accepted: in tx.envelope.rcptTo
+  }
+
+  /**
+   * The address MAIL's look-ahead parsed for this RCPT argument, when it is the next one (a path
+   * is parsed once per command; the parse depends on the argument alone).
+   */
+  private peeked(arg: string): string | undefined {
+    const i = this.aheadNext;
+    if (this.aheadArgs[i] !== arg) return undefined;
+    this.aheadNext = i + 1;
+    return this.aheadRcpts[i];
   }
 
   private dataCommand(arg: string): Verdict {
@@ -676,6 +699,7 @@ export class Session {
     this.abortTx();
     this.mailFrom = null;
     this.rcpts = 0;
+    this.aheadArgs = this.aheadRcpts = NONE;
   }
 
   private abortTx(): void {

@@ -4,7 +4,7 @@
 // no RelayApp: each test takes milliseconds (deadlines are set to a few hundred ms). The
 // end-to-end proofs of the same paths through a real pool and provider stay in
 // test/integration/inbound-engine.test.ts and test/hostile/.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { reply } from '../../src/smtp/reply.js';
 import { sessionHarness, sessionServer, type Harness, type HarnessOptions } from '../helpers/session-harness.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
@@ -12,6 +12,19 @@ import { sleep, until } from '../helpers/wait.js';
 import { connect } from 'node:net';
 import { ReplyReader } from '../../src/smtp/reply-reader.js';
 import type { Reply } from '../../src/smtp/reply.js';
+
+// parsePath, counted: a path is parsed once per command, look-ahead included (the hot path).
+const parsed = vi.hoisted(() => ({ calls: 0 }));
+vi.mock('../../src/smtp/path.js', async (original) => {
+  const real = await original<typeof import('../../src/smtp/path.js')>();
+  return {
+    ...real,
+    parsePath: (...args: Parameters<typeof real.parsePath>) => {
+      parsed.calls++;
+      return real.parsePath(...args);
+    },
+  };
+});
 
 const FROM = 'mta@example.test';
 const BODY = 'Subject: t\r\n\r\nhello\r\n';
@@ -47,6 +60,14 @@ describe('pipelining', () => {
     client.write(`${BODY}.\r\n`);
     expect(line(await client.read())).toBe('250 2.0.0 OK queued');
     expect(relay.messages).toEqual([{ from: FROM, to: ['a@x.test', 'b@x.test'], body: BODY }]);
+  });
+
+  it('each path of a group is parsed once, though MAIL looked ahead at the RCPTs', async () => {
+    const { client } = await open();
+    await client.cmd('EHLO mta.test');
+    const before = parsed.calls;
+    expect(await pipelined(client, group(['a@x.test', 'b@x.test', 'c@x.test']), 5)).toHaveLength(5);
+    expect(parsed.calls - before).toBe(4);
   });
 
   it('the message, QUIT and the next transaction pipelined behind the final dot are each answered in order', async () => {
