@@ -23,11 +23,12 @@ import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '..
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
-import { formatReply, reply, wireReply, type Reply } from '../upstream/reply.js';
+import { reply, wireReply, type Reply } from '../upstream/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { BodyStream } from './body-stream.js';
 import { parsePath } from './commands.js';
 import { DataDecoder } from './data-decoder.js';
+import { MessageIdSniffer } from './message-id.js';
 import { bodyRead } from './reclaim.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import type { TransactionLog } from './transaction-log.js';
@@ -92,6 +93,8 @@ export class Session {
   private bodyDone: (() => void) | null = null;
   /** The MAIL being opened upstream (see mailLate). */
   private opening: { late: boolean } | null = null;
+  /** The message's Message-ID for its log line, picked from the body as it streams. */
+  private readonly messageId = new MessageIdSniffer();
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onClose = (): void => this.gone();
@@ -99,11 +102,14 @@ export class Session {
   constructor(
     socket: Socket,
     private readonly ctx: SessionContext,
-    trusted: boolean,
+    /** The client's address (the PROXY protocol's when a balancer sent one, server.ts); `secure`: implicit TLS. */
+    peer: { remote: string; trusted: boolean; secure: boolean },
   ) {
+    const { trusted } = peer;
     this.socket = socket;
-    this.remote = socket.remoteAddress ?? '';
+    this.remote = peer.remote;
     this.trusted = trusted;
+    this.secure = peer.secure;
     const c = ctx.config;
     this.guard = new SessionGuard(
       { maxErrors: c.max_errors_per_session, idleTimeoutMs: c.idle_timeout_ms, dataTimeoutMs: c.data_timeout_ms, mailReplyTimeoutMs: c.mail_reply_timeout_ms },
@@ -412,8 +418,10 @@ export class Session {
       (e: unknown) => {
         if (opening.late) return LATE;
         this.opening = null;
+        // Recorded before the sender is forgotten, so that the `refused` line names it.
+        const r = this.fail('mail', e);
         this.mailFrom = null;
-        throw e;
+        return r;
       },
     );
   }
@@ -531,7 +539,10 @@ export class Session {
     bodyRead(chunk.length);
     const { body, done, rest } = decoder.push(chunk);
     let more = true;
-    for (const piece of body) more = this.body!.push(piece) && more;
+    for (const piece of body) {
+      this.messageId.push(piece);
+      more = this.body!.push(piece) && more;
+    }
     if (!done) {
       if (!more) this.socket.pause();
       return false;
@@ -561,16 +572,18 @@ export class Session {
     if (code < 300) relay.sent.record(account);
     metrics?.countMessage(account, code);
     metrics?.relayLatency.observe({ account }, ms / 1000);
-    this.ctx.transactionLog.write({
-      event: 'transaction',
+    this.ctx.transactionLog.record({
       session: this.id,
+      client: this.remote,
       account,
-      mail_from: tx.envelope.mailFrom,
-      rcpt_count: tx.envelope.rcptTo.length,
+      mailFrom: tx.envelope.mailFrom,
+      recipients: tx.recipients,
+      accepted: tx.envelope.rcptTo.length,
+      messageId: this.messageId.take(),
       // What the client sent, whether or not it went upstream (a dropped message has a size too).
       size: Math.max(decoder.bytes, tx.bytes),
       reply: code,
-      upstream: upstream ? formatReply(upstream) : undefined,
+      upstream,
       ms: Math.round(ms * 100) / 100,
       error: error || undefined,
     });

@@ -4,18 +4,57 @@
 // largest single item of the relay's own JavaScript in a CPU profile of the message path
 // (docs/benchmarks.md). The line is byte-for-byte what pino would write for the same object:
 // level, time (ISO, as src/obs/logger.ts configures), the logger's bindings, the fields, msg.
+//
+// It answers "did mail to X go out" as Postfix's log does: the sender, each recipient with the
+// reply the client got for it, the Message-ID, the client's address, the provider's reply to the
+// message and its queue id (docs/operations.md, "Finding a message").
+import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
+import type { RecipientReply } from '../relay/limited-transaction.js';
+import { formatReply, type Reply } from '../upstream/reply.js';
+import { queueIdOf } from './queue-id.js';
+
+/** log.recipients: addresses as given, pseudonymised, or left out of the line. */
+export type RecipientLogging = 'full' | 'hash' | 'drop';
+
+/** A recipient as logged: `to` is absent with log.recipients: drop. */
+export interface LoggedRecipient {
+  to?: string;
+  reply: string;
+}
 
 /** Fields of the line, in the order they are written; undefined ones are left out (as pino does). */
 export interface TransactionFields {
   event: 'transaction';
   session: string;
+  client: string;
   account: string;
   mail_from: string;
+  rcpts: LoggedRecipient[];
+  /** Recipients the provider accepted: those the message went to if `reply` is 2xx. */
   rcpt_count: number;
+  message_id?: string | undefined;
   size: number;
   reply: number;
   upstream?: string | undefined;
+  queue_id?: string | undefined;
+  ms: number;
+  error?: string | undefined;
+}
+
+/** What the session knows at the end of a message. */
+export interface TransactionRecord {
+  session: string;
+  client: string;
+  account: string;
+  mailFrom: string;
+  recipients: readonly RecipientReply[];
+  accepted: number;
+  messageId: string | undefined;
+  size: number;
+  reply: number;
+  /** The provider's reply to the message, when it gave one. */
+  upstream?: Reply | undefined;
   ms: number;
   error?: string | undefined;
 }
@@ -24,8 +63,49 @@ interface Stream {
   write(line: string): unknown;
 }
 
+/**
+ * `sha256:` and the first 16 hex digits of the address's SHA-256 (lower-cased). Unkeyed on
+ * purpose: the same address gives the same value on every instance of a fleet and in every
+ * year's logs, and an operator asked about one address can compute it with `sha256sum`. The
+ * price is that it is a pseudonym, not a secret: whoever guesses an address can confirm it.
+ */
+export function hashAddress(address: string): string {
+  return `sha256:${createHash('sha256').update(address.toLowerCase()).digest('hex').slice(0, 16)}`;
+}
+
 export class TransactionLog {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly recipients: RecipientLogging = 'full',
+  ) {}
+
+  /** The line for one message (nothing is built when the level hides it). */
+  record(t: TransactionRecord): void {
+    if (!this.logger.isLevelEnabled('info')) return;
+    const mode = this.recipients;
+    const rcpts: LoggedRecipient[] = [];
+    for (const r of t.recipients) {
+      const reply = formatReply(r.reply);
+      rcpts.push(mode === 'drop' ? { reply } : { to: mode === 'hash' ? hashAddress(r.to) : r.to, reply });
+    }
+    const upstream = t.upstream ? formatReply(t.upstream) : undefined;
+    this.write({
+      event: 'transaction',
+      session: t.session,
+      client: t.client,
+      account: t.account,
+      mail_from: t.mailFrom,
+      rcpts,
+      rcpt_count: t.accepted,
+      message_id: t.messageId,
+      size: t.size,
+      reply: t.reply,
+      upstream,
+      queue_id: t.upstream && t.upstream.code < 300 ? queueIdOf(t.upstream.lines[t.upstream.lines.length - 1] ?? '') : undefined,
+      ms: t.ms,
+      error: t.error,
+    });
+  }
 
   write(fields: TransactionFields): void {
     const logger = this.logger;

@@ -33,6 +33,8 @@ export interface Refusal {
   account: string | null;
   reply: string;
   mailFrom: string | null;
+  /** The client's address (behind a balancer speaking the PROXY protocol: the real one). */
+  client: string | null;
 }
 
 const RECENT = 50;
@@ -59,6 +61,7 @@ export class Refusals {
       account,
       reply: formatReply(r.reply),
       mailFrom: r.mailFrom ?? null,
+      client: r.remote || null,
     };
     if (this.ring.length < RECENT) this.ring.push(entry);
     else this.ring[this.next] = entry;
@@ -72,7 +75,7 @@ export class Refusals {
         reason: r.reason,
         account: account ?? undefined,
         session: r.session,
-        remote: r.remote,
+        client: r.remote,
         mail_from: r.mailFrom,
         reply: entry.reply,
         ...(r.detail ? { error: r.detail } : {}),

@@ -4,13 +4,22 @@
 // src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
 import type { Limiter, Reservation } from '../limits/limiter.js';
 import type { Reply } from '../upstream/reply.js';
-import { certainlyNotSent } from './errors.js';
+import { certainlyNotSent, toReply } from './errors.js';
 import { settle, type Envelope, type RelayTransaction } from './transaction.js';
 
 /** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
 export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;
 
+/** One RCPT relayed and the reply the client got for it (the provider's, as given). */
+export interface RecipientReply {
+  to: string;
+  reply: Reply;
+}
+
 export class LimitedTransaction {
+  /** Every RCPT that went to the provider, accepted or not, in order: for the transaction log line. */
+  readonly recipients: RecipientReply[] = [];
+
   constructor(
     private readonly inner: UpstreamTransaction,
     private readonly reservation: Reservation,
@@ -55,10 +64,18 @@ export class LimitedTransaction {
   }
 
   private relayRcpt(to: string): Promise<Reply> {
-    return settle(() => this.inner.rcpt(to)).then(undefined, (e: unknown) => {
-      this.reservation.recipientRefused();
-      throw this.limiter.providerRefusal(this.account, e);
-    });
+    return settle(() => this.inner.rcpt(to)).then(
+      (reply) => {
+        this.recipients.push({ to, reply });
+        return reply;
+      },
+      (e: unknown) => {
+        this.reservation.recipientRefused();
+        const err = this.limiter.providerRefusal(this.account, e);
+        this.recipients.push({ to, reply: toReply(err) });
+        throw err;
+      },
+    );
   }
 
   data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {

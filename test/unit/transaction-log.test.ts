@@ -12,9 +12,12 @@ const capture = () => {
 const fields: TransactionFields = {
   event: 'transaction',
   session: 'Ab-9_x',
+  client: '192.0.2.7',
   account: 'a@x.test',
   mail_from: 'odd "quoted" \\ <sender>@münchen.example',
-  rcpt_count: 2,
+  rcpts: [{ to: 'b@y.test', reply: '250 2.1.5 OK' }, { to: 'c"q"@y.test', reply: '550 5.1.1 No such user' }],
+  rcpt_count: 1,
+  message_id: '<id.1@x.test>',
   size: 2048,
   reply: 451,
   upstream: '451-4.3.0 first\n451 4.3.0 "second"',
