@@ -171,7 +171,8 @@ export class InboundServer {
       this.pending.delete(socket);
       this.admit(secure, remote, true);
     });
-    socket.resume();
+    // The raw socket stays paused: the TLS socket reads what it holds (a hello that came with the
+    // PROXY header) on its first read; resuming it here would hand that to no one.
   }
 
   /** `remote` is the client's address: the socket's, or the one a trusted balancer named. */
