@@ -131,6 +131,8 @@ export class InboundServer {
   private readProxyHeader(socket: Socket, l: Listener, balancer: string): void {
     const reader = new ProxyHeaderReader();
     const timer = setTimeout(() => this.proxyRefused(socket, balancer, `no PROXY header within ${l.proxyTimeoutMs} ms`), l.proxyTimeoutMs).unref();
+    // A balancer's plain TCP health check connects and closes: nothing to report.
+    socket.once('close', () => clearTimeout(timer));
     const onData = (chunk: Buffer): void => {
       let header;
       try {
