@@ -60,7 +60,7 @@ export class RelayApp {
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,
     });
-    this.refusals = new Refusals(logger, this.metrics);
+    this.refusals = new Refusals(logger, this.metrics, config.log.recipients);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
     this.health = new AccountHealthBoard(this.relay, store);
     this.accounts = new AccountAdmin({ relay: this.relay, health: this.health, store, logger }, config, stored, merged);

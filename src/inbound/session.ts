@@ -18,7 +18,7 @@ import { isLoopbackHost } from '../config/networks.js';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
-import type { LimitedTransaction } from '../relay/limited-transaction.js';
+import { recipientOf, type LimitedTransaction } from '../relay/limited-transaction.js';
 import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
@@ -278,6 +278,7 @@ export class Session {
       session: this.id,
       remote: this.remote,
       mailFrom: this.mailFrom ?? undefined,
+      rcpt: recipientOf(err),
       detail: err instanceof Error ? err.message : undefined,
     });
     if (r.code >= 500 && !(err instanceof UpstreamReplyError) && this.guard.error()) {

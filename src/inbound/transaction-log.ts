@@ -8,14 +8,11 @@
 // It answers "did mail to X go out" as Postfix's log does: the sender, each recipient with the
 // reply the client got for it, the Message-ID, the client's address, the provider's reply to the
 // message and its queue id (docs/operations.md, "Finding a message").
-import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
+import { loggedAddress, type RecipientLogging } from '../obs/recipients.js';
 import type { RecipientReply } from '../relay/limited-transaction.js';
 import { formatReply, type Reply } from '../upstream/reply.js';
 import { queueIdOf } from './queue-id.js';
-
-/** log.recipients: addresses as given, pseudonymised, or left out of the line. */
-export type RecipientLogging = 'full' | 'hash' | 'drop';
 
 /** A recipient as logged: `to` is absent with log.recipients: drop. */
 export interface LoggedRecipient {
@@ -63,16 +60,6 @@ interface Stream {
   write(line: string): unknown;
 }
 
-/**
- * `sha256:` and the first 16 hex digits of the address's SHA-256 (lower-cased). Unkeyed on
- * purpose: the same address gives the same value on every instance of a fleet and in every
- * year's logs, and an operator asked about one address can compute it with `sha256sum`. The
- * price is that it is a pseudonym, not a secret: whoever guesses an address can confirm it.
- */
-export function hashAddress(address: string): string {
-  return `sha256:${createHash('sha256').update(address.toLowerCase()).digest('hex').slice(0, 16)}`;
-}
-
 export class TransactionLog {
   constructor(
     private readonly logger: Logger,
@@ -86,7 +73,8 @@ export class TransactionLog {
     const rcpts: LoggedRecipient[] = [];
     for (const r of t.recipients) {
       const reply = formatReply(r.reply);
-      rcpts.push(mode === 'drop' ? { reply } : { to: mode === 'hash' ? hashAddress(r.to) : r.to, reply });
+      const to = loggedAddress(mode, r.to);
+      rcpts.push(to === undefined ? { reply } : { to, reply });
     }
     const upstream = t.upstream ? formatReply(t.upstream) : undefined;
     this.write({

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { RefusalReason } from '../relay/errors.js';
 import { formatReply, type Reply } from '../upstream/reply.js';
 import type { Metrics } from './metrics.js';
+import { loggedAddress, type RecipientLogging } from './recipients.js';
 
 export type RefusalStage = 'connect' | 'auth' | 'mail' | 'rcpt' | 'data' | 'session';
 
@@ -19,6 +20,8 @@ export interface RefusalInput {
   session?: string | undefined;
   remote?: string | undefined;
   mailFrom?: string | undefined;
+  /** The recipient, for a refused RCPT (logged as log.recipients says). */
+  rcpt?: string | undefined;
   /** For the log only: what went wrong, never a secret. */
   detail?: string | undefined;
 }
@@ -46,6 +49,7 @@ export class Refusals {
   constructor(
     private readonly logger: Logger,
     private readonly metrics?: Metrics,
+    private readonly recipients: RecipientLogging = 'full',
   ) {}
 
   record(r: RefusalInput): void {
@@ -77,6 +81,7 @@ export class Refusals {
         session: r.session,
         client: r.remote,
         mail_from: r.mailFrom,
+        rcpt: r.rcpt === undefined ? undefined : loggedAddress(this.recipients, r.rcpt),
         reply: entry.reply,
         ...(r.detail ? { error: r.detail } : {}),
       },

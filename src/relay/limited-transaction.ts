@@ -16,6 +16,17 @@ export interface RecipientReply {
   reply: Reply;
 }
 
+const refusedRecipients = new WeakMap<object, string>();
+
+/** Marks a refusal as a recipient's, for its `refused` log line. */
+function refusalOf(err: unknown, to: string): unknown {
+  if (typeof err === 'object' && err !== null) refusedRecipients.set(err, to);
+  return err;
+}
+
+/** The recipient a refused RCPT was for, when `err` is such a refusal. */
+export const recipientOf = (err: unknown): string | undefined => (typeof err === 'object' && err !== null ? refusedRecipients.get(err) : undefined);
+
 export class LimitedTransaction {
   /** Every RCPT that went to the provider, accepted or not, in order: for the transaction log line. */
   readonly recipients: RecipientReply[] = [];
@@ -58,9 +69,9 @@ export class LimitedTransaction {
     try {
       held = this.reservation.addRecipient();
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusalOf(e, to));
     }
-    return held ? held.then(() => this.relayRcpt(to)) : this.relayRcpt(to);
+    return held ? held.then(() => this.relayRcpt(to), (e: unknown) => Promise.reject(refusalOf(e, to))) : this.relayRcpt(to);
   }
 
   private relayRcpt(to: string): Promise<Reply> {
@@ -73,7 +84,7 @@ export class LimitedTransaction {
         this.reservation.recipientRefused();
         const err = this.limiter.providerRefusal(this.account, e);
         this.recipients.push({ to, reply: toReply(err) });
-        throw err;
+        throw refusalOf(err, to);
       },
     );
   }

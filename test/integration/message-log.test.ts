@@ -2,7 +2,8 @@
 // group (MAIL, three RCPTs of which the provider refuses one, DATA) leaves one `transaction` line
 // with the sender, each recipient and the provider's reply to it, the Message-ID, the client's
 // address and the provider's queue id; the refused RCPT one `refused` line with the sender and
-// the client. A grep for a recipient finds its line. log.recipients: drop keeps the addresses out.
+// the client, and the recipient. A grep for a recipient finds its lines. log.recipients: drop keeps
+// the addresses out of both.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLog } from '../helpers/log-capture.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
@@ -78,16 +79,18 @@ describe('transaction and refused lines answer "did it go out"', () => {
 
     const refused = lines.filter((l) => l.event === 'refused');
     expect(refused.map((l) => Object.keys(l))).toEqual([
-      ['level', 'time', 'service', 'event', 'stage', 'code', 'reason', 'account', 'session', 'client', 'mail_from', 'reply', 'error', 'msg'],
+      ['level', 'time', 'service', 'event', 'stage', 'code', 'reason', 'account', 'session', 'client', 'mail_from', 'rcpt', 'reply', 'error', 'msg'],
       ['level', 'time', 'service', 'event', 'stage', 'code', 'reason', 'session', 'client', 'mail_from', 'reply', 'error', 'msg'],
     ]);
-    expect(refused[0]).toMatchObject({ stage: 'rcpt', code: 550, account: A, session: tx.session, client: CLIENT, mail_from: A, reply: '550 5.1.1 No such user' });
+    expect(refused[0]).toMatchObject({ stage: 'rcpt', code: 550, account: A, session: tx.session, client: CLIENT, mail_from: A, rcpt: 'gone@example.net', reply: '550 5.1.1 No such user' });
     expect(refused[1]).toMatchObject({ stage: 'mail', code: 550, reason: 'no_account', client: CLIENT, mail_from: 'nobody@unknown.test' });
 
     // `grep ok2@example.net`: its line, saying it went out.
     const found = log.lines.filter((l) => l.includes('ok2@example.net'));
     expect(found).toHaveLength(1);
     expect(JSON.parse(found[0]!)).toMatchObject({ event: 'transaction', reply: 250 });
+    // `grep gone@example.net`: its refusal, and the transaction line with the reply it got.
+    expect(log.lines.filter((l) => l.includes('gone@example.net')).map((l) => (JSON.parse(l) as Line).event)).toEqual(['refused', 'transaction']);
     // And the status page's recent refusals show sender and client.
     const status = (await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/status.json`, { headers: stack.adminAuth() })).json()) as { recent_refusals: Line[] };
     expect(status.recent_refusals[0]).toMatchObject({ stage: 'mail', mail_from: 'nobody@unknown.test', client: CLIENT });

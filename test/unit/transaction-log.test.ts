@@ -2,7 +2,8 @@
 // the line pino writes for the same object, and follow the logger's level.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
-import { hashAddress, TransactionLog, type TransactionFields } from '../../src/inbound/transaction-log.js';
+import { TransactionLog, type TransactionFields } from '../../src/inbound/transaction-log.js';
+import { hashAddress } from '../../src/obs/recipients.js';
 import { createLogger } from '../../src/obs/logger.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
