@@ -26,7 +26,7 @@ import { addressIn, networkList } from '../config/networks.js';
 import type { Config, ListenerConfig } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
-import { reasonOf, RelayError, toReply } from '../relay/errors.js';
+import { reasonOf, RelayError, toReply } from '../errors/registry.js';
 import type { Relay } from '../relay/relay.js';
 import { AuthGuard } from './auth-guard.js';
 import { ProxyHeaderReader } from './proxy-protocol.js';

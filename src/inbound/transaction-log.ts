@@ -11,7 +11,7 @@
 import { pino, type Logger } from 'pino';
 import { loggedAddress, type RecipientLogging } from '../obs/recipients.js';
 import type { RecipientReply } from '../relay/limited-transaction.js';
-import { formatReply, type Reply } from '../upstream/reply.js';
+import { formatReply, type Reply } from '../smtp/reply.js';
 import { queueIdOf } from './queue-id.js';
 
 /** A recipient as logged: `to` is absent with log.recipients: drop. */
