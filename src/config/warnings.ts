@@ -60,6 +60,17 @@ export function configWarnings(config: Config): ConfigProblem[] {
     }
   }
 
+  // A PROXY header names the client: whoever may send one chooses its own address.
+  const proxied: Array<[string, { from: string[] } | undefined]> = [['listen', config.listen.proxy_protocol], ...config.listeners.map((l, i): [string, { from: string[] } | undefined] => [`listeners[${i}]`, l.proxy_protocol])];
+  for (const [where, proxy] of proxied) {
+    if (!proxy) continue;
+    const from = networkList(proxy.from);
+    const open = PUBLIC_PROBES.find(([ip, type]) => from.check(ip, type));
+    if (open) {
+      warn(`lets internet addresses (${open[0]} among them) send a PROXY header: they can claim any client address, trusted_networks included; name only the balancers`, `${where}.proxy_protocol.from`);
+    }
+  }
+
   if (config.tokens.refresh_before_expiry_ms < MIN_REFRESH_BEFORE_EXPIRY_MS) {
     warn(`${config.tokens.refresh_before_expiry_ms} ms is under 10 minutes: Exchange refuses tokens that close to expiry, so connections may fail to authenticate`, 'tokens.refresh_before_expiry_ms');
   }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { buildConfig } from '../../src/config/load.js';
 import { restartNeeded } from '../../src/config/reload-diff.js';
+import { configWarnings, describeWarning } from '../../src/config/warnings.js';
 import { SANDBOX_TLS_FILES } from '../../src/sandbox/index.js';
 import { thrown } from '../helpers/thrown.js';
 
@@ -48,5 +49,14 @@ describe('listeners and log.recipients', () => {
     expect(restartNeeded(running, build({ log: { level: 'debug' } }))).toEqual([]);
     expect(restartNeeded(running, build({ log: { recipients: 'drop' } }))).toEqual(['log.recipients']);
     expect(restartNeeded(running, build({ inbound: { tls: TLS }, listeners: [{ port: 465, implicit_tls: true }] }))).toEqual(['listeners', 'inbound.tls']);
+  });
+
+  it('warns when proxy_protocol.from lets internet addresses name their own address', () => {
+    const warnings = (doc: unknown) => configWarnings(build(doc)).map(describeWarning).filter((w) => w.includes('PROXY'));
+    expect(warnings({ listeners: [{ port: 2526, proxy_protocol: { from: ['0.0.0.0/0'] } }] })).toEqual([
+      'listeners[0].proxy_protocol.from: lets internet addresses (1.1.1.1 among them) send a PROXY header: they can claim any client address, trusted_networks included; name only the balancers',
+    ]);
+    expect(warnings({ listen: { proxy_protocol: { from: ['::/0'] } } })[0]).toMatch(/^listen\.proxy_protocol\.from: lets internet addresses \(/);
+    expect(warnings({ listen: { proxy_protocol: { from: ['10.0.0.5/32'] } } })).toEqual([]);
   });
 });
