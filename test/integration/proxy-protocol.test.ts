@@ -154,6 +154,8 @@ describe('PROXY protocol behind HAProxy', () => {
   });
 
   it('per-address caps count the real addresses, not the balancer\'s', async () => {
+    // The stranger's earlier sessions are gone (their close travels through HAProxy).
+    await until(() => stack.app.inbound.sessionCount === 0, 3000, 'the earlier sessions closed');
     const held: RawSmtp[] = [];
     for (let i = 0; i < 2; i++) {
       const { client, greeting } = await RawSmtp.connect(front.v2, '127.0.0.1', { localAddress: STRANGER });
