@@ -59,4 +59,12 @@ describe('listeners and log.recipients', () => {
     expect(warnings({ listen: { proxy_protocol: { from: ['::/0'] } } })[0]).toMatch(/^listen\.proxy_protocol\.from: lets internet addresses \(/);
     expect(warnings({ listen: { proxy_protocol: { from: ['10.0.0.5/32'] } } })).toEqual([]);
   });
+
+  it('warns of an open relay when any listener, not only `listen`, is off loopback', () => {
+    const warnings = configWarnings(build({ inbound: { trusted_networks: ['0.0.0.0/0'] }, listeners: [{ host: '0.0.0.0', port: 2526 }] })).map(describeWarning);
+    expect(warnings).toContain(
+      'inbound.trusted_networks: 0.0.0.0/0 trusts every address, and listeners[0].host 0.0.0.0 is not loopback: anyone who can connect may send, without AUTH, as any configured sender (an open relay for those addresses)',
+    );
+    expect(configWarnings(build({ inbound: { trusted_networks: ['0.0.0.0/0'] } })).map(describeWarning).filter((w) => w.includes('open relay'))).toEqual([]);
+  });
 });
