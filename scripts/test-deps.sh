@@ -34,6 +34,9 @@ done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # promtool checks packaging/prometheus-alerts.yml (test/integration/packaging.test.ts).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# HAProxy in mode tcp with send-proxy / send-proxy-v2 in front of the relay's PROXY protocol
+# listener (test/integration/proxy-protocol.test.ts); the test runs its own, never the service.
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
@@ -55,6 +58,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Likewise Prometheus itself (port 9090, the relay's default HTTP port): only promtool is wanted.
   if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     $SUDO service prometheus stop >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" haproxy "* ]]; then
+    $SUDO service haproxy stop >/dev/null 2>&1 || true
   fi
 fi
 

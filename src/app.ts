@@ -36,6 +36,8 @@ export class RelayApp {
   readonly health: AccountHealthBoard;
   readonly accounts: AccountAdmin;
   private port: number | null = null;
+  /** The ports `listeners` are bound to, in their order (port 0 in the config: the one picked). */
+  readonly listenerPorts: number[] = [];
   private adminPortNumber: number | null = null;
   private stopping: Promise<void> | null = null;
   /** log.level of the config last loaded: a reload changes the logger's level only if it changes. */
@@ -59,7 +61,7 @@ export class RelayApp {
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,
     });
-    this.refusals = new Refusals(logger, this.metrics);
+    this.refusals = new Refusals(logger, this.metrics, config.log.recipients);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
     this.health = new AccountHealthBoard(this.relay, store);
     this.accounts = new AccountAdmin({ relay: this.relay, health: this.health, store, logger }, config, stored, merged);
@@ -107,7 +109,8 @@ export class RelayApp {
       // Health answers from the first moment; readiness waits for the tokens and the listener.
       if (config.http.enabled) app.adminPortNumber = await app.listenAdmin();
       await app.relay.start();
-      app.port = await app.inbound.listen(config.listen.host, config.listen.port);
+      app.port = await app.inbound.listen(config.listen);
+      for (const l of config.listeners) app.listenerPorts.push(await app.inbound.listen(l));
     } catch (e) {
       app.accounts.stop();
       await app.admin.close();
@@ -116,6 +119,11 @@ export class RelayApp {
       throw e;
     }
     opts.logger.info({ event: 'listening', host: config.listen.host, port: app.port }, `listening on ${config.listen.host}:${app.port}`);
+    config.listeners.forEach((l, i) => {
+      const port = app.listenerPorts[i];
+      const how = [l.implicit_tls ? 'implicit TLS' : null, l.proxy_protocol ? 'PROXY protocol' : null].filter(Boolean).join(', ');
+      opts.logger.info({ event: 'listening', host: l.host, port, implicit_tls: l.implicit_tls, proxy_protocol: !!l.proxy_protocol }, `listening on ${l.host}:${port}${how ? ` (${how})` : ''}`);
+    });
     return app;
   }
 

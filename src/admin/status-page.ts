@@ -98,7 +98,7 @@ function refusalRow(r) {
   tr.append(
     cell('at', when(r.at)),
     cell('stage', r.stage),
-    cell('account', r.account || '\\u2014', ...(r.mail_from ? [el('div', 'MAIL FROM ' + r.mail_from, 'small')] : [])),
+    cell('account', r.account || '\\u2014', ...(r.mail_from ? [el('div', 'MAIL FROM ' + r.mail_from, 'small')] : []), ...(r.client ? [el('div', 'client ' + r.client, 'small')] : [])),
     cell('reason', r.reason),
     cell('reply', el('div', r.reply, 'mono')),
   );

@@ -41,7 +41,7 @@ export interface StatusSnapshot {
   readiness: Readiness;
   accounts: AccountStatus[];
   /** Newest first. */
-  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; reply: string }>;
+  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; client: string | null; reply: string }>;
 }
 
 const RECENT_REFUSALS = 20;
@@ -79,6 +79,7 @@ export function statusSnapshot(deps: StatusDeps): StatusSnapshot {
       reason: r.reason,
       account: r.account,
       mail_from: r.mailFrom,
+      client: r.client,
       reply: r.reply,
     })),
   };

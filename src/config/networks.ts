@@ -1,4 +1,4 @@
-import { BlockList, isIP, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { DEFAULT_TRUSTED_NETWORKS } from './schema.js';
 
 /** `inbound.trusted_networks` (addresses and CIDR blocks, as the schema checked them) as a BlockList. */
@@ -11,6 +11,14 @@ export function networkList(networks: readonly string[]): BlockList {
     else list.addSubnet(addr, Number(bits), type);
   }
   return list;
+}
+
+/** Whether a client's address (as a socket gives it) is in `list`. */
+export function addressIn(list: BlockList, address: string): boolean {
+  // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d.
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIPv4(v4)) return list.check(v4, 'ipv4');
+  return isIPv6(address) && list.check(address, 'ipv6');
 }
 
 /**

@@ -4,9 +4,9 @@
 // timings — so a change to it is reported (by key) and left for the next start.
 import type { Config } from './schema.js';
 
-const WHOLE = ['listen', 'store', 'http', 'shutdown_timeout_ms'] as const;
-const BY_KEY = ['inbound', 'upstream', 'tokens'] as const;
-const LIVE = new Set(['inbound.trusted_networks']);
+const WHOLE = ['listen', 'listeners', 'store', 'http', 'shutdown_timeout_ms'] as const;
+const BY_KEY = ['inbound', 'upstream', 'tokens', 'log'] as const;
+const LIVE = new Set(['inbound.trusted_networks', 'log.level']);
 
 /** JSON with object keys sorted, so equal settings compare equal whatever order they were written in. */
 function canonical(v: unknown): string {

@@ -138,12 +138,38 @@ const cidr = z.string().refine(
   { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' },
 );
 
+/**
+ * The PROXY protocol (v1 or v2) on a listener: a TCP balancer in front (HAProxy `send-proxy`,
+ * an AWS NLB) tells the relay each client's real address. Only the balancers' addresses in `from`
+ * may connect to such a listener, and each must send the header first (Postfix:
+ * smtpd_upstream_proxy_protocol); a listener without it treats a PROXY header as a bad command.
+ */
+const proxyProtocol = z.strictObject({
+  from: z.array(cidr).min(1, 'name the balancers\' addresses (a PROXY header from anyone else would let them choose their address)'),
+  /** How long a connection may take to send its PROXY header before it is closed. */
+  timeout_ms: millis.default(5_000),
+});
+
+/** A listener beside `listen`: another address, implicit TLS (RFC 8314, port 465), the PROXY protocol. */
+const listenerSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port,
+  /** TLS from the first byte with inbound.tls's certificate; no STARTTLS offered. */
+  implicit_tls: z.boolean().default(false),
+  proxy_protocol: proxyProtocol.optional(),
+});
+export type ListenerConfig = z.infer<typeof listenerSchema>;
+
 /** Sessions from these may send without AUTH unless the config says otherwise: this host only. */
 export const DEFAULT_TRUSTED_NETWORKS: readonly string[] = ['127.0.0.0/8', '::1/128'];
 
 export const configSchema = z
   .strictObject({
-    listen: hostPort('127.0.0.1', 2525).default({ host: '127.0.0.1', port: 2525 }),
+    listen: hostPort('127.0.0.1', 2525)
+      .extend({ proxy_protocol: proxyProtocol.optional() })
+      .default({ host: '127.0.0.1', port: 2525 }),
+    /** More listeners beside `listen` (docs/operations.md: implicit TLS, the PROXY protocol). */
+    listeners: z.array(listenerSchema).default([]),
     inbound: z
       .strictObject({
         trusted_networks: z.array(cidr).default([...DEFAULT_TRUSTED_NETWORKS]),
@@ -298,9 +324,20 @@ export const configSchema = z
       })
       .default({ host: '127.0.0.1', port: 9090, enabled: true }),
     log: z
-      .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
-      .default({ level: 'info' }),
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** Recipient addresses in `transaction` lines: as given, `hash` (sha256:…, a pseudonym) or `drop`. */
+        recipients: z.enum(['full', 'hash', 'drop']).default('full'),
+      })
+      .default({ level: 'info', recipients: 'full' }),
     shutdown_timeout_ms: millis.default(30_000),
+  })
+  .superRefine((c, ctx) => {
+    c.listeners.forEach((l, i) => {
+      if (l.implicit_tls && !c.inbound.tls) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, 'implicit_tls'], message: 'needs inbound.tls (cert_file and key_file): the certificate this listener presents' });
+      }
+    });
   });
 
 export type RawConfig = z.infer<typeof configSchema>;

@@ -20,8 +20,13 @@ export function configWarnings(config: Config): ConfigProblem[] {
   const warnings: ConfigProblem[] = [];
   const warn = (reason: string, path: string | null) => warnings.push({ reason, path });
   const trusted = networkList(config.inbound.trusted_networks);
-  const listenLocal = isLoopbackHost(config.listen.host);
-  // On a loopback listener every client comes from 127.0.0.1 or ::1.
+  // `listen` and `listeners`, each with the key a warning names it by.
+  const listeners = [{ key: 'listen', ...config.listen }, ...config.listeners.map((l, i) => ({ key: `listeners[${i}]`, ...l }))];
+  // The first one clients off this host can reach, if any.
+  const exposed = listeners.find((l) => !isLoopbackHost(l.host));
+  const listenLocal = !exposed;
+  const where = exposed ? `${exposed.key}.host ${exposed.host}` : '';
+  // On loopback listeners every client comes from 127.0.0.1 or ::1.
   const trustedCanConnect = listenLocal
     ? trusted.check('127.0.0.1', 'ipv4') || trusted.check('::1', 'ipv6')
     : config.inbound.trusted_networks.length > 0;
@@ -46,17 +51,27 @@ export function configWarnings(config: Config): ConfigProblem[] {
     const publicProbe = PUBLIC_PROBES.find(([ip, type]) => trusted.check(ip, type));
     if (everything.length) {
       warn(
-        `${everything.join(', ')} trusts every address, and listen.host ${config.listen.host} is not loopback: anyone who can connect may send, without AUTH, as any configured sender (an open relay for those addresses)`,
+        `${everything.join(', ')} trusts every address, and ${where} is not loopback: anyone who can connect may send, without AUTH, as any configured sender (an open relay for those addresses)`,
         'inbound.trusted_networks',
       );
     } else if (publicProbe) {
       warn(
-        `trusts internet addresses (${publicProbe[0]} among them) and listen.host ${config.listen.host} is not loopback: those hosts may send without AUTH as any configured sender`,
+        `trusts internet addresses (${publicProbe[0]} among them) and ${where} is not loopback: those hosts may send without AUTH as any configured sender`,
         'inbound.trusted_networks',
       );
     }
     if (!config.inbound.tls && config.accounts.some((a) => a.password)) {
-      warn(`listen.host ${config.listen.host} is not loopback and inbound.tls is not set: clients outside trusted_networks cannot authenticate (AUTH needs TLS) and trusted ones send their passwords in clear`, 'inbound.tls');
+      warn(`${where} is not loopback and inbound.tls is not set: clients outside trusted_networks cannot authenticate (AUTH needs TLS) and trusted ones send their passwords in clear`, 'inbound.tls');
+    }
+  }
+
+  // A PROXY header names the client: whoever may send one chooses its own address.
+  for (const { key, proxy_protocol: proxy } of listeners) {
+    if (!proxy) continue;
+    const from = networkList(proxy.from);
+    const open = PUBLIC_PROBES.find(([ip, type]) => from.check(ip, type));
+    if (open) {
+      warn(`lets internet addresses (${open[0]} among them) send a PROXY header: they can claim any client address, trusted_networks included; name only the balancers`, `${key}.proxy_protocol.from`);
     }
   }
 

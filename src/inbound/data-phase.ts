@@ -5,6 +5,7 @@
 // stream, so that the provider never gets half a message.
 import { BodyStream } from './body-stream.js';
 import { DataDecoder } from '../smtp/data-decoder.js';
+import { MessageIdSniffer } from './message-id.js';
 import { bodyRead } from './reclaim.js';
 
 /** The session's side of it: one object per session, its methods bound, so a message costs no closures of its own. */
@@ -19,6 +20,8 @@ export class DataPhase {
   readonly decoder = new DataDecoder();
   readonly body: BodyStream;
   readonly startedAt = performance.now();
+  /** The Message-ID for the log line, read from the header block as it streams (never buffered). */
+  readonly messageId = new MessageIdSniffer();
   private done!: () => void;
   private readonly received: Promise<void>;
 
@@ -44,7 +47,10 @@ export class DataPhase {
   push(chunk: Buffer): Buffer | null | undefined {
     bodyRead(chunk.length);
     const { body, done, rest } = this.decoder.push(chunk);
-    for (const piece of body) this.body.push(piece);
+    for (const piece of body) {
+      this.messageId.push(piece);
+      this.body.push(piece);
+    }
     if (!done) return undefined;
     this.body.end();
     this.done();

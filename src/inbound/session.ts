@@ -22,7 +22,7 @@ import { isLoopbackHost } from '../config/networks.js';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
-import type { LimitedTransaction } from '../relay/limited-transaction.js';
+import { recipientOf, type LimitedTransaction } from '../relay/limited-transaction.js';
 import { accountOf, isRefusal, reasonOf, refusal, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
 import type { Capabilities } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
@@ -30,7 +30,7 @@ import type { Account } from '../routing/account.js';
 import type { Router, SessionIdentity } from '../routing/router.js';
 import type { MailParams } from '../smtp/envelope.js';
 import { parsePath } from '../smtp/path.js';
-import { formatReply, reply, wireReply, type Reply } from '../smtp/reply.js';
+import { reply, wireReply, type Reply } from '../smtp/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { DataPhase, type DataPhaseHost } from './data-phase.js';
 import { HIGH_WATER, LineReader } from './line-reader.js';
@@ -41,7 +41,7 @@ import { upgradeToTls } from './tls-upgrade.js';
 import { recordTransaction, type TransactionLog } from './transaction-log.js';
 
 /** The transaction a session drives (LimitedTransaction; a scripted one in tests). */
-export type SessionTransaction = Pick<LimitedTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'rcpt' | 'data' | 'abort'>;
+export type SessionTransaction = Pick<LimitedTransaction, 'account' | 'envelope' | 'recipients' | 'bytes' | 'mailReply' | 'rcpt' | 'data' | 'abort'>;
 
 /** What a session needs of the relay stage (Relay; a scripted stand-in in test/inbound/). */
 export interface SessionRelay {
@@ -140,11 +140,14 @@ export class Session {
   constructor(
     socket: Socket,
     private readonly ctx: SessionContext,
-    trusted: boolean,
+    /** The client's address (the PROXY protocol's when a balancer sent one, server.ts); `secure`: implicit TLS. */
+    peer: { remote: string; trusted: boolean; secure: boolean },
   ) {
+    const { trusted } = peer;
     this.socket = socket;
-    this.remote = socket.remoteAddress ?? '';
+    this.remote = peer.remote;
     this.trusted = trusted;
+    this.secure = peer.secure;
     const c = ctx.config;
     this.guard = new SessionGuard(
       { maxErrors: c.max_errors_per_session, idleTimeoutMs: c.idle_timeout_ms, dataTimeoutMs: c.data_timeout_ms, mailReplyTimeoutMs: c.mail_reply_timeout_ms },
@@ -321,6 +324,7 @@ export class Session {
       session: this.id,
       remote: this.remote,
       mailFrom: this.mailFrom ?? undefined,
+      rcpt: recipientOf(err),
       detail: err instanceof Error ? err.message : undefined,
     });
     if (r.code >= 500 && !(err instanceof UpstreamReplyError) && this.guard.error()) {
@@ -460,8 +464,10 @@ export class Session {
       (e: unknown) => {
         if (opening.late) return LATE;
         this.opening = null;
+        // Recorded before the sender is forgotten, so that the `refused` line names it.
+        const r = this.fail('mail', e);
         this.mailFrom = null;
-        throw e;
+        return r;
       },
     );
   }
@@ -604,16 +610,17 @@ export class Session {
 
   private logTransaction(tx: SessionTransaction, data: DataPhase, code: number, upstream?: Reply, error?: string): void {
     recordTransaction(this.ctx, data.startedAt, {
-      event: 'transaction',
       session: this.id,
+      client: this.remote,
       account: tx.account.email,
-      mail_from: tx.envelope.mailFrom,
-      rcpt_count: tx.envelope.rcptTo.length,
+      mailFrom: tx.envelope.mailFrom,
+      recipients: tx.recipients,
+      accepted: tx.envelope.rcptTo.length,
+      messageId: data.messageId.take(),
       // What the client sent, whether or not it went upstream (a dropped message has a size too).
       size: Math.max(data.decoder.bytes, tx.bytes),
       reply: code,
-      upstream: upstream ? formatReply(upstream) : undefined,
-      ms: 0,
+      upstream,
       error: error || undefined,
     });
   }

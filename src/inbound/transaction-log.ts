@@ -4,19 +4,55 @@
 // largest single item of the relay's own JavaScript in a CPU profile of the message path
 // (docs/benchmarks.md). The line is byte-for-byte what pino would write for the same object:
 // level, time (ISO, as src/obs/logger.ts configures), the logger's bindings, the fields, msg.
+//
+// It answers "did mail to X go out" as Postfix's log does: the sender, each recipient with the
+// reply the client got for it, the Message-ID, the client's address, the provider's reply to the
+// message and its queue id (docs/operations.md, "Finding a message").
 import { pino, type Logger } from 'pino';
 import type { Metrics } from '../obs/metrics.js';
+import { loggedAddress, type RecipientLogging } from '../obs/recipients.js';
+import type { RecipientReply } from '../relay/limited-transaction.js';
+import { formatReply, type Reply } from '../smtp/reply.js';
+import { queueIdOf } from './queue-id.js';
+
+/** A recipient as logged: `to` is absent with log.recipients: drop. */
+export interface LoggedRecipient {
+  to?: string;
+  reply: string;
+}
 
 /** Fields of the line, in the order they are written; undefined ones are left out (as pino does). */
 export interface TransactionFields {
   event: 'transaction';
   session: string;
+  client: string;
   account: string;
   mail_from: string;
+  rcpts: LoggedRecipient[];
+  /** Recipients the provider accepted: those the message went to if `reply` is 2xx. */
   rcpt_count: number;
+  message_id?: string | undefined;
   size: number;
   reply: number;
   upstream?: string | undefined;
+  queue_id?: string | undefined;
+  ms: number;
+  error?: string | undefined;
+}
+
+/** What the session knows at the end of a message. */
+export interface TransactionRecord {
+  session: string;
+  client: string;
+  account: string;
+  mailFrom: string;
+  recipients: readonly RecipientReply[];
+  accepted: number;
+  messageId: string | undefined;
+  size: number;
+  reply: number;
+  /** The provider's reply to the message, when it gave one. */
+  upstream?: Reply | undefined;
   ms: number;
   error?: string | undefined;
 }
@@ -26,7 +62,39 @@ interface Stream {
 }
 
 export class TransactionLog {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly recipients: RecipientLogging = 'full',
+  ) {}
+
+  /** The line for one message (nothing is built when the level hides it). */
+  record(t: TransactionRecord): void {
+    if (!this.logger.isLevelEnabled('info')) return;
+    const mode = this.recipients;
+    const rcpts: LoggedRecipient[] = [];
+    for (const r of t.recipients) {
+      const reply = formatReply(r.reply);
+      const to = loggedAddress(mode, r.to);
+      rcpts.push(to === undefined ? { reply } : { to, reply });
+    }
+    const upstream = t.upstream ? formatReply(t.upstream) : undefined;
+    this.write({
+      event: 'transaction',
+      session: t.session,
+      client: t.client,
+      account: t.account,
+      mail_from: t.mailFrom,
+      rcpts,
+      rcpt_count: t.accepted,
+      message_id: t.messageId,
+      size: t.size,
+      reply: t.reply,
+      upstream,
+      queue_id: t.upstream && t.upstream.code < 300 ? queueIdOf(t.upstream.lines[t.upstream.lines.length - 1] ?? '') : undefined,
+      ms: t.ms,
+      error: t.error,
+    });
+  }
 
   write(fields: TransactionFields): void {
     const logger = this.logger;
@@ -49,14 +117,13 @@ export interface TransactionSinks {
 
 /**
  * The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line.
- * `fields.ms` is filled in here, from `startedAt` (performance.now() at DATA).
+ * The line's `ms` is measured here, from `startedAt` (performance.now() at DATA).
  */
-export function recordTransaction(sinks: TransactionSinks, startedAt: number, fields: TransactionFields): void {
+export function recordTransaction(sinks: TransactionSinks, startedAt: number, t: Omit<TransactionRecord, 'ms'>): void {
   const { metrics } = sinks;
   const ms = performance.now() - startedAt;
-  if (fields.reply < 300) sinks.relay.sent.record(fields.account);
-  metrics?.countMessage(fields.account, fields.reply);
-  metrics?.relayLatency.observe({ account: fields.account }, ms / 1000);
-  fields.ms = Math.round(ms * 100) / 100;
-  sinks.transactionLog.write(fields);
+  if (t.reply < 300) sinks.relay.sent.record(t.account);
+  metrics?.countMessage(t.account, t.reply);
+  metrics?.relayLatency.observe({ account: t.account }, ms / 1000);
+  sinks.transactionLog.record({ ...t, ms: Math.round(ms * 100) / 100 });
 }

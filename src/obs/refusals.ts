@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { RefusalReason } from '../errors/registry.js';
 import { formatReply, type Reply } from '../smtp/reply.js';
 import type { Metrics } from './metrics.js';
+import { loggedAddress, type RecipientLogging } from './recipients.js';
 
 export type RefusalStage = 'connect' | 'auth' | 'mail' | 'rcpt' | 'data' | 'session';
 
@@ -19,6 +20,8 @@ export interface RefusalInput {
   session?: string | undefined;
   remote?: string | undefined;
   mailFrom?: string | undefined;
+  /** The recipient, for a refused RCPT (logged as log.recipients says). */
+  rcpt?: string | undefined;
   /** For the log only: what went wrong, never a secret. */
   detail?: string | undefined;
 }
@@ -33,6 +36,8 @@ export interface Refusal {
   account: string | null;
   reply: string;
   mailFrom: string | null;
+  /** The client's address (behind a balancer speaking the PROXY protocol: the real one). */
+  client: string | null;
 }
 
 const RECENT = 50;
@@ -44,6 +49,7 @@ export class Refusals {
   constructor(
     private readonly logger: Logger,
     private readonly metrics?: Metrics,
+    private readonly recipients: RecipientLogging = 'full',
   ) {}
 
   record(r: RefusalInput): void {
@@ -59,6 +65,7 @@ export class Refusals {
       account,
       reply: formatReply(r.reply),
       mailFrom: r.mailFrom ?? null,
+      client: r.remote || null,
     };
     if (this.ring.length < RECENT) this.ring.push(entry);
     else this.ring[this.next] = entry;
@@ -72,8 +79,9 @@ export class Refusals {
         reason: r.reason,
         account: account ?? undefined,
         session: r.session,
-        remote: r.remote,
+        client: r.remote,
         mail_from: r.mailFrom,
+        rcpt: r.rcpt === undefined ? undefined : loggedAddress(this.recipients, r.rcpt),
         reply: entry.reply,
         ...(r.detail ? { error: r.detail } : {}),
       },

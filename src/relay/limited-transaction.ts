@@ -4,14 +4,34 @@
 // src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
 import type { Limiter, Reservation } from '../limits/limiter.js';
 import type { Reply } from '../smtp/reply.js';
-import { certainlyNotSent } from '../errors/registry.js';
+import { certainlyNotSent, toReply } from '../errors/registry.js';
 import type { Envelope } from '../smtp/envelope.js';
 import { settle, type RelayTransaction } from './transaction.js';
 
 /** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
 export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;
 
+/** One RCPT relayed and the reply the client got for it (the provider's, as given). */
+export interface RecipientReply {
+  to: string;
+  reply: Reply;
+}
+
+const refusedRecipients = new WeakMap<object, string>();
+
+/** Marks a refusal as a recipient's, for its `refused` log line. */
+function refusalOf(err: unknown, to: string): unknown {
+  if (typeof err === 'object' && err !== null) refusedRecipients.set(err, to);
+  return err;
+}
+
+/** The recipient a refused RCPT was for, when `err` is such a refusal. */
+export const recipientOf = (err: unknown): string | undefined => (typeof err === 'object' && err !== null ? refusedRecipients.get(err) : undefined);
+
 export class LimitedTransaction {
+  /** Every RCPT that went to the provider, accepted or not, in order: for the transaction log line. */
+  readonly recipients: RecipientReply[] = [];
+
   constructor(
     private readonly inner: UpstreamTransaction,
     private readonly reservation: Reservation,
@@ -50,16 +70,24 @@ export class LimitedTransaction {
     try {
       held = this.reservation.addRecipient();
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusalOf(e, to));
     }
-    return held ? held.then(() => this.relayRcpt(to)) : this.relayRcpt(to);
+    return held ? held.then(() => this.relayRcpt(to), (e: unknown) => Promise.reject(refusalOf(e, to))) : this.relayRcpt(to);
   }
 
   private relayRcpt(to: string): Promise<Reply> {
-    return settle(() => this.inner.rcpt(to)).then(undefined, (e: unknown) => {
-      this.reservation.recipientRefused();
-      throw this.limiter.providerRefusal(this.account, e);
-    });
+    return settle(() => this.inner.rcpt(to)).then(
+      (reply) => {
+        this.recipients.push({ to, reply });
+        return reply;
+      },
+      (e: unknown) => {
+        this.reservation.recipientRefused();
+        const err = this.limiter.providerRefusal(this.account, e);
+        this.recipients.push({ to, reply: toReply(err) });
+        throw refusalOf(err, to);
+      },
+    );
   }
 
   data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {

@@ -6,9 +6,9 @@
 //     candidate (an account pool), in config order, and the relay picks among them;
 //  3. anyone else must authenticate: the relay is never open.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isIPv4, isIPv6, type BlockList } from 'node:net';
+import type { BlockList } from 'node:net';
 import { domainToASCII } from 'node:url';
-import { networkList } from '../config/networks.js';
+import { addressIn, networkList } from '../config/networks.js';
 import { RelayError } from '../errors/registry.js';
 import type { Account } from './account.js';
 
@@ -89,10 +89,7 @@ export class Router {
   }
 
   private checkTrusted(remoteAddress: string): boolean {
-    // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d.
-    const v4 = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
-    if (isIPv4(v4)) return this.trusted.check(v4, 'ipv4');
-    return isIPv6(remoteAddress) && this.trusted.check(remoteAddress, 'ipv6');
+    return addressIn(this.trusted, remoteAddress);
   }
 
   /**

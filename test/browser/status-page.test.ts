@@ -152,6 +152,9 @@ describe('the status page in headless Chromium', () => {
     const row = await page.$eval('#refusals tr', (tr) => tr.textContent ?? '');
     expect(row).toContain(A);
     expect(row).toContain('no_token');
+    // With the sender and the client's address (issue 21).
+    expect(row).toContain(`MAIL FROM ${A}`);
+    expect(row).toContain('client 127.0.0.1');
     // What the page reads holds no secret of any account.
     const json = await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/status.json`)).text();
     for (const a of stack.accounts.values()) for (const secret of [a.refreshToken, a.clientSecret]) if (secret) expect(json).not.toContain(secret);

@@ -9,7 +9,7 @@ export interface Refused {
   code: number;
   reason: string;
   account?: string;
-  remote?: string;
+  client?: string;
   reply: string;
 }
 

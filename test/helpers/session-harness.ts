@@ -10,6 +10,7 @@ import { configSchema } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import type { RefusalInput, Refusals } from '../../src/obs/refusals.js';
 import { UpstreamReplyError } from '../../src/errors/registry.js';
+import type { RecipientReply } from '../../src/relay/limited-transaction.js';
 import type { Group } from '../../src/relay/transaction.js';
 import type { Account } from '../../src/routing/account.js';
 import { reply, type Reply } from '../../src/smtp/reply.js';
@@ -75,6 +76,7 @@ export class ScriptedRelay implements SessionRelay {
 
 class ScriptedTransaction implements SessionTransaction {
   readonly envelope: { mailFrom: string; rcptTo: string[] };
+  readonly recipients: RecipientReply[] = [];
   bytes = 0;
 
   constructor(
@@ -89,6 +91,7 @@ class ScriptedTransaction implements SessionTransaction {
   rcpt(to: string): Promise<Reply> {
     this.relay.calls.push(`rcpt ${to}`);
     const r = this.relay.script.rcpt?.[to] ?? reply(250, '2.1.5 OK rcpt');
+    this.recipients.push({ to, reply: r });
     if (r.code >= 400) return Promise.reject(new UpstreamReplyError(r));
     this.envelope.rcptTo.push(to);
     return Promise.resolve(r);
@@ -165,7 +168,7 @@ export async function sessionServer(opts: HarnessOptions = {}): Promise<SessionS
   };
   const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => undefined);
-    new Session(socket, ctx, opts.trusted ?? true).start();
+    new Session(socket, ctx, { remote: socket.remoteAddress ?? '', trusted: opts.trusted ?? true, secure: false }).start();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

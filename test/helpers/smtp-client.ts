@@ -25,6 +25,17 @@ export class RawSmtp {
     return { client, greeting: await client.read() };
   }
 
+  /** TLS from the first byte (implicit TLS, RFC 8314), trusting `ca`. */
+  static async connectTls(port: number, ca: string | Buffer, opts: { host?: string; localAddress?: string } = {}): Promise<{ client: RawSmtp; greeting: Reply; socket: TLSSocket }> {
+    const socket = tlsConnect({ port, host: opts.host ?? '127.0.0.1', ca, servername: 'localhost', ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', resolve);
+      socket.once('error', reject);
+    });
+    const client = new RawSmtp(socket);
+    return { client, greeting: await client.read(), socket };
+  }
+
   /** The next reply; rejects after `timeoutMs`, or as soon as the connection is closed without one. */
   read(timeoutMs = 10_000): Promise<Reply> {
     const r = this.replies.shift();

@@ -96,7 +96,7 @@ describe('session and connect refusals', () => {
     onTestFinished(() => second.close());
     expect(line(greeting)).toBe('421 4.7.0 Too many connections, try again later');
     await until(() => refused().length === 1, 2_000, 'one refused line');
-    expect(refused()[0]).toMatchObject({ stage: 'connect', code: 421, reason: 'too_many_connections', remote: STRANGER });
+    expect(refused()[0]).toMatchObject({ stage: 'connect', code: 421, reason: 'too_many_connections', client: STRANGER });
     expect(await count(labels)).toBe(counted + 1);
   });
 });

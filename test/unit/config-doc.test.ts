@@ -99,11 +99,14 @@ const resolved = buildConfig(
   null,
   { checkHost: false, env: {} },
 );
+// A `listeners` entry with only its required keys.
+const listener = configSchema.parse({ listeners: [{ port: 465, proxy_protocol: { from: ['10.0.0.5'] } }] }).listeners[0];
 const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
 function actual(path: string, column: string): unknown {
   const [top, ...rest] = path.split('.');
   if (top === 'accounts') return get(resolved.accounts[0], rest.join('.'));
+  if (top === 'listeners') return get(listener, rest.join('.'));
   if (top === 'providers') return get(resolved.providers[column.split(' ')[0]!], rest.map(camel).join('.'));
   return paths.get(path)?.defaultValue ?? get(raw, path) ?? get(redis, path);
 }

@@ -1,8 +1,12 @@
 // The transaction line is written by hand (src/inbound/transaction-log.ts) for speed: it must be
 // the line pino writes for the same object, and follow the logger's level.
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createHash } from 'node:crypto';
 import { TransactionLog, type TransactionFields } from '../../src/inbound/transaction-log.js';
+import { hashAddress } from '../../src/obs/recipients.js';
 import { createLogger } from '../../src/obs/logger.js';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const capture = () => {
   const lines: string[] = [];
@@ -12,9 +16,12 @@ const capture = () => {
 const fields: TransactionFields = {
   event: 'transaction',
   session: 'Ab-9_x',
+  client: '192.0.2.7',
   account: 'a@x.test',
   mail_from: 'odd "quoted" \\ <sender>@münchen.example',
-  rcpt_count: 2,
+  rcpts: [{ to: 'b@y.test', reply: '250 2.1.5 OK' }, { to: 'c"q"@y.test', reply: '550 5.1.1 No such user' }],
+  rcpt_count: 1,
+  message_id: '<id.1@x.test>',
   size: 2048,
   reply: 451,
   upstream: '451-4.3.0 first\n451 4.3.0 "second"',
@@ -56,5 +63,66 @@ describe('TransactionLog', () => {
     logger.level = 'info';
     log.write(fields);
     expect(lines).toHaveLength(1);
+  });
+});
+
+describe('TransactionLog.record', () => {
+  const recipients = [
+    { to: 'Bob@Y.test', reply: { code: 250, lines: ['2.1.5 OK'] } },
+    { to: 'gone@y.test', reply: { code: 550, lines: ['5.1.1 No such user'] } },
+  ];
+  const record = (upstreamText: string) => ({
+    session: 's1',
+    client: '192.0.2.7',
+    account: 'a@x.test',
+    mailFrom: 'a@x.test',
+    recipients,
+    accepted: 1,
+    messageId: '<m1@x.test>',
+    size: 10,
+    reply: 250,
+    upstream: { code: 250, lines: [upstreamText] },
+    ms: 3,
+  });
+  const one = (mode: 'full' | 'hash' | 'drop', upstreamText = '2.0.0 OK') => {
+    const { lines, logger } = capture();
+    new TransactionLog(logger, mode).record(record(upstreamText));
+    expect(lines).toHaveLength(1);
+    return JSON.parse(lines[0]!) as Record<string, unknown>;
+  };
+
+  it('full: each recipient as given with its reply, the Message-ID, the client', () => {
+    expect(one('full')).toMatchObject({
+      client: '192.0.2.7',
+      rcpts: [{ to: 'Bob@Y.test', reply: '250 2.1.5 OK' }, { to: 'gone@y.test', reply: '550 5.1.1 No such user' }],
+      rcpt_count: 1,
+      message_id: '<m1@x.test>',
+      upstream: '250 2.0.0 OK',
+    });
+  });
+
+  it('hash: sha256 of the lower-cased address, first 16 hex digits (what `sha256sum` gives)', () => {
+    const line = one('hash');
+    expect(line.rcpts).toEqual([
+      { to: 'sha256:' + sha256('bob@y.test').slice(0, 16), reply: '250 2.1.5 OK' },
+      { to: 'sha256:' + sha256('gone@y.test').slice(0, 16), reply: '550 5.1.1 No such user' },
+    ]);
+    expect(JSON.stringify(line)).not.toMatch(/bob@|gone@/i);
+    expect(hashAddress('BOB@y.test')).toBe(hashAddress('bob@y.test'));
+  });
+
+  it('drop: the replies without the addresses', () => {
+    const line = one('drop');
+    expect(line.rcpts).toEqual([{ reply: '250 2.1.5 OK' }, { reply: '550 5.1.1 No such user' }]);
+    expect(JSON.stringify(line)).not.toMatch(/bob@|gone@/i);
+  });
+
+  it('queue_id from the providers\' 250 replies; absent when the reply has none', () => {
+    expect(one('full', '2.0.0 OK  1700000000 d2-20020a05600c0c4100b0040b4b9c8a5asm123456wmq.1 - gsmtp').queue_id).toBe('d2-20020a05600c0c4100b0040b4b9c8a5asm123456wmq.1');
+    expect(one('full', '2.0.0 OK <AM0PR01MB1234ABCD@AM0PR01MB1234.eurprd01.prod.exchangelabs.com> [Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com]').queue_id).toBe(
+      'AM0PR01MB1234ABCD@AM0PR01MB1234.eurprd01.prod.exchangelabs.com',
+    );
+    expect(one('full', '2.0.0 Ok: queued as 4Bc1Yz3abc').queue_id).toBe('4Bc1Yz3abc');
+    expect(one('full', '2.0.0 OK').queue_id).toBeUndefined();
   });
 });
