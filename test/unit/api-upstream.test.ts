@@ -6,9 +6,9 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { RelayError, toReply } from '../../src/relay/errors.js';
-import { withoutBcc } from '../../src/sandbox/gmail-api.js';
+import { withoutBcc } from '../../src/sandbox/header-reader.js';
 import { apiFailure, isThrottle, retryAfterMs } from '../../src/upstream/api/failures.js';
-import { gmailBcc } from '../../src/upstream/api/gmail.js';
+import { gmailPayload } from '../../src/upstream/api/gmail.js';
 import { GraphSender, GRAPH_UPLOAD_RANGE_BYTES, graphRecipients } from '../../src/upstream/api/graph.js';
 import type { ApiCalls } from '../../src/upstream/api/sender.js';
 import { multipartMessage } from '../helpers/api-stack.js';
@@ -65,9 +65,10 @@ describe('recipients', () => {
   });
 
   it('Gmail: a Bcc field for envelope-only recipients; a header-only recipient refuses the message', () => {
-    expect(gmailBcc(mime('To: a@x.test'), ['a@x.test', 'e@x.test', 'f@x.test']).toString()).toBe('Bcc: e@x.test, f@x.test\r\n');
-    expect(gmailBcc(mime('To: a@x.test'), ['a@x.test']).length).toBe(0);
-    const e = thrown(() => gmailBcc(mime('To: a@x.test, h@x.test'), ['a@x.test']), RelayError);
+    expect(gmailPayload(mime('To: a@x.test'), ['a@x.test', 'e@x.test', 'f@x.test']).toString()).toMatch(/^Bcc: e@x\.test, f@x\.test\r\nTo: a@x\.test\r\n\r\n/);
+    const plain = mime('To: a@x.test');
+    expect(gmailPayload(plain, ['a@x.test'])).toBe(plain);
+    const e = thrown(() => gmailPayload(mime('To: a@x.test, h@x.test'), ['a@x.test']), RelayError);
     expect(toReply(e)).toEqual({ code: 554, lines: [expect.stringMatching(/^5\.3\.3 /)] });
   });
 

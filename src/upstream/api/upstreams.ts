@@ -19,8 +19,14 @@ const MAX_WARM_PER_ORIGIN = 16;
 
 export const usesApi = (a: Account): boolean => a.upstream !== 'smtp';
 
-export function senderFor(account: Account): ApiSender {
-  return account.upstream === 'graph' ? new GraphSender(account.provider.graphUrl) : new GmailSender(account.provider.gmailApiUrl);
+/**
+ * A lost send's answer is looked for as long as the send's own answer was waited for (the MTA
+ * waits for both: Postfix's smtp_data_done_timeout is 600 s, data_timeout_ms 180 s by default).
+ */
+export function senderFor(account: Account, confirmWithinMs = 60_000): ApiSender {
+  return account.upstream === 'graph'
+    ? new GraphSender(account.provider.graphUrl, { withinMs: confirmWithinMs, everyMs: Math.min(2_000, Math.max(100, Math.floor(confirmWithinMs / 10))) })
+    : new GmailSender(account.provider.gmailApiUrl);
 }
 
 export class ApiUpstreams {
@@ -38,7 +44,7 @@ export class ApiUpstreams {
 
   private of(account: Account): { sender: ApiSender; slots: Slots } {
     let it = this.perAccount.get(account);
-    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account), slots: new Slots(account.email, account.maxConnections) }));
+    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account, this.upstream.data_timeout_ms), slots: new Slots(account.email, account.maxConnections) }));
     return it;
   }
 
