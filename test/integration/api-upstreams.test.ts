@@ -168,6 +168,19 @@ describe('Microsoft Graph', () => {
     expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^250 /);
     expect(stack.sandbox.graph.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
   });
+
+  it('a send whose answer was lost while Exchange was still sending: the draft is watched until sent, 250, delivered once', async () => {
+    const g = stack.sandbox.graph;
+    // Still a draft when the relay stops waiting for the answer (2 s) and for a second after.
+    g.sendingMs = 3_000;
+    g.fault({ kind: 'lost_answer', step: 'send', times: 1 });
+    const raw = headerTo(GRAPH, ['r@example.net'], [], 'g-sending');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^250 2\.0\.0 /);
+    expect(g.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+    expect(g.requests.get('get')).toBeGreaterThan(1); // it was seen as a draft at least once
+    expect(g.requests.get('delete')).toBeUndefined();
+    expect(g.draftCount).toBe(0);
+  });
 });
 
 describe('Gmail API', () => {
