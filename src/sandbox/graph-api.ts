@@ -71,6 +71,12 @@ export class FakeGraphApi extends FakeApiServer {
   private readonly sentItems = new Map<string, string>();
   /** How long a sent draft stays a draft before it is delivered (Exchange's transport at work). */
   sendingMs = 0;
+  /**
+   * A Graph that keeps a MIME draft's recipients from its header and answers a PATCH of them
+   * with 200 anyway: what the relay would face if Graph applied "MIME properties cannot be
+   * updated individually" ("Send messages with MIME content") without saying so.
+   */
+  mimeRecipientsFixed = false;
   /** The mailbox's message size limit, on the message as sent: draft MIME plus attachments in base64 (Exchange Online's largest). */
   maxMessageBytes = 150 * 1024 * 1024;
 
@@ -92,6 +98,7 @@ export class FakeGraphApi extends FakeApiServer {
     this.sentLists.clear();
     this.sentItems.clear();
     this.sendingMs = 0;
+    this.mimeRecipientsFixed = false;
   }
 
   /** The attachments uploaded to the draft `message` was sent from. */
@@ -178,10 +185,11 @@ export class FakeGraphApi extends FakeApiServer {
         } catch {
           throw new HttpError(400, graphError('RequestBodyRead', 'Invalid JSON.'));
         }
-        if ('toRecipients' in patch) draft.to = addresses(patch.toRecipients);
-        if ('ccRecipients' in patch) draft.cc = addresses(patch.ccRecipients);
-        if ('bccRecipients' in patch) draft.bcc = addresses(patch.bccRecipients);
-        return { status: 200, body: { id, isDraft: true } };
+        const set = { to: 'toRecipients' in patch ? addresses(patch.toRecipients) : draft.to, cc: 'ccRecipients' in patch ? addresses(patch.ccRecipients) : draft.cc, bcc: 'bccRecipients' in patch ? addresses(patch.bccRecipients) : draft.bcc };
+        if (!this.mimeRecipientsFixed) Object.assign(draft, set);
+        // As Graph: the updated message, its recipient lists included.
+        const listed = (l: FakeAddress[]) => l.map((a) => ({ emailAddress: { address: a.address, name: a.name || a.address } }));
+        return { status: 200, body: { id, isDraft: true, toRecipients: listed(draft.to), ccRecipients: listed(draft.cc), bccRecipients: listed(draft.bcc) } };
       }
       case 'send': {
         const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc].map((a) => a.address))];

@@ -169,6 +169,16 @@ describe('Microsoft Graph', () => {
     expect(stack.sandbox.graph.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
   });
 
+  it('a Graph that keeps the MIME\'s recipients despite the PATCH: nothing is sent, 451, the draft deleted', async () => {
+    const g = stack.sandbox.graph;
+    g.mimeRecipientsFixed = true;
+    const raw = headerTo(GRAPH, ['outsider@example.org'], [], 'g-fixed');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.5\.0 Microsoft Graph did not keep the recipients/);
+    expect(g.requests.get('send')).toBeUndefined();
+    expect(g.messages).toEqual([]);
+    expect(g.draftCount).toBe(0);
+  });
+
   it('a send whose answer was lost while Exchange was still sending: the draft is watched until sent, 250, delivered once', async () => {
     const g = stack.sandbox.graph;
     // Still a draft when the relay stops waiting for the answer (2 s) and for a second after.

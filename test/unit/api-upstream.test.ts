@@ -119,6 +119,7 @@ describe('Graph upload sessions', () => {
         seen.push({ how: 'call', method: req.method, url: req.url, size: req.body?.length ?? 0 });
         if (req.url.endsWith('/messages')) return res(201, { id: 'D1' });
         if (req.url.endsWith('/createUploadSession')) return res(201, { uploadUrl, nextExpectedRanges: ['0-'] });
+        if (req.method === 'PATCH') return res(200, JSON.parse(String(req.body)));
         return res(req.url.endsWith('/send') ? 202 : 200, {});
       },
       upload: async (req) => {

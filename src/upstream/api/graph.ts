@@ -55,6 +55,18 @@ export function graphRecipients(mime: Buffer, envelope: readonly string[]): { to
   return { toRecipients, ccRecipients, bccRecipients };
 }
 
+/** Whether Graph's answer to the PATCH names exactly the recipients set, list by list. */
+function sameRecipients(body: string, lists: ReturnType<typeof graphRecipients>): boolean {
+  let got: Record<string, unknown>;
+  try {
+    got = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return false;
+  }
+  const key = (l: unknown) => (Array.isArray(l) ? l.map((r: Recipient) => String(r?.emailAddress?.address ?? '').toLowerCase()).sort().join('\n') : null);
+  return (['toRecipients', 'ccRecipients', 'bccRecipients'] as const).every((k) => key(got[k]) === key(lists[k]));
+}
+
 /** Graph keeps an item's id when it moves (the draft becoming its Sent Items copy) only when asked. */
 const IMMUTABLE_IDS = { prefer: 'IdType="ImmutableId"' };
 
@@ -107,6 +119,16 @@ export class GraphSender implements ApiSender {
     if (!ok(patched)) {
       await discard();
       throw calls.fail(patched, 'set recipients');
+    }
+    // Graph documents no PATCH of a draft created from MIME ("Send messages with MIME content":
+    // MIME properties cannot be updated individually); the updated message it answers with must
+    // show the recipients set, or nothing is sent (a change of Graph's would show here first).
+    if (!sameRecipients(patched.body, lists)) {
+      await discard();
+      throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the draft does not show the recipients set by PATCH', {
+        notSent: true,
+        reply: { code: 451, lines: ['4.5.0 Microsoft Graph did not keep the recipients the relay set on the draft; not sent, try again later'] },
+      });
     }
     try {
       for (const file of files) await this.attach(calls, draft, file);
