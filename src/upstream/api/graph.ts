@@ -20,7 +20,7 @@
 // for up to `withinMs`: isDraft false means sent (250). Still a draft at the end: it is deleted
 // and, once gone, the MTA gets 451 and resends. Anything else (the id unknown, the reads
 // failing) cannot tell, and the MTA gets the send's own 451: a resend may duplicate, never lose.
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 import { headerRecipients, type HeaderAddress } from './headers.js';
 import { takeAttachments, type FileAttachment } from './mime-attachments.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';

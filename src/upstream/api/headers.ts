@@ -8,7 +8,7 @@
 import mailsplit from '@zone-eu/mailsplit';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 
 export interface HeaderAddress {
   /** The display name, RFC 2047 words decoded; '' when none. */
