@@ -6,13 +6,13 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { RelayError, toReply } from '../../src/errors/registry.js';
-import { withoutBcc } from '../../src/sandbox/header-reader.js';
+import { fakeAddresses, MalformedHeader, withoutBcc } from '../../src/sandbox/header-reader.js';
 import { apiFailure, isThrottle, retryAfterMs } from '../../src/upstream/api/failures.js';
 import { gmailPayload } from '../../src/upstream/api/gmail.js';
 import { GraphSender, GRAPH_UPLOAD_RANGE_BYTES, graphRecipients } from '../../src/upstream/api/graph.js';
 import type { ApiCalls } from '../../src/upstream/api/sender.js';
 import { multipartMessage } from '../helpers/api-stack.js';
-import { headerRecipients } from '../../src/upstream/api/headers.js';
+import { headerRecipients, readHeader } from '../../src/upstream/api/headers.js';
 import type { ApiResponse } from '../../src/upstream/api/http.js';
 import { thrown } from '../helpers/thrown.js';
 
@@ -53,6 +53,39 @@ describe('recipients', () => {
     expect(h.to[0]!.name).toBe('Doe, J');
     expect(h.cc.map((a) => a.address)).toEqual(['c@x.test']);
     expect(h.bcc).toEqual([]);
+  });
+
+  it('refuses with 554 5.6.0, saying what, a header no reader can take without guessing', () => {
+    const cases: Array<[string | Buffer, RegExp]> = [
+      [' To: v@evil.test\r\nTo: a@x.test', /first header line is a continuation/],
+      ['To: a@x.test\rCc: v@evil.test', /bare CR .* header line 1/],
+      ['To: a@x.test\r\nSubject: x\0', /NUL/],
+      ['To: a@x.test\r\nnot a field', /header line 2 is neither a field nor a continuation/],
+      [Buffer.concat([Buffer.from('To: j'), Buffer.from([0xfc]), Buffer.from('rgen@x.test')]), /the to field is not UTF-8/],
+    ];
+    for (const [header, what] of cases) {
+      const e = thrown(() => readHeader(Buffer.concat([Buffer.from(header as never), Buffer.from('\r\n\r\nbody\r\n')])), RelayError);
+      expect(e.code).toBe('API_HEADER_UNREADABLE');
+      expect(toReply(e)).toEqual({ code: 554, lines: [expect.stringMatching(/^5\.6\.0 Message header cannot be read unambiguously: /)] });
+      expect(toReply(e).lines[0]).toMatch(what);
+    }
+  });
+
+  it('reads UTF-8 addresses and names (RFC 6532), RFC 2047 names, and the obsolete "To :"', () => {
+    const h = headerRecipients(Buffer.from('To : "Jürgen Müller" <Jürgen@x.test>\r\nCc: =?UTF-8?Q?Zo=C3=AB?= <z@x.test>\r\n\r\nbody', 'utf8'));
+    expect(h.to).toEqual([{ name: 'Jürgen Müller', address: 'jürgen@x.test' }]);
+    expect(h.cc).toEqual([{ name: 'Zoë', address: 'z@x.test' }]);
+  });
+
+  it('Gmail: a Bcc field the message had is removed when To and Cc name the whole envelope, and the rest is the MTA\'s bytes', () => {
+    const out = gmailPayload(mime('To: a@x.test\r\nBcc: hidden@x.test,\r\n more@x.test\r\nSubject: s'), ['a@x.test']).toString();
+    expect(out).toBe('To: a@x.test\r\nSubject: s\r\n\r\nbody\r\n');
+  });
+
+  it('the fakes\' own reader: strict about what the relay refuses, and reads the obsolete "To :" and groups', () => {
+    expect(() => fakeAddresses(Buffer.from(' To: v@evil.test\r\n\r\n'), 'to')).toThrow(MalformedHeader);
+    expect(() => fakeAddresses(Buffer.from('To: a@x.test\rCc: v@evil.test\r\n\r\n'), 'to')).toThrow(MalformedHeader);
+    expect(fakeAddresses(Buffer.from('To : t: a@x.test, B <b@x.test>;\r\n\r\nTo: c@x.test'), 'to').map((a) => a.address)).toEqual(['a@x.test', 'b@x.test']);
   });
 
   it('Graph: header addresses in the envelope keep To/Cc, envelope-only ones are Bcc, header-only ones are dropped', () => {
