@@ -9,6 +9,7 @@ import mailsplit from '@zone-eu/mailsplit';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import { RelayError } from '../../errors/registry.js';
+import { reply } from '../../smtp/reply.js';
 
 export interface HeaderAddress {
   /** The display name, RFC 2047 words decoded; '' when none. */
@@ -41,7 +42,7 @@ function headerEnd(mime: Buffer): { end: number; bodyStart: number } {
 }
 
 const unreadable = (what: string) =>
-  new RelayError('API_HEADER_UNREADABLE', what, { notSent: true, reply: { code: 554, lines: [`5.6.0 Message header cannot be read unambiguously: ${what}; not sent`] } });
+  new RelayError('API_HEADER_UNREADABLE', what, { notSent: true, reply: reply(554, `5.6.0 Message header cannot be read unambiguously: ${what}; not sent`) });
 
 /**
  * What makes the header's meaning depend on a parser's guess: a continuation with no field to
