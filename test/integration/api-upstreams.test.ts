@@ -179,6 +179,17 @@ describe('Microsoft Graph', () => {
     expect(g.draftCount).toBe(0);
   });
 
+  it('a lost send whose draft cannot be read is answered 451 and left alone: a resend may duplicate, never lose', async () => {
+    const g = stack.sandbox.graph;
+    g.fault({ kind: 'lost_answer', step: 'send', times: 1 });
+    g.fault({ kind: 'server_error', step: 'get' });
+    const raw = headerTo(GRAPH, ['r@example.net'], [], 'g-unknown');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.4\.2 /);
+    expect(g.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+    expect(g.requests.get('get')).toBeGreaterThan(1);
+    expect(g.requests.get('delete')).toBeUndefined();
+  });
+
   it('a send whose answer was lost while Exchange was still sending: the draft is watched until sent, 250, delivered once', async () => {
     const g = stack.sandbox.graph;
     // Still a draft when the relay stops waiting for the answer (2 s) and for a second after.
