@@ -6,11 +6,8 @@
 //
 // Nothing here does I/O; the token endpoint carries requests in and answers out.
 import { createHash } from 'node:crypto';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, GRAPH_MAIL_SEND_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 import {
-  GMAIL_SEND_SCOPE,
-  GOOGLE_MAIL_SCOPE,
-  GRAPH_MAIL_SEND_SCOPE,
-  MICROSOFT_SMTP_SCOPE,
   grantFailure,
   normaliseEmail,
   random,

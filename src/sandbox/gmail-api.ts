@@ -7,7 +7,8 @@
 import type { IncomingMessage } from 'node:http';
 import { fakeAddresses, MalformedHeader, withoutBcc } from './header-reader.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
-import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, normaliseEmail, type SandboxState } from './provider-state.js';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE } from '../config/providers.js';
+import { normaliseEmail, type SandboxState } from './provider-state.js';
 
 export const FAKE_GMAIL_MAX_METADATA = 5 * 1024 * 1024;
 export const FAKE_GMAIL_MAX_MEDIA = 35 * 1024 * 1024;

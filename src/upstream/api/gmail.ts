@@ -12,7 +12,8 @@
 // Up to the simple request's size the MIME goes base64url in JSON ({"raw": ...}); above it, the
 // media upload endpoint takes the bytes as message/rfc822, up to Gmail's 35 MB.
 import { RelayError } from '../../errors/registry.js';
-import { reply } from '../../smtp/reply.js';
+import { C554TransactionFailed, SeSys3NotCapable3 } from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 import { readHeader } from './headers.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';
 
@@ -35,7 +36,7 @@ export function gmailPayload(mime: Buffer, envelope: readonly string[]): Buffer 
   if (headerOnly.length) {
     throw new RelayError('API_HEADER_RECIPIENTS', `gmail: header recipients not in the envelope: ${headerOnly.join(', ')}`, {
       notSent: true,
-      reply: reply(554, `5.3.3 The Gmail API sends to every To/Cc address and cannot send to the envelope alone: ${headerOnly.length} header address(es) not in the envelope; an expanded list needs an account with upstream: smtp`),
+      reply: coded(C554TransactionFailed, SeSys3NotCapable3, `The Gmail API sends to every To/Cc address and cannot send to the envelope alone: ${headerOnly.length} header address(es) not in the envelope; an expanded list needs an account with upstream: smtp`),
     });
   }
   const bcc = [...wanted].filter((a) => !visible.has(a));

@@ -21,7 +21,8 @@
 // and, once gone, the MTA gets 451 and resends. Anything else (the id unknown, the reads
 // failing) cannot tell, and the MTA gets the send's own 451: a resend may duplicate, never lose.
 import { RelayError } from '../../errors/registry.js';
-import { reply } from '../../smtp/reply.js';
+import { C451LocalError, SeNet4Other0, SeProto5Other0 } from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 import { headerRecipients, type HeaderAddress } from './headers.js';
 import { takeAttachments, type FileAttachment } from './mime-attachments.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';
@@ -128,7 +129,7 @@ export class GraphSender implements ApiSender {
       await discard();
       throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the draft does not show the recipients set by PATCH', {
         notSent: true,
-        reply: reply(451, '4.5.0 Microsoft Graph did not keep the recipients the relay set on the draft; not sent, try again later'),
+        reply: coded(C451LocalError, SeProto5Other0, 'Microsoft Graph did not keep the recipients the relay set on the draft; not sent, try again later'),
       });
     }
     try {
@@ -216,7 +217,7 @@ export class GraphSender implements ApiSender {
         return new RelayError('API_SERVER_ERROR', `graph send: no answer, and the draft was still a draft after ${this.confirm.withinMs} ms (deleted)`, {
           cause: error,
           notSent: true,
-          reply: reply(451, '4.4.0 Microsoft Graph did not send the message (still a draft after its send failed, now deleted), try again later'),
+          reply: coded(C451LocalError, SeNet4Other0, 'Microsoft Graph did not send the message (still a draft after its send failed, now deleted), try again later'),
         });
       }
       if ((await this.state(calls, draft)) === 'sent') return null;

@@ -9,7 +9,8 @@ import mailsplit from '@zone-eu/mailsplit';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import { RelayError } from '../../errors/registry.js';
-import { reply } from '../../smtp/reply.js';
+import { C554TransactionFailed, SeMsg6Other0 } from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 
 export interface HeaderAddress {
   /** The display name, RFC 2047 words decoded; '' when none. */
@@ -42,7 +43,7 @@ function headerEnd(mime: Buffer): { end: number; bodyStart: number } {
 }
 
 const unreadable = (what: string) =>
-  new RelayError('API_HEADER_UNREADABLE', what, { notSent: true, reply: reply(554, `5.6.0 Message header cannot be read unambiguously: ${what}; not sent`) });
+  new RelayError('API_HEADER_UNREADABLE', what, { notSent: true, reply: coded(C554TransactionFailed, SeMsg6Other0, `Message header cannot be read unambiguously: ${what}; not sent`) });
 
 /**
  * What makes the header's meaning depend on a parser's guess: a continuation with no field to
