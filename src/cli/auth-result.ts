@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.js';
-import { accountSchema, type AccountInput, type Config } from '../config/schema.js';
+import { accountSchema, type AccountInput, type AccountUpstream, type Config } from '../config/schema.js';
 import { silentLogger } from '../obs/logger.js';
 import { openStore } from '../store/open.js';
 import { isAccountStore } from '../store/store.js';
@@ -33,7 +33,7 @@ export interface StoreTarget {
 export const envStem = (email: string) => email.toUpperCase().replace(/[^A-Z0-9]+/g, '_');
 
 /** The account as relay.yaml writes it, secrets included. */
-export function obtainedAccount(a: { email: string; provider: string; clientId: string; clientSecret: string | null; refreshToken: string; tenant?: string }): AccountInput {
+export function obtainedAccount(a: { email: string; provider: string; clientId: string; clientSecret: string | null; refreshToken: string; tenant?: string; upstream?: AccountUpstream }): AccountInput {
   const input: AccountInput = {
     email: a.email.trim().toLowerCase(),
     provider: a.provider,
@@ -41,6 +41,8 @@ export function obtainedAccount(a: { email: string; provider: string; clientId: 
     ...(a.clientSecret ? { client_secret: a.clientSecret } : {}),
     refresh_token: a.refreshToken,
     ...(a.tenant && a.tenant.toLowerCase() !== 'common' ? { tenant: a.tenant } : {}),
+    // The token's scope is the upstream's: the account must say which.
+    ...(a.upstream && a.upstream !== 'smtp' ? { upstream: a.upstream } : {}),
   };
   // Kept as written (no defaults filled in), but it must load as relay.yaml would.
   const checked = accountSchema.safeParse(input);
@@ -69,6 +71,7 @@ export async function deliverAccount(account: AccountInput, where: Config['store
     ...(account.client_secret ? { client_secret: `\${${envStem(account.provider)}_CLIENT_SECRET}` } : {}),
     refresh_token: `\${${stem}_REFRESH_TOKEN}`,
     ...(account.tenant ? { tenant: account.tenant } : {}),
+    ...(account.upstream ? { upstream: account.upstream } : {}),
     password: `\${${stem}_RELAY_PASSWORD}`,
   };
   io.out('# relay.yaml: add under accounts:, and set the variables in the relay\'s environment\n');

@@ -2,13 +2,33 @@
 // Google: authorization code with PKCE and a loopback redirect (the consent URL is printed, the
 // browser's redirect comes back to 127.0.0.1). Microsoft: the device code flow (a code is printed
 // to enter at the verification URL). Both end in src/cli/auth-result.ts.
-import { GOOGLE_MAIL_SCOPE, MICROSOFT_DELEGATED_SCOPE, microsoftEndpoint } from '../config/providers.js';
+//
+// The consent asks for the scopes of the upstream the account will use (--upstream): a token is
+// issued per resource, so a mailbox that consents to SMTP.Send alone cannot use Graph, and one
+// whose tenant allows user consent to Graph's Mail.Send but not to SMTP.Send (or the reverse)
+// must be asked for exactly what it will use.
+import type { AccountUpstream } from '../config/schema.js';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, GRAPH_DELEGATED_SCOPE, MICROSOFT_DELEGATED_SCOPE, microsoftEndpoint } from '../config/providers.js';
 import { TokenGrantError } from '../tokens/grant.js';
 import { authorizeWithPkce } from '../tokens/grants/auth-code-pkce.js';
 import { authorizeWithDeviceCode } from '../tokens/grants/device-code.js';
 import { deliverAccount, obtainedAccount, processIo, storeOf, type CliIo, type StoreTarget } from './auth-result.js';
 
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/** What each provider's consent asks for, by upstream (the narrowest scope that sends). */
+const CONSENT_SCOPES = {
+  google: { smtp: GOOGLE_MAIL_SCOPE, gmail_api: GMAIL_SEND_SCOPE },
+  microsoft: { smtp: MICROSOFT_DELEGATED_SCOPE, graph: GRAPH_DELEGATED_SCOPE },
+} as const;
+
+/** The consent's scope for `upstream`, or an error naming the upstreams the provider has. */
+export function consentScope(kind: keyof typeof CONSENT_SCOPES, upstream = 'smtp'): { scope: string; upstream: AccountUpstream } {
+  const scopes: Record<string, string> = CONSENT_SCOPES[kind];
+  const scope = scopes[upstream];
+  if (!scope) throw new Error(`--upstream must be one of ${Object.keys(scopes).join(', ')} for ${kind}, got "${upstream}"`);
+  return { scope, upstream: upstream as AccountUpstream };
+}
 
 export interface AuthGoogleOptions extends StoreTarget {
   email: string;
@@ -19,16 +39,19 @@ export interface AuthGoogleOptions extends StoreTarget {
   /** Seconds to wait for the consent. */
   timeout: string;
   provider: string;
+  /** smtp (default) or gmail_api. */
+  upstream?: string;
 }
 
 export async function authGoogleCommand(opts: AuthGoogleOptions, io: CliIo = processIo): Promise<void> {
+  const { scope, upstream } = consentScope('google', opts.upstream);
   const store = storeOf(opts);
   const credentials = await explained(authorizeWithPkce({
     authUrl: opts.authUrl,
     tokenUrl: opts.tokenUrl,
     clientId: opts.clientId,
     clientSecret: opts.clientSecret ?? null,
-    scope: GOOGLE_MAIL_SCOPE,
+    scope,
     email: opts.email,
     // offline + consent: Google returns a refresh token only then, even to a returning user.
     extraParams: { access_type: 'offline', prompt: 'consent' },
@@ -41,7 +64,7 @@ export async function authGoogleCommand(opts: AuthGoogleOptions, io: CliIo = pro
     onWarning: (message) => io.info(`warning: ${message}`),
   }));
   io.info(`Consent received for ${opts.email}.`);
-  const account = obtainedAccount({ email: opts.email, provider: opts.provider, clientId: opts.clientId, clientSecret: opts.clientSecret ?? null, refreshToken: credentials.refreshToken });
+  const account = obtainedAccount({ email: opts.email, provider: opts.provider, clientId: opts.clientId, clientSecret: opts.clientSecret ?? null, refreshToken: credentials.refreshToken, upstream });
   await deliverAccount(account, store, io);
 }
 
@@ -54,16 +77,19 @@ export interface AuthMicrosoftOptions extends StoreTarget {
   provider: string;
   /** Hidden, for tests: multiplies the poll interval and the code's lifetime. */
   pollScale?: string;
+  /** smtp (default) or graph. */
+  upstream?: string;
 }
 
 export async function authMicrosoftCommand(opts: AuthMicrosoftOptions, io: CliIo = processIo): Promise<void> {
+  const { scope, upstream } = consentScope('microsoft', opts.upstream);
   const store = storeOf(opts);
   const credentials = await explained(authorizeWithDeviceCode({
     deviceCodeUrl: microsoftEndpoint(opts.authority, opts.tenant, 'devicecode'),
     tokenUrl: microsoftEndpoint(opts.authority, opts.tenant, 'token'),
     clientId: opts.clientId,
     clientSecret: opts.clientSecret ?? null,
-    scope: MICROSOFT_DELEGATED_SCOPE,
+    scope,
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
     pollScale: opts.pollScale === undefined ? 1 : positive(opts.pollScale, '--poll-scale'),
     onUserCode: (code) => {
@@ -79,6 +105,7 @@ export async function authMicrosoftCommand(opts: AuthMicrosoftOptions, io: CliIo
     clientSecret: opts.clientSecret ?? null,
     refreshToken: credentials.refreshToken,
     tenant: opts.tenant,
+    upstream,
   });
   await deliverAccount(account, store, io);
 }

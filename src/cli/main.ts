@@ -84,7 +84,8 @@ storeOptions(
     .option('--auth-url <url>', 'authorization endpoint', GOOGLE_AUTH_URL)
     .option('--token-url <url>', 'token endpoint', GOOGLE_TOKEN_URL)
     .option('--timeout <seconds>', 'how long to wait for the consent', '300')
-    .option('--provider <name>', 'the providers: entry the account uses in relay.yaml', 'google'),
+    .option('--provider <name>', 'the providers: entry the account uses in relay.yaml', 'google')
+    .option('--upstream <upstream>', 'smtp (scope https://mail.google.com/) or gmail_api (scope gmail.send)', 'smtp'),
 ).action((opts: AuthGoogleOptions) => authGoogleCommand(opts).then(() => process.exit(EXIT_OK), fail));
 
 storeOptions(
@@ -97,6 +98,7 @@ storeOptions(
     .option('--tenant <tenant>', 'tenant id or domain (common: any work or personal account)', 'common')
     .option('--authority <url>', 'Entra authority; endpoints are {authority}/{tenant}/oauth2/v2.0/devicecode and /token', MICROSOFT_AUTHORITY)
     .option('--provider <name>', 'the providers: entry the account uses in relay.yaml', 'microsoft')
+    .option('--upstream <upstream>', 'smtp (scope SMTP.Send) or graph (scopes Mail.Send and Mail.ReadWrite of Microsoft Graph)', 'smtp')
     // Tests only: multiplies the poll interval and the code's lifetime (docs/operations.md).
     .addOption(new Option('--poll-scale <factor>').hideHelp().env('XOAUTH2_RELAY_POLL_SCALE')),
 ).action((opts: AuthMicrosoftOptions) => authMicrosoftCommand(opts).then(() => process.exit(EXIT_OK), fail));

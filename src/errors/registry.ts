@@ -88,6 +88,7 @@ export type RelayErrorCode =
   | 'API_FORBIDDEN'
   | 'API_REFUSED'
   | 'API_HEADER_RECIPIENTS'
+  | 'API_HEADER_UNREADABLE'
   | 'INTERNAL';
 
 /**
@@ -196,6 +197,10 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   // header recipient outside the envelope (already delivered, or another transaction's) would
   // receive it again. Permanent: the same message through the same account can never go.
   API_HEADER_RECIPIENTS: { reply: coded(C554TransactionFailed, SeSys3NotCapable3, 'The Gmail API would also send to header recipients that are not in the envelope'), reason: 'upstream' },
+  // A header block whose meaning depends on the reader's guess (a first line that continues
+  // nothing, a bare CR, a NUL): the API upstreams take recipients from it, so it is refused
+  // before anything is sent. Permanent: the same bytes would be refused again.
+  API_HEADER_UNREADABLE: { reply: coded(C554TransactionFailed, SeMsg6Other0, 'Message header cannot be read unambiguously'), reason: 'syntax' },
   INTERNAL: { reply: coded(C451LocalError, SeSys3Other0, 'Local error in processing, try again later'), reason: 'internal' },
 };
 

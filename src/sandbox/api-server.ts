@@ -8,8 +8,12 @@ import type { AddressInfo } from 'node:net';
 import type { AccessTokenCheck, SandboxState } from './provider-state.js';
 import type { AcceptedMessage } from './submission-server.js';
 
-/** A fault the fake answers with instead of doing the request. */
-export type ApiFaultKind = 'throttle' | 'server_error' | 'unauthorized' | 'forbidden' | 'timeout';
+/**
+ * A fault the fake answers with instead of doing the request; `lost_answer` does the request and
+ * then never answers (a send whose answer the network lost), where the fake passes the request to
+ * step(); elsewhere it is a timeout.
+ */
+export type ApiFaultKind = 'throttle' | 'server_error' | 'unauthorized' | 'forbidden' | 'timeout' | 'lost_answer';
 
 export interface ApiFaultRule {
   kind: ApiFaultKind;
@@ -53,6 +57,8 @@ export abstract class FakeApiServer {
   private readonly server: Server;
   /** Requests held open by a timeout fault, answered never (their sockets close at stop). */
   private readonly held = new Set<ServerResponse>();
+  /** Requests done whose answer a lost_answer fault swallows. */
+  private readonly losing = new WeakSet<IncomingMessage>();
   private rules: ActiveRule[] = [];
   readonly faultsFired: ApiFaultInfo[] = [];
   readonly messages: AcceptedMessage[] = [];
@@ -164,11 +170,15 @@ export abstract class FakeApiServer {
   }
 
   /** Counts the request and applies an injected fault: throws its answer, or returns 'hold'. */
-  protected step(step: string, mailbox: string): 'hold' | null {
+  protected step(step: string, mailbox: string, req?: IncomingMessage): 'hold' | null {
     this.requests.set(step, (this.requests.get(step) ?? 0) + 1);
     const rule = this.injected(step, mailbox);
     if (!rule) return null;
     switch (rule.kind) {
+      case 'lost_answer':
+        if (!req) return 'hold';
+        this.losing.add(req);
+        return null;
       case 'timeout':
         return 'hold';
       case 'throttle':
@@ -198,7 +208,7 @@ export abstract class FakeApiServer {
     if (size > limit) throw new HttpError(413, this.errorBody(413, 'RequestEntityTooLarge', `The request is larger than ${limit} bytes.`, 'uploadTooLarge'));
     if (req.method === 'HEAD' || url.pathname === '/') return this.send(res, 200, null);
     const answer = await this.handle(req, Buffer.concat(chunks), url.pathname, url.searchParams);
-    if (answer === 'hold') {
+    if (answer === 'hold' || this.losing.has(req)) {
       this.held.add(res);
       res.on('close', () => this.held.delete(res));
       return;

@@ -6,7 +6,7 @@
 //
 // Nothing here does I/O; the token endpoint carries requests in and answers out.
 import { createHash } from 'node:crypto';
-import { GOOGLE_MAIL_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, GRAPH_MAIL_SEND_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 import {
   grantFailure,
   normaliseEmail,
@@ -140,8 +140,7 @@ export class SandboxConsent {
       return back({ error: 'invalid_request', error_description: 'code_challenge with code_challenge_method=S256 is required' });
     }
     const scope = query.get('scope') ?? '';
-    const wanted = kind === 'google' ? GOOGLE_MAIL_SCOPE : MICROSOFT_SMTP_SCOPE;
-    if (!scope.split(/\s+/).includes(wanted)) return back({ error: 'invalid_scope' });
+    if (!grantsSending(kind, scope)) return back({ error: 'invalid_scope' });
     const hint = normaliseEmail(query.get('login_hint') ?? '');
     if (!this.state.hasAccount(hint) || this.state.kindOf(hint) !== kind) {
       return back({ error: 'access_denied', error_description: 'sandbox: login_hint names no account of this provider' });
@@ -152,7 +151,7 @@ export class SandboxConsent {
     }
     const code = random('sbx-code-');
     this.codes.set(code, { clientId, redirectUri, challenge, email: hint, scope, expiresAt: this.state.now() + CODE_LIFETIME_MS, used: false });
-    return back({ code, scope: kind === 'google' ? GOOGLE_MAIL_SCOPE : scope });
+    return back({ code, scope });
   }
 
   /** grant_type=authorization_code: the code, the verifier that hashes to its challenge, the same redirect_uri. */
@@ -186,7 +185,7 @@ export class SandboxConsent {
     const error = (code: OAuthErrorCode, aadsts: number) => grantFailure('microsoft', 400, code, { aadsts });
     if (!clientId || !client || client.kind !== 'microsoft') return error('invalid_client', 700016);
     const scope = form.get('scope') ?? '';
-    if (!scope.split(/\s+/).some((s) => s.toLowerCase() === MICROSOFT_SMTP_SCOPE.toLowerCase())) return error('invalid_scope', 70011);
+    if (!grantsSending('microsoft', scope)) return error('invalid_scope', 70011);
     const device: DeviceCode = {
       deviceCode: random('sbx-dc-'),
       userCode: userCode(),
@@ -259,4 +258,13 @@ function isLoopbackRedirect(uri: string): boolean {
 function userCode(): string {
   const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
   return Array.from(random('').slice(0, 9), (c) => alphabet[c.charCodeAt(0) % alphabet.length]).join('');
+}
+
+/**
+ * Whether a consent asks for a scope that sends: SMTP's, or the API upstream's (Graph's
+ * Mail.Send; the Gmail API's gmail.send). The sandbox refuses a consent that could not send.
+ */
+function grantsSending(kind: ProviderKind, scope: string): boolean {
+  const wanted = (kind === 'google' ? [GOOGLE_MAIL_SCOPE, GMAIL_SEND_SCOPE] : [MICROSOFT_SMTP_SCOPE, GRAPH_MAIL_SEND_SCOPE]).map((s) => s.toLowerCase());
+  return scope.split(/\s+/).some((s) => wanted.includes(s.toLowerCase()));
 }

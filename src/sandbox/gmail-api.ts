@@ -2,9 +2,10 @@
 // upload (message/rfc822), with the checks Gmail makes: a Google bearer token with a scope that
 // may send, the user (`me` or the token's own address), the size limits, at least one
 // recipient. Like Gmail, it sends to the To, Cc and Bcc header addresses and removes Bcc from
-// what it delivers; the record holds the delivered bytes and those recipients.
+// what it delivers; the record holds the delivered bytes and those recipients. Headers are read
+// by ./header-reader.ts (not the relay's reader), and one it cannot read is refused with 400.
 import type { IncomingMessage } from 'node:http';
-import { headerRecipients, headerSection } from '../upstream/api/headers.js';
+import { fakeAddresses, MalformedHeader, withoutBcc } from './header-reader.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE } from '../config/providers.js';
 import { normaliseEmail, type SandboxState } from './provider-state.js';
@@ -19,26 +20,17 @@ const PATH = /^\/(upload\/)?gmail\/v1\/users\/([^/]+)\/messages\/send$/;
 
 const STATUS: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT', 429: 'RESOURCE_EXHAUSTED' };
 
-/** The message without its Bcc fields (and their folded lines): what Gmail delivers. */
-export function withoutBcc(mime: Buffer): Buffer {
-  const section = headerSection(mime);
-  // With the last field's own line break, so dropping that field leaves no blank line behind.
-  const header = mime.subarray(0, section.length + (mime[section.length] === 0x0d ? 2 : mime[section.length] === 0x0a ? 1 : 0)).toString('latin1');
-  const lines = header.split(/(?<=\n)/);
-  let out = '';
-  let dropping = false;
-  for (const line of lines) {
-    if (/^[ \t]/.test(line) && dropping) continue;
-    dropping = /^bcc:/i.test(line);
-    if (!dropping) out += line;
-  }
-  if (out.length === header.length) return mime;
-  return Buffer.concat([Buffer.from(out, 'latin1'), mime.subarray(header.length)]);
-}
-
 export class FakeGmailApi extends FakeApiServer {
+  /** The MIME of each sent request as Gmail got it (Bcc included), in order. */
+  readonly received: Buffer[] = [];
+
   constructor(state: SandboxState, host: string) {
     super(state, host);
+  }
+
+  override reset(): void {
+    super.reset();
+    this.received.length = 0;
   }
 
   protected errorBody(status: number, _code: string, message: string, reason: string): unknown {
@@ -66,7 +58,7 @@ export class FakeGmailApi extends FakeApiServer {
     }
     const mailbox = user === 'me' ? check.email : user;
     if (mailbox !== check.email) throw new HttpError(403, this.errorBody(403, '', `Delegation denied for ${check.email}`, 'forbidden'));
-    if (this.step('send', mailbox) === 'hold') return 'hold';
+    if (this.step('send', mailbox, req) === 'hold') return 'hold';
 
     let mime: Buffer | null;
     if (upload) {
@@ -83,9 +75,15 @@ export class FakeGmailApi extends FakeApiServer {
       mime = typeof raw === 'string' ? decodeBase64(raw, true) : null;
       if (!mime) throw new HttpError(400, this.errorBody(400, '', "Invalid value for ByteString: 'raw'", 'invalidArgument'));
     }
-    const h = headerRecipients(mime);
-    const recipients = [...new Set([...h.to, ...h.cc, ...h.bcc].map((a) => a.address))];
+    let recipients: string[];
+    try {
+      recipients = [...new Set(['to', 'cc', 'bcc'].flatMap((f) => fakeAddresses(mime, f as 'to').map((a) => a.address)))];
+    } catch (e) {
+      if (!(e instanceof MalformedHeader)) throw e;
+      throw new HttpError(400, this.errorBody(400, '', `Invalid RFC 5322 header: ${e.message}`, 'invalidArgument'));
+    }
     if (!recipients.length) throw new HttpError(400, this.errorBody(400, '', 'Recipient address required', 'invalidArgument'));
+    this.received.push(mime);
     const sent = this.deliver(mailbox, recipients, withoutBcc(mime));
     return { status: 200, body: { id: sent.id, threadId: sent.id, labelIds: ['SENT'] } };
   }

@@ -5,10 +5,17 @@
 // Larger content comes as file attachments uploaded to a draft through upload sessions
 // (./graph-uploads.ts), up to Exchange Online's largest message size (150 MB; a tenant's
 // default is 35 MB: maxMessageBytes models a mailbox's limit). A sent draft is recorded with
-// the MIME as created and the recipients as set; its uploaded attachments under its message id.
+// the MIME as created (without Bcc, as Exchange transmits it) and the recipients as set; its
+// uploaded attachments and recipient lists (with names) under its message id. Headers are read
+// by ./header-reader.ts, not the relay's reader.
+//
+// Sending is asynchronous, as Graph's is (202, then Exchange's transport): a sent draft stays a
+// draft for `sendingMs`, then is delivered and becomes its Sent Items copy, which keeps the
+// draft's id only when the draft was created with `Prefer: IdType="ImmutableId"` (without it
+// an item's id changes when it moves folders). Deleting a draft still sending cancels it.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js';
+import { fakeAddresses, MalformedHeader, withoutBcc, type FakeAddress } from './header-reader.js';
 import type { AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
@@ -18,13 +25,19 @@ import { normaliseEmail, type AccessTokenCheck, type SandboxState } from './prov
 /** Graph's request size limit. */
 export const FAKE_GRAPH_MAX_REQUEST = 4 * 1024 * 1024;
 
-interface Draft {
+export interface FakeRecipientLists {
+  to: FakeAddress[];
+  cc: FakeAddress[];
+  bcc: FakeAddress[];
+}
+
+interface Draft extends FakeRecipientLists {
   mailbox: string;
   mime: Buffer;
-  to: string[];
-  cc: string[];
-  bcc: string[];
   attachments: FakeFileAttachment[];
+  immutableId: boolean;
+  /** Set by send: the pending delivery, until it is done. */
+  sending?: NodeJS.Timeout;
 }
 
 const PATH = /^\/v1\.0\/users\/([^/]+)\/messages(?:\/([^/]+)(\/send)?)?$/;
@@ -32,25 +45,39 @@ const UPLOAD_SESSION = /^\/v1\.0\/users\/([^/]+)\/messages\/([^/]+)\/attachments
 /** The Drafts folder, which `accounts test` reads to check the token and permission. */
 const DRAFTS = /^\/v1\.0\/users\/([^/]+)\/mailFolders\/drafts$/i;
 
-type Recipient = { emailAddress?: { address?: unknown } };
+type Recipient = { emailAddress?: { address?: unknown; name?: unknown } };
 
-function addresses(list: unknown): string[] {
+function addresses(list: unknown): FakeAddress[] {
   if (!Array.isArray(list)) throw new HttpError(400, graphError('RequestBodyRead', 'recipient lists must be arrays'));
   return list.map((r: Recipient) => {
     const a = r?.emailAddress?.address;
     if (typeof a !== 'string' || !a.includes('@')) throw new HttpError(400, graphError('ErrorInvalidRecipients', 'At least one recipient is not valid.'));
-    return a.toLowerCase();
+    const name = r.emailAddress?.name;
+    return { address: a.toLowerCase(), name: typeof name === 'string' ? name : '' };
   });
 }
 
+const immutable = (req: IncomingMessage) => /\bIdType\s*=\s*"ImmutableId"/i.test(String(req.headers.prefer ?? ''));
+
 const graphError = (code: string, message: string) => ({ error: { code, message, innerError: { 'request-id': randomBytes(8).toString('hex') } } });
-const list = (a: HeaderAddress[]) => a.map((x) => x.address);
 
 export class FakeGraphApi extends FakeApiServer {
   private readonly drafts = new Map<string, Draft>();
   private readonly uploads = new GraphUploadSessions(graphError);
   /** The files uploaded to each sent message's draft, by the delivered message's id. */
   readonly sentAttachments = new Map<string, FakeFileAttachment[]>();
+  /** The recipient lists (with display names) each delivered message was sent to, by its id. */
+  readonly sentLists = new Map<string, FakeRecipientLists>();
+  /** Sent Items: the ids of sent drafts' copies. */
+  private readonly sentItems = new Map<string, string>();
+  /** How long a sent draft stays a draft before it is delivered (Exchange's transport at work). */
+  sendingMs = 0;
+  /**
+   * A Graph that keeps a MIME draft's recipients from its header and answers a PATCH of them
+   * with 200 anyway: what the relay would face if Graph applied "MIME properties cannot be
+   * updated individually" ("Send messages with MIME content") without saying so.
+   */
+  mimeRecipientsFixed = false;
   /** The mailbox's message size limit, on the message as sent: draft MIME plus attachments in base64 (Exchange Online's largest). */
   maxMessageBytes = 150 * 1024 * 1024;
 
@@ -69,6 +96,10 @@ export class FakeGraphApi extends FakeApiServer {
   override reset(): void {
     super.reset();
     this.sentAttachments.clear();
+    this.sentLists.clear();
+    this.sentItems.clear();
+    this.sendingMs = 0;
+    this.mimeRecipientsFixed = false;
   }
 
   /** The attachments uploaded to the draft `message` was sent from. */
@@ -116,25 +147,35 @@ export class FakeGraphApi extends FakeApiServer {
     const id = m[2] ? decodeURIComponent(m[2]) : null;
     const step = !id ? 'create' : m[3] ? 'send' : ({ PATCH: 'patch', GET: 'get', DELETE: 'delete' } as Record<string, string>)[req.method ?? ''] ?? 'other';
     this.authorize(this.bearer(req, mailbox), mailbox, step);
-    if (this.step(step, mailbox) === 'hold') return 'hold';
+    if (this.step(step, mailbox, req) === 'hold') return 'hold';
 
     if (!id) {
       if (req.method !== 'POST') throw new HttpError(405, graphError('ErrorInvalidRequest', 'method not allowed'));
       if (!(req.headers['content-type'] ?? '').startsWith('text/plain')) throw new HttpError(415, graphError('UnsupportedMediaType', 'expected text/plain MIME'));
       const mime = decodeBase64(body.toString('latin1'), false);
       if (!mime || !mime.length) throw new HttpError(400, graphError('ErrorMimeContentInvalidBase64String', 'Invalid base64 string for MIME content.'));
-      const h = headerRecipients(mime);
+      let lists: FakeRecipientLists;
+      try {
+        lists = { to: fakeAddresses(mime, 'to'), cc: fakeAddresses(mime, 'cc'), bcc: fakeAddresses(mime, 'bcc') };
+      } catch (e) {
+        if (!(e instanceof MalformedHeader)) throw e;
+        throw new HttpError(400, graphError('ErrorMimeContentInvalid', `Invalid MIME content: ${e.message}`));
+      }
       const draftId = 'AAMk' + randomBytes(12).toString('base64url');
-      this.drafts.set(draftId, { mailbox, mime, to: list(h.to), cc: list(h.cc), bcc: list(h.bcc), attachments: [] });
+      this.drafts.set(draftId, { mailbox, mime, ...lists, attachments: [], immutableId: immutable(req) });
       return { status: 201, body: { id: draftId, isDraft: true } };
     }
 
     const draft = this.drafts.get(id);
-    if (!draft || draft.mailbox !== mailbox) throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
+    if (!draft || draft.mailbox !== mailbox) {
+      if (step === 'get' && this.sentItems.get(id) === mailbox) return { status: 200, body: { id, isDraft: false } };
+      throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
+    }
     switch (step) {
       case 'get':
         return { status: 200, body: { id, isDraft: true } };
       case 'delete':
+        clearTimeout(draft.sending);
         this.drafts.delete(id);
         this.uploads.dropDraft(id);
         return { status: 204 };
@@ -145,18 +186,26 @@ export class FakeGraphApi extends FakeApiServer {
         } catch {
           throw new HttpError(400, graphError('RequestBodyRead', 'Invalid JSON.'));
         }
-        if ('toRecipients' in patch) draft.to = addresses(patch.toRecipients);
-        if ('ccRecipients' in patch) draft.cc = addresses(patch.ccRecipients);
-        if ('bccRecipients' in patch) draft.bcc = addresses(patch.bccRecipients);
-        return { status: 200, body: { id, isDraft: true } };
+        const set = { to: 'toRecipients' in patch ? addresses(patch.toRecipients) : draft.to, cc: 'ccRecipients' in patch ? addresses(patch.ccRecipients) : draft.cc, bcc: 'bccRecipients' in patch ? addresses(patch.bccRecipients) : draft.bcc };
+        if (!this.mimeRecipientsFixed) Object.assign(draft, set);
+        // As Graph: the updated message, its recipient lists included.
+        const listed = (l: FakeAddress[]) => l.map((a) => ({ emailAddress: { address: a.address, name: a.name || a.address } }));
+        return { status: 200, body: { id, isDraft: true, toRecipients: listed(draft.to), ccRecipients: listed(draft.cc), bccRecipients: listed(draft.bcc) } };
       }
       case 'send': {
-        const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc])];
+        const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc].map((a) => a.address))];
         if (!recipients.length) throw new HttpError(400, graphError('ErrorInvalidRecipients', 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.'));
-        this.drafts.delete(id);
-        this.uploads.dropDraft(id);
-        const sent = this.deliver(mailbox, recipients, draft.mime);
-        if (draft.attachments.length) this.sentAttachments.set(sent.id, draft.attachments);
+        if (draft.sending) return { status: 202 };
+        const done = () => {
+          this.drafts.delete(id);
+          this.uploads.dropDraft(id);
+          this.sentItems.set(draft.immutableId ? id : 'AAMk' + randomBytes(12).toString('base64url'), mailbox);
+          const sent = this.deliver(mailbox, recipients, withoutBcc(draft.mime));
+          this.sentLists.set(sent.id, { to: draft.to, cc: draft.cc, bcc: draft.bcc });
+          if (draft.attachments.length) this.sentAttachments.set(sent.id, draft.attachments);
+        };
+        if (this.sendingMs > 0) draft.sending = setTimeout(done, this.sendingMs).unref();
+        else done();
         return { status: 202 };
       }
       default:

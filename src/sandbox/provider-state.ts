@@ -5,7 +5,7 @@
 //
 // Nothing here does I/O; the clock is injectable so expiry can be tested without waiting.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { GOOGLE_MAIL_SCOPE, GRAPH_MAIL_SEND_SCOPE, MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, GRAPH_MAIL_SEND_SCOPE, MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 
 export type ProviderKind = 'google' | 'microsoft';
 
@@ -128,6 +128,8 @@ interface AccountRecord {
   clientSecret: string | null;
   refreshToken: string;
   grantRevoked: boolean;
+  /** Google: the scope the person consented to (its refresh grants keep it); the SMTP one by default. */
+  googleScope?: string;
 }
 
 interface AccessTokenRecord {
@@ -361,7 +363,7 @@ export class SandboxState {
     if (account.refreshToken !== req.refreshToken) return fail(400, 'invalid_grant', 70000); // rotated away
     if (account.grantRevoked) return fail(400, 'invalid_grant', 50173);
 
-    const scope = account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(req.scope ?? '');
+    const scope = account.kind === 'google' ? (account.googleScope ?? GOOGLE_MAIL_SCOPE) : grantedMicrosoftScope(req.scope ?? '');
     const accessToken = this.issueAccessToken(account.email, this.lifetimeSec, scope);
     const result: GrantResult = {
       ok: true,
@@ -442,13 +444,16 @@ export class SandboxState {
     const refreshToken = random('sbx-rt-');
     account.refreshToken = refreshToken;
     this.refreshTokenOwners.set(refreshToken, account.email);
+    // Google grants what was asked of its two sending scopes; Microsoft echoes the resource scopes.
+    if (account.kind === 'google') account.googleScope = requestedScope.split(/\s+/).includes(GMAIL_SEND_SCOPE) && !requestedScope.split(/\s+/).includes(GOOGLE_MAIL_SCOPE) ? GMAIL_SEND_SCOPE : GOOGLE_MAIL_SCOPE;
+    const scope = account.kind === 'google' ? account.googleScope! : grantedMicrosoftScope(requestedScope);
     return {
       ok: true,
       email: account.email,
       kind: account.kind,
-      accessToken: this.issueAccessToken(account.email),
+      accessToken: this.issueAccessToken(account.email, this.lifetimeSec, scope),
       expiresIn: this.lifetimeSec,
-      scope: account.kind === 'google' ? GOOGLE_MAIL_SCOPE : grantedMicrosoftScope(requestedScope),
+      scope,
       refreshToken,
     };
   }
@@ -512,7 +517,7 @@ const MICROSOFT_ERRORS: Record<number, string> = {
   700016: 'AADSTS700016: Application was not found in the directory.',
   700025: "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
   7000215: 'AADSTS7000215: Invalid client secret provided.',
-  70011: `AADSTS70011: The provided request must include a 'scope' input parameter that contains ${MICROSOFT_SMTP_SCOPE}.`,
+  70011: `AADSTS70011: The provided request must include a 'scope' input parameter that contains ${MICROSOFT_SMTP_SCOPE} or ${GRAPH_MAIL_SEND_SCOPE}.`,
   9002313: 'AADSTS9002313: Invalid request. Request is malformed or invalid.',
   70000: "AADSTS70000: The provided value for the 'refresh_token' is not valid.",
   50173: 'AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.',

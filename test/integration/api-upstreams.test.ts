@@ -162,11 +162,45 @@ describe('Microsoft Graph', () => {
   it('a send whose answer never came is checked against the draft: not sent, 451, and no draft left', async () => {
     stack.sandbox.graph.fault({ kind: 'timeout', step: 'send', times: 1 });
     const raw = headerTo(GRAPH, ['r@example.net'], [], 'g-timeout');
-    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.4\.2 /);
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.4\.0 Microsoft Graph did not send/);
     expect(stack.sandbox.graph.messages).toEqual([]);
     expect(stack.sandbox.graph.draftCount).toBe(0);
     expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^250 /);
     expect(stack.sandbox.graph.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+  });
+
+  it('a Graph that keeps the MIME\'s recipients despite the PATCH: nothing is sent, 451, the draft deleted', async () => {
+    const g = stack.sandbox.graph;
+    g.mimeRecipientsFixed = true;
+    const raw = headerTo(GRAPH, ['outsider@example.org'], [], 'g-fixed');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.5\.0 Microsoft Graph did not keep the recipients/);
+    expect(g.requests.get('send')).toBeUndefined();
+    expect(g.messages).toEqual([]);
+    expect(g.draftCount).toBe(0);
+  });
+
+  it('a lost send whose draft cannot be read is answered 451 and left alone: a resend may duplicate, never lose', async () => {
+    const g = stack.sandbox.graph;
+    g.fault({ kind: 'lost_answer', step: 'send', times: 1 });
+    g.fault({ kind: 'server_error', step: 'get' });
+    const raw = headerTo(GRAPH, ['r@example.net'], [], 'g-unknown');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^451 4\.4\.2 /);
+    expect(g.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+    expect(g.requests.get('get')).toBeGreaterThan(1);
+    expect(g.requests.get('delete')).toBeUndefined();
+  });
+
+  it('a send whose answer was lost while Exchange was still sending: the draft is watched until sent, 250, delivered once', async () => {
+    const g = stack.sandbox.graph;
+    // Still a draft when the relay stops waiting for the answer (2 s) and for a second after.
+    g.sendingMs = 3_000;
+    g.fault({ kind: 'lost_answer', step: 'send', times: 1 });
+    const raw = headerTo(GRAPH, ['r@example.net'], [], 'g-sending');
+    expect(await send(GRAPH, ['r@example.net'], raw)).toMatch(/^250 2\.0\.0 /);
+    expect(g.messages.map((m) => m.sha256)).toEqual([sha256(raw)]);
+    expect(g.requests.get('get')).toBeGreaterThan(1); // it was seen as a draft at least once
+    expect(g.requests.get('delete')).toBeUndefined();
+    expect(g.draftCount).toBe(0);
   });
 });
 

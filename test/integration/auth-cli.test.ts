@@ -172,3 +172,54 @@ describe('auth microsoft', () => {
     expect(cli.stderr()).toContain('the sign-in was declined');
   });
 });
+
+describe('auth for an API upstream (--upstream)', () => {
+  const GRAPH_SEND = 'https://graph.microsoft.com/Mail.Send';
+  const SMTP_SEND = 'https://outlook.office.com/SMTP.Send';
+
+  it('auth microsoft --upstream graph asks for Graph\'s Mail.Send and Mail.ReadWrite only, is granted them, and prints upstream: graph', async () => {
+    const registered = sandbox.addAccount({ email: 'graph@contoso.test', kind: 'microsoft', clientSecret: null });
+    sandbox.consent.setDeviceTiming({ intervalSec: 1, expiresInSec: 900 });
+    cli = spawnCli(['auth', 'microsoft', '--upstream', 'graph', '--email', 'graph@contoso.test', '--client-id', registered.clientId, '--authority', sandbox.tokens.authority()], {
+      env: { XOAUTH2_RELAY_POLL_SCALE: '0.05' },
+    });
+    const [, userCode] = await cli.waitFor(/enter the code\s+([A-Z2-9]{9})/);
+    sandbox.consent.approveDevice(userCode!, 'graph@contoso.test');
+    expect(await cli.exited).toBe(0);
+    const asked = sandbox.tokens.log().filter((r) => r.scope !== null).map((r) => r.scope!.split(' '));
+    expect(asked.length).toBeGreaterThan(0);
+    for (const scopes of asked) {
+      expect(scopes).toContain(GRAPH_SEND);
+      expect(scopes).toContain('https://graph.microsoft.com/Mail.ReadWrite');
+      expect(scopes).not.toContain(SMTP_SEND);
+    }
+    expect(printed(cli.stdout()).account).toMatchObject({ email: 'graph@contoso.test', upstream: 'graph' });
+    // The refresh token it printed gets a token Graph takes for sending.
+    const refreshToken = sandbox.state.credentials('graph@contoso.test').refreshToken;
+    const grant = sandbox.state.grantRefreshToken({ clientId: registered.clientId, clientSecret: null, refreshToken, scope: asked[0]!.join(' ') }, 'microsoft');
+    expect(grant.ok && grant.scope.split(' ')).toContain(GRAPH_SEND);
+  });
+
+  it('auth google --upstream gmail_api asks for gmail.send, is granted it, and prints upstream: gmail_api', async () => {
+    const registered = sandbox.addAccount({ email: 'api@gmail.test', kind: 'google' });
+    cli = spawnCli(
+      ['auth', 'google', '--upstream', 'gmail_api', '--email', 'api@gmail.test', '--client-id', registered.clientId, '--auth-url', sandbox.tokens.authorizeUrl(), '--token-url', sandbox.tokenUrl('google'), '--timeout', '30'],
+      { env: { XOAUTH2_RELAY_CLIENT_SECRET: registered.clientSecret! } },
+    );
+    const [consentUrl] = await cli.waitFor(/http:\/\/127\.0\.0\.1:\d+\/google\/auth\?\S+/);
+    expect(new URL(consentUrl!).searchParams.get('scope')).toBe('https://www.googleapis.com/auth/gmail.send');
+    expect((await fetch(consentUrl!)).status).toBe(200);
+    expect(await cli.exited).toBe(0);
+    expect(printed(cli.stdout()).account).toMatchObject({ email: 'api@gmail.test', upstream: 'gmail_api' });
+    const refreshToken = sandbox.state.credentials('api@gmail.test').refreshToken;
+    const grant = sandbox.state.grantRefreshToken({ clientId: registered.clientId, clientSecret: registered.clientSecret!, refreshToken, scope: null }, 'google');
+    expect(grant.ok && grant.scope).toBe('https://www.googleapis.com/auth/gmail.send');
+  });
+
+  it('an upstream the provider does not have is refused before any consent is asked', () => {
+    const r = runCli(['auth', 'google', '--upstream', 'graph', '--email', 'x@gmail.test', '--client-id', 'c', '--auth-url', sandbox.tokens.authorizeUrl()]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('--upstream must be one of smtp, gmail_api for google, got "graph"');
+    expect(sandbox.tokens.requests()).toBe(0);
+  });
+});

@@ -6,13 +6,13 @@ import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { RelayError, toReply } from '../../src/errors/registry.js';
-import { withoutBcc } from '../../src/sandbox/gmail-api.js';
+import { fakeAddresses, MalformedHeader, withoutBcc } from '../../src/sandbox/header-reader.js';
 import { apiFailure, isThrottle, retryAfterMs } from '../../src/upstream/api/failures.js';
-import { gmailBcc } from '../../src/upstream/api/gmail.js';
+import { gmailPayload } from '../../src/upstream/api/gmail.js';
 import { GraphSender, GRAPH_UPLOAD_RANGE_BYTES, graphRecipients } from '../../src/upstream/api/graph.js';
 import type { ApiCalls } from '../../src/upstream/api/sender.js';
 import { multipartMessage } from '../helpers/api-stack.js';
-import { headerRecipients } from '../../src/upstream/api/headers.js';
+import { headerRecipients, readHeader } from '../../src/upstream/api/headers.js';
 import type { ApiResponse } from '../../src/upstream/api/http.js';
 import { thrown } from '../helpers/thrown.js';
 
@@ -55,6 +55,39 @@ describe('recipients', () => {
     expect(h.bcc).toEqual([]);
   });
 
+  it('refuses with 554 5.6.0, saying what, a header no reader can take without guessing', () => {
+    const cases: Array<[string | Buffer, RegExp]> = [
+      [' To: v@evil.test\r\nTo: a@x.test', /first header line is a continuation/],
+      ['To: a@x.test\rCc: v@evil.test', /bare CR .* header line 1/],
+      ['To: a@x.test\r\nSubject: x\0', /NUL/],
+      ['To: a@x.test\r\nnot a field', /header line 2 is neither a field nor a continuation/],
+      [Buffer.concat([Buffer.from('To: j'), Buffer.from([0xfc]), Buffer.from('rgen@x.test')]), /the to field is not UTF-8/],
+    ];
+    for (const [header, what] of cases) {
+      const e = thrown(() => readHeader(Buffer.concat([Buffer.from(header as never), Buffer.from('\r\n\r\nbody\r\n')])), RelayError);
+      expect(e.code).toBe('API_HEADER_UNREADABLE');
+      expect(toReply(e)).toEqual({ code: 554, lines: [expect.stringMatching(/^5\.6\.0 Message header cannot be read unambiguously: /)] });
+      expect(toReply(e).lines[0]).toMatch(what);
+    }
+  });
+
+  it('reads UTF-8 addresses and names (RFC 6532), RFC 2047 names, and the obsolete "To :"', () => {
+    const h = headerRecipients(Buffer.from('To : "Jürgen Müller" <Jürgen@x.test>\r\nCc: =?UTF-8?Q?Zo=C3=AB?= <z@x.test>\r\n\r\nbody', 'utf8'));
+    expect(h.to).toEqual([{ name: 'Jürgen Müller', address: 'jürgen@x.test' }]);
+    expect(h.cc).toEqual([{ name: 'Zoë', address: 'z@x.test' }]);
+  });
+
+  it('Gmail: a Bcc field the message had is removed when To and Cc name the whole envelope, and the rest is the MTA\'s bytes', () => {
+    const out = gmailPayload(mime('To: a@x.test\r\nBcc: hidden@x.test,\r\n more@x.test\r\nSubject: s'), ['a@x.test']).toString();
+    expect(out).toBe('To: a@x.test\r\nSubject: s\r\n\r\nbody\r\n');
+  });
+
+  it('the fakes\' own reader: strict about what the relay refuses, and reads the obsolete "To :" and groups', () => {
+    expect(() => fakeAddresses(Buffer.from(' To: v@evil.test\r\n\r\n'), 'to')).toThrow(MalformedHeader);
+    expect(() => fakeAddresses(Buffer.from('To: a@x.test\rCc: v@evil.test\r\n\r\n'), 'to')).toThrow(MalformedHeader);
+    expect(fakeAddresses(Buffer.from('To : t: a@x.test, B <b@x.test>;\r\n\r\nTo: c@x.test'), 'to').map((a) => a.address)).toEqual(['a@x.test', 'b@x.test']);
+  });
+
   it('Graph: header addresses in the envelope keep To/Cc, envelope-only ones are Bcc, header-only ones are dropped', () => {
     const r = graphRecipients(mime('To: A <a@x.test>, h@x.test\r\nCc: c@x.test'), ['A@x.test', 'c@x.test', 'e@x.test']);
     expect(r).toEqual({
@@ -65,9 +98,10 @@ describe('recipients', () => {
   });
 
   it('Gmail: a Bcc field for envelope-only recipients; a header-only recipient refuses the message', () => {
-    expect(gmailBcc(mime('To: a@x.test'), ['a@x.test', 'e@x.test', 'f@x.test']).toString()).toBe('Bcc: e@x.test, f@x.test\r\n');
-    expect(gmailBcc(mime('To: a@x.test'), ['a@x.test']).length).toBe(0);
-    const e = thrown(() => gmailBcc(mime('To: a@x.test, h@x.test'), ['a@x.test']), RelayError);
+    expect(gmailPayload(mime('To: a@x.test'), ['a@x.test', 'e@x.test', 'f@x.test']).toString()).toMatch(/^Bcc: e@x\.test, f@x\.test\r\nTo: a@x\.test\r\n\r\n/);
+    const plain = mime('To: a@x.test');
+    expect(gmailPayload(plain, ['a@x.test'])).toBe(plain);
+    const e = thrown(() => gmailPayload(mime('To: a@x.test, h@x.test'), ['a@x.test']), RelayError);
     expect(toReply(e)).toEqual({ code: 554, lines: [expect.stringMatching(/^5\.3\.3 /)] });
   });
 
@@ -118,6 +152,7 @@ describe('Graph upload sessions', () => {
         seen.push({ how: 'call', method: req.method, url: req.url, size: req.body?.length ?? 0 });
         if (req.url.endsWith('/messages')) return res(201, { id: 'D1' });
         if (req.url.endsWith('/createUploadSession')) return res(201, { uploadUrl, nextExpectedRanges: ['0-'] });
+        if (req.method === 'PATCH') return res(200, JSON.parse(String(req.body)));
         return res(req.url.endsWith('/send') ? 202 : 200, {});
       },
       upload: async (req) => {

@@ -12,10 +12,17 @@
 // then PUTs of byte ranges under 4 MB to the pre-authenticated upload URL, without the token):
 // Graph's only way to carry more than 4 MB (docs: "Attach large files to Outlook messages").
 //
-// The send step is the only one that delivers. When it times out or fails with a 5xx, the
-// draft tells whether it went: still a draft means not sent (it is deleted, the MTA gets 451
-// and retries), gone means sent (250): no message is sent twice for a lost answer.
+// The send step is the only one that delivers, and it is asynchronous: 202 means Exchange took
+// the draft, whose Sent Items copy "isn't created until the message is successfully sent, which
+// may take time" (docs: "Obtain immutable identifiers for Outlook resources"). Every call asks
+// for immutable ids (Prefer: IdType="ImmutableId"), so the draft's id stays its Sent Items
+// copy's. When the send's answer is lost or is a 5xx, the relay reads that id every `everyMs`
+// for up to `withinMs`: isDraft false means sent (250). Still a draft at the end: it is deleted
+// and, once gone, the MTA gets 451 and resends. Anything else (the id unknown, the reads
+// failing) cannot tell, and the MTA gets the send's own 451: a resend may duplicate, never lose.
 import { RelayError } from '../../errors/registry.js';
+import { C451LocalError, SeNet4Other0, SeProto5Other0 } from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 import { headerRecipients, type HeaderAddress } from './headers.js';
 import { takeAttachments, type FileAttachment } from './mime-attachments.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';
@@ -50,17 +57,43 @@ export function graphRecipients(mime: Buffer, envelope: readonly string[]): { to
   return { toRecipients, ccRecipients, bccRecipients };
 }
 
+/** Whether Graph's answer to the PATCH names exactly the recipients set, list by list. */
+function sameRecipients(body: string, lists: ReturnType<typeof graphRecipients>): boolean {
+  let got: Record<string, unknown>;
+  try {
+    got = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return false;
+  }
+  const key = (l: unknown) => (Array.isArray(l) ? l.map((r: Recipient) => String(r?.emailAddress?.address ?? '').toLowerCase()).sort().join('\n') : null);
+  return (['toRecipients', 'ccRecipients', 'bccRecipients'] as const).every((k) => key(got[k]) === key(lists[k]));
+}
+
+/** Graph keeps an item's id when it moves (the draft becoming its Sent Items copy) only when asked. */
+const IMMUTABLE_IDS = { prefer: 'IdType="ImmutableId"' };
+
+/** How long, and how often, a send whose answer was lost is looked for. */
+export interface SendConfirmation {
+  withinMs: number;
+  everyMs: number;
+}
+
 export class GraphSender implements ApiSender {
   readonly api = 'graph';
   readonly maxMessageBytes = GRAPH_MAX_MESSAGE_BYTES;
 
-  constructor(private readonly graphUrl: string) {}
+  constructor(
+    private readonly graphUrl: string,
+    private readonly confirm: SendConfirmation = { withinMs: 60_000, everyMs: 2_000 },
+  ) {}
 
   baseUrl(): string {
     return this.graphUrl;
   }
 
   async send(calls: ApiCalls, mailbox: string, mime: Buffer, recipients: readonly string[]): Promise<void> {
+    // Read (or refused as unreadable) before anything reaches Graph.
+    const lists = graphRecipients(mime, recipients);
     let draftMime = mime;
     let files: FileAttachment[] = [];
     if (mime.length > GRAPH_MAX_MIME_BYTES) {
@@ -71,16 +104,16 @@ export class GraphSender implements ApiSender {
       ({ rest: draftMime, files } = split);
     }
     const messages = `${this.graphUrl}/v1.0/users/${encodeURIComponent(mailbox)}/messages`;
-    const created = await calls.call({ method: 'POST', url: messages, contentType: 'text/plain', body: draftMime.toString('base64'), long: true });
+    const created = await calls.call({ method: 'POST', url: messages, contentType: 'text/plain', headers: IMMUTABLE_IDS, body: draftMime.toString('base64'), long: true });
     if (!ok(created)) throw calls.fail(created, 'create draft');
     const id = (JSON.parse(created.body) as { id?: unknown }).id;
     if (typeof id !== 'string') throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the created draft has no id', { notSent: true });
     const draft = `${messages}/${encodeURIComponent(id)}`;
-    const discard = () => calls.call({ method: 'DELETE', url: draft }).catch(() => undefined);
+    const discard = () => calls.call({ method: 'DELETE', url: draft, headers: IMMUTABLE_IDS }).catch(() => undefined);
 
     let patched;
     try {
-      patched = await calls.call({ method: 'PATCH', url: draft, contentType: 'application/json', body: JSON.stringify(graphRecipients(mime, recipients)) });
+      patched = await calls.call({ method: 'PATCH', url: draft, contentType: 'application/json', headers: IMMUTABLE_IDS, body: JSON.stringify(lists) });
     } catch (e) {
       await discard();
       throw e;
@@ -88,6 +121,16 @@ export class GraphSender implements ApiSender {
     if (!ok(patched)) {
       await discard();
       throw calls.fail(patched, 'set recipients');
+    }
+    // Graph documents no PATCH of a draft created from MIME ("Send messages with MIME content":
+    // MIME properties cannot be updated individually); the updated message it answers with must
+    // show the recipients set, or nothing is sent (a change of Graph's would show here first).
+    if (!sameRecipients(patched.body, lists)) {
+      await discard();
+      throw new RelayError('UPSTREAM_PROTOCOL', 'graph: the draft does not show the recipients set by PATCH', {
+        notSent: true,
+        reply: coded(C451LocalError, SeProto5Other0, 'Microsoft Graph did not keep the recipients the relay set on the draft; not sent, try again later'),
+      });
     }
     try {
       for (const file of files) await this.attach(calls, draft, file);
@@ -98,15 +141,19 @@ export class GraphSender implements ApiSender {
 
     let sent;
     try {
-      sent = await calls.call({ method: 'POST', url: `${draft}/send`, long: true });
+      sent = await calls.call({ method: 'POST', url: `${draft}/send`, headers: IMMUTABLE_IDS, long: true });
     } catch (e) {
-      if (await this.wasSent(calls, draft, discard)) return;
-      throw e;
+      const failed = await this.unlessSent(calls, draft, e);
+      if (failed) throw failed;
+      return;
     }
     if (ok(sent)) return;
-    if (sent.status >= 500 && (await this.wasSent(calls, draft, discard))) return;
-    if (sent.status < 500) await discard();
-    throw calls.fail(sent, 'send');
+    if (sent.status < 500) {
+      await discard();
+      throw calls.fail(sent, 'send');
+    }
+    const failed = await this.unlessSent(calls, draft, calls.fail(sent, 'send'));
+    if (failed) throw failed;
   }
 
   /** One file through an upload session: ranges in order, 200 for each but the last, 201 for it. */
@@ -138,19 +185,43 @@ export class GraphSender implements ApiSender {
     }
   }
 
-  /**
-   * After a send whose answer was lost or a 5xx: a draft still there was not sent (and is
-   * deleted); a draft gone was sent. When even that cannot be told, it may have been sent.
-   */
-  private async wasSent(calls: ApiCalls, draft: string, discard: () => Promise<unknown>): Promise<boolean> {
+  /** The draft's state by its immutable id: sent, still a draft, or unknown (gone, or no answer). */
+  private async state(calls: ApiCalls, draft: string): Promise<'sent' | 'draft' | 'unknown'> {
     try {
-      const res = await calls.call({ method: 'GET', url: `${draft}?$select=isDraft` });
-      if (res.status === 404) return true;
-      if (ok(res) && (JSON.parse(res.body) as { isDraft?: unknown }).isDraft === false) return true;
-      if (ok(res)) await discard();
-      return false;
+      const res = await calls.call({ method: 'GET', url: `${draft}?$select=isDraft`, headers: IMMUTABLE_IDS });
+      if (!ok(res)) return 'unknown';
+      const isDraft = (JSON.parse(res.body) as { isDraft?: unknown }).isDraft;
+      return isDraft === false ? 'sent' : isDraft === true ? 'draft' : 'unknown';
     } catch {
-      return false;
+      return 'unknown';
     }
+  }
+
+  /**
+   * After a send whose answer was lost or a 5xx: resolves (250) once the draft is its Sent Items
+   * copy; returns the error to answer otherwise, `notSent` only when the draft, still a draft
+   * at the end, was deleted and is gone.
+   */
+  private async unlessSent(calls: ApiCalls, draft: string, error: unknown): Promise<unknown | null> {
+    const until = Date.now() + this.confirm.withinMs;
+    let last: 'sent' | 'draft' | 'unknown' = 'unknown';
+    for (;;) {
+      last = await this.state(calls, draft);
+      if (last === 'sent') return null;
+      if (Date.now() + this.confirm.everyMs > until) break;
+      await new Promise((r) => setTimeout(r, this.confirm.everyMs));
+    }
+    if (last === 'draft') {
+      const deleted = await calls.call({ method: 'DELETE', url: draft, headers: IMMUTABLE_IDS }).catch(() => null);
+      if (deleted && ok(deleted)) {
+        return new RelayError('API_SERVER_ERROR', `graph send: no answer, and the draft was still a draft after ${this.confirm.withinMs} ms (deleted)`, {
+          cause: error,
+          notSent: true,
+          reply: coded(C451LocalError, SeNet4Other0, 'Microsoft Graph did not send the message (still a draft after its send failed, now deleted), try again later'),
+        });
+      }
+      if ((await this.state(calls, draft)) === 'sent') return null;
+    }
+    return error;
   }
 }

@@ -1,10 +1,21 @@
-// The recipients a message's own header names (To, Cc, Bcc), for the APIs that take their
-// recipients from the headers rather than from an envelope. Addresses are parsed with
-// nodemailer's addressparser (groups, quoted names, comments) rather than by hand.
+// The message's header block as the API upstreams need it: its fields and the addresses its
+// To, Cc and Bcc fields name, for the APIs that take recipients from the header rather than from
+// an envelope. The reading is libraries' (nodemailer's family): @zone-eu/mailsplit splits the
+// block into fields (folding, obsolete `To :` syntax), nodemailer's addressparser reads the
+// address lists (groups, comments, quoted local parts), libmime decodes RFC 2047 display names.
+// This module only refuses what no reader can take without guessing, and decodes as UTF-8
+// (RFC 6532): the libraries work on binary strings.
+import mailsplit from '@zone-eu/mailsplit';
+import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
+import { RelayError } from '../../errors/registry.js';
+import { C554TransactionFailed, SeMsg6Other0 } from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 
 export interface HeaderAddress {
+  /** The display name, RFC 2047 words decoded; '' when none. */
   name: string;
+  /** Lower-cased, as the envelope's recipients are compared. */
   address: string;
 }
 
@@ -14,36 +25,73 @@ export interface HeaderRecipients {
   bcc: HeaderAddress[];
 }
 
-/** The header section of a message: up to the first empty line (CRLF or bare LF). */
-export function headerSection(mime: Buffer): string {
+export interface MessageHeader {
+  /** The header's fields (mailsplit's reading), for removing or adding one. */
+  fields: InstanceType<typeof mailsplit.Headers>;
+  /** Where the body starts: after the empty line that ends the header. */
+  bodyStart: number;
+  recipients: HeaderRecipients;
+}
+
+/** Where the header ends (the empty line's first byte) and the body starts. */
+function headerEnd(mime: Buffer): { end: number; bodyStart: number } {
   const crlf = mime.indexOf('\r\n\r\n');
   const lf = mime.indexOf('\n\n');
-  const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf : lf;
-  return mime.subarray(0, end >= 0 ? end : mime.length).toString('latin1');
+  if (crlf >= 0 && (lf < 0 || crlf + 1 < lf)) return { end: crlf + 2, bodyStart: crlf + 4 };
+  if (lf >= 0) return { end: lf + 1, bodyStart: lf + 2 };
+  return { end: mime.length, bodyStart: mime.length };
 }
 
-/** Every occurrence of the field, unfolded (RFC 5322 §2.2.3). */
-export function headerValues(header: string, name: string): string[] {
-  const out: string[] = [];
-  const lines = header.split(/\r?\n/);
-  const prefix = name.toLowerCase() + ':';
-  for (let i = 0; i < lines.length; i++) {
-    if (!lines[i]!.toLowerCase().startsWith(prefix)) continue;
-    let value = lines[i]!.slice(prefix.length);
-    while (i + 1 < lines.length && /^[ \t]/.test(lines[i + 1]!)) value += ' ' + lines[++i]!.trim();
-    out.push(value.trim());
-  }
-  return out;
+const unreadable = (what: string) =>
+  new RelayError('API_HEADER_UNREADABLE', what, { notSent: true, reply: coded(C554TransactionFailed, SeMsg6Other0, `Message header cannot be read unambiguously: ${what}; not sent`) });
+
+/**
+ * What makes the header's meaning depend on a parser's guess: a continuation with no field to
+ * continue, a CR that is not a line break, a NUL, a line that is neither a field nor a
+ * continuation (RFC 5322 §2.2, §2.2.3). Its line number is for the sender to find it.
+ */
+function checkReadable(header: Buffer): void {
+  if (header.includes(0)) throw unreadable('NUL byte in the header');
+  const text = header.toString('latin1');
+  const bareCr = /\r(?!\n)/.exec(text);
+  if (bareCr) throw unreadable(`bare CR (not followed by LF) in header line ${text.slice(0, bareCr.index).split('\n').length}`);
+  const lines = text.split(/\r?\n/);
+  if (lines.at(-1) === '') lines.pop();
+  if (/^[ \t]/.test(lines[0] ?? '')) throw unreadable('the first header line is a continuation (starts with a space or tab)');
+  // A field name is printable US-ASCII but ':'; RFC 5322 §4.5.3's obsolete syntax allows space before the colon.
+  const bad = lines.findIndex((l) => !/^[ \t]/.test(l) && !/^[\x21-\x39\x3b-\x7e]+[ \t]*:/.test(l));
+  if (bad >= 0) throw unreadable(`header line ${bad + 1} is neither a field nor a continuation`);
 }
 
-function addresses(header: string, name: string): HeaderAddress[] {
-  return headerValues(header, name)
-    .flatMap((v) => addressparser(v, { flatten: true }))
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function addresses(fields: InstanceType<typeof mailsplit.Headers>, key: string): HeaderAddress[] {
+  return fields
+    .getList()
+    .filter((l) => l.key === key)
+    .flatMap((l) => {
+      let line: string;
+      try {
+        line = utf8.decode(Buffer.from(l.line, 'binary'));
+      } catch {
+        throw unreadable(`the ${key} field is not UTF-8`);
+      }
+      const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n/g, '');
+      return addressparser(value, { flatten: true });
+    })
     .filter((a) => a.address.includes('@'))
-    .map((a) => ({ name: a.name, address: a.address.toLowerCase() }));
+    .map((a) => ({ name: a.name ? libmime.decodeWords(a.name) : '', address: a.address.toLowerCase() }));
+}
+
+/** The header block read, or API_HEADER_UNREADABLE (554 5.6.0) saying what is wrong with it. */
+export function readHeader(mime: Buffer): MessageHeader {
+  const { end, bodyStart } = headerEnd(mime);
+  const header = mime.subarray(0, end);
+  checkReadable(header);
+  const fields = new mailsplit.Headers(header);
+  return { fields, bodyStart, recipients: { to: addresses(fields, 'to'), cc: addresses(fields, 'cc'), bcc: addresses(fields, 'bcc') } };
 }
 
 export function headerRecipients(mime: Buffer): HeaderRecipients {
-  const header = headerSection(mime);
-  return { to: addresses(header, 'to'), cc: addresses(header, 'cc'), bcc: addresses(header, 'bcc') };
+  return readHeader(mime).recipients;
 }

@@ -20,8 +20,17 @@ const MAX_WARM_PER_ORIGIN = 16;
 
 export const usesApi = (a: Account): boolean => a.upstream !== 'smtp';
 
-export function senderFor(account: Account): ApiSender {
-  return account.upstream === 'graph' ? new GraphSender(account.provider.graphUrl) : new GmailSender(account.provider.gmailApiUrl);
+/**
+ * How long a Graph send whose answer was lost is watched: as long as the send's own answer was
+ * waited for, at most a minute (Exchange's transport takes seconds; every 5xx costs the MTA's
+ * connection this long). The MTA waits for both: Postfix's smtp_data_done_timeout is 600 s.
+ */
+const MAX_CONFIRM_MS = 60_000;
+
+export function senderFor(account: Account, confirmWithinMs = MAX_CONFIRM_MS): ApiSender {
+  return account.upstream === 'graph'
+    ? new GraphSender(account.provider.graphUrl, { withinMs: confirmWithinMs, everyMs: Math.min(2_000, Math.max(100, Math.floor(confirmWithinMs / 10))) })
+    : new GmailSender(account.provider.gmailApiUrl);
 }
 
 export class ApiUpstreams {
@@ -39,7 +48,7 @@ export class ApiUpstreams {
 
   private of(account: Account): { sender: ApiSender; slots: Slots } {
     let it = this.perAccount.get(account);
-    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account), slots: new Slots(account.email, account.maxConnections) }));
+    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account, Math.min(this.upstream.data_timeout_ms, MAX_CONFIRM_MS)), slots: new Slots(account.email, account.maxConnections) }));
     return it;
   }
 
