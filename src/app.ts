@@ -57,7 +57,9 @@ export class RelayApp {
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,
-    });
+      // Under per_account `active`: warm accounts, and those the operator must look at.
+      isActive: (email, healthy) => !healthy || this.relay.warmth.isWarm(email),
+    }, config.metrics.per_account);
     this.refusals = new Refusals(logger, this.metrics);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
     this.health = new AccountHealthBoard(this.relay, store);
