@@ -187,7 +187,7 @@ export class TokenCache {
       const entry = new Entry(account);
       this.entries.set(account.email, entry);
       await this.restore(entry);
-      if (entry.token && entry.token.expiresAt - this.now() > this.opts.refreshBeforeExpiryMs) {
+      if (this.fresh(entry)) {
         entry.health = 'healthy';
         this.schedule(entry);
       } else if (this.keepWarm(entry)) {
@@ -208,7 +208,7 @@ export class TokenCache {
         }
         const entry = needFetch[next++]!;
         // A message got there first (it joined or started the refresh), or the account left.
-        if (entry.retired || this.current(entry.account.email)) continue;
+        if (entry.retired || this.fresh(entry)) continue;
         try {
           await this.refresh(entry);
           pauses = 0;
@@ -313,6 +313,11 @@ export class TokenCache {
    */
   async settled(): Promise<void> {
     await Promise.allSettled([...this.entries.values()].map((e) => e.inflight));
+  }
+
+  /** Its token needs no refresh before the scheduled one (more than the refresh lead left). */
+  private fresh(entry: Entry): boolean {
+    return entry.token !== null && entry.token.expiresAt - this.now() > this.opts.refreshBeforeExpiryMs;
   }
 
   private keepWarm(entry: Entry): boolean {

