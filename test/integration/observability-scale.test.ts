@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/provider.js';
-import { RawSmtp } from '../helpers/smtp-client.js';
+import { sendPipelined } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';
 
 const N = 5_000;
@@ -31,22 +31,8 @@ afterAll(async () => {
 
 const admin = (path: string) => fetch(`http://127.0.0.1:${stack.app.adminPort}${path}`);
 
-/** As an MTA sends: MAIL, RCPT and DATA in one write, then the body. */
-async function send(from: string, tag: string): Promise<number[]> {
-  const { client } = await RawSmtp.connect(stack.port);
-  try {
-    await client.cmd('EHLO mta.test');
-    client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<to@example.net>\r\nDATA\r\n`);
-    const codes = [(await client.read(30_000)).code, (await client.read(30_000)).code, (await client.read(30_000)).code];
-    if (codes[2] === 354) {
-      client.write(rawMessage(from, ['to@example.net'], tag) + '.\r\n');
-      codes.push((await client.read(30_000)).code);
-    }
-    return codes;
-  } finally {
-    client.close();
-  }
-}
+/** The reply codes of one pipelined transaction. */
+const send = async (from: string, tag: string) => (await sendPipelined(stack.port, from, 'to@example.net', rawMessage(from, ['to@example.net'], tag))).map((r) => r.code);
 
 /** CPU (user + system) of `work`, ms. */
 function cpuMs(work: () => unknown): number {

@@ -4,7 +4,7 @@
 // endpoint's 429: it backs off for Retry-After and still ends with every account ready.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/provider.js';
-import { RawSmtp, type Reply } from '../helpers/smtp-client.js';
+import { sendPipelined } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';
 
 const PINNED = 'pinned@gmail.test';
@@ -22,21 +22,7 @@ async function getJson(path: string): Promise<{ status: number; body: Record<str
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** As an MTA sends: MAIL, RCPT and DATA in one write (PIPELINING), then the body. */
-async function pipelined(port: number, from: string, tag: string): Promise<Reply[]> {
-  const { client } = await RawSmtp.connect(port);
-  try {
-    await client.cmd('EHLO mta.test');
-    client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<to@example.net>\r\nDATA\r\n`);
-    const replies = [await client.read(30_000), await client.read(30_000), await client.read(30_000)];
-    if (replies[2]!.code !== 354) return replies;
-    client.write(rawMessage(from, ['to@example.net'], tag) + '.\r\n');
-    replies.push(await client.read(30_000));
-    return replies;
-  } finally {
-    client.close();
-  }
-}
+const pipelined = (port: number, from: string, tag: string) => sendPipelined(port, from, 'to@example.net', rawMessage(from, ['to@example.net'], tag));
 
 const logins = (email: string) => stack!.sandbox.smtp.authAttempts().filter((a) => a.user === email && a.ok).length;
 
