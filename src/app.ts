@@ -52,7 +52,8 @@ export class RelayApp {
   ) {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
-      tokenExpiries: () => this.relay.tokens.status(),
+      // A cold account's token lapses on purpose: no expiry to alert on.
+      tokenExpiries: () => this.relay.tokens.status().filter((t) => this.relay.warmth.isWarm(t.email)),
       accountHealth: () => this.health.all().map(({ email, health }) => ({ email, state: health.state, healthy: isHealthy(health) })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,

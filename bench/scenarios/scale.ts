@@ -8,6 +8,7 @@
 //    connection sending meanwhile;
 //  - a restart on the same store: time until an active account can send (/readyz 200) and until
 //    every active account is warm (token and ready connection).
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
@@ -154,7 +155,8 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
   mkdirSync(dir);
   await ctx.sandbox.call('setTokenLatency', { ms: SCALE_TOKEN_LATENCY_MS });
   await ctx.sandbox.call('setTokenRateLimit', { perSecond: SCALE_TOKEN_RATE });
-  const start = (timeoutMs = 120_000) => RelayProcess.start({ config, dir, root: ctx.root, entry: ctx.entry, readyTimeoutMs: timeoutMs });
+  const key = randomBytes(32).toString('hex');
+  const start = (timeoutMs = 120_000) => RelayProcess.start({ config, dir, root: ctx.root, entry: ctx.entry, readyTimeoutMs: timeoutMs, key });
   try {
     ctx.progress('scale: first start, empty store');
     let tokens0 = await ctx.sandbox.call('tokenRequests', {});
