@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { isLoopbackHost } from './networks.js';
 import { ConfigError, ConfigProblems } from './errors.js';
 import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
-import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
+import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from './account-limits.js';
 import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
 import { readServiceAccountKey, ServiceAccountKeyError } from './service-account-key.js';
 
