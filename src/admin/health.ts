@@ -157,14 +157,17 @@ export class AccountHealthBoard {
    * why not; `unable` names the accounts that cannot send (also when ready), with their state.
    */
   readiness(listening: boolean): Readiness {
-    const accounts = this.relay.accounts;
+    return this.readinessOf(listening, this.all());
+  }
+
+  /** readiness() from healths already built (the status snapshot builds them once for both). */
+  readinessOf(listening: boolean, accounts: ReadonlyArray<{ email: string; health: AccountHealth }>): Readiness {
     const unable: Readiness['unable'] = [];
     let unableTotal = 0;
     // One pass, linear in the accounts; only the first UNABLE_LISTED are written out.
-    for (const a of accounts) {
-      const health = this.of(a);
+    for (const { email, health } of accounts) {
       if (health.can_send) continue;
-      if (++unableTotal <= UNABLE_LISTED) unable.push({ email: a.email, state: health.state, error: health.error });
+      if (++unableTotal <= UNABLE_LISTED) unable.push({ email, state: health.state, error: health.error });
     }
     const reasons: string[] = [];
     if (!listening) reasons.push('the SMTP listener is not up (starting or stopping)');

@@ -102,10 +102,13 @@ export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', p
   const states: Partial<Record<AccountState, number>> = {};
   const matching: Array<{ email: string; health: AccountHealth }> = [];
   const all = deps.relay.accounts;
+  const healths: Array<{ email: string; health: AccountHealth }> = [];
   for (const a of all) {
-    const health = deps.health.of(a);
-    states[health.state] = (states[health.state] ?? 0) + 1;
-    if (matches(query.q, a, health.state)) matching.push({ email: a.email, health });
+    const entry = { email: a.email, health: deps.health.of(a) };
+    healths.push(entry);
+    const { state } = entry.health;
+    states[state] = (states[state] ?? 0) + 1;
+    if (matches(query.q, a, state)) matching.push(entry);
   }
   matching.sort(problemsFirst);
   const pages = Math.max(1, Math.ceil(matching.length / query.perPage));
@@ -120,7 +123,7 @@ export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', p
     page: { q: query.q, number, per_page: query.perPage, pages, matching: matching.length, total: all.length },
     listening,
     inbound_sessions: deps.inboundSessions(),
-    readiness: deps.health.readiness(listening),
+    readiness: deps.health.readinessOf(listening, healths),
     accounts: shown.map(({ email }) => deps.accounts.get(email)).map((v) => {
       const limits = deps.relay.router.account(v.email)?.limits;
       return {

@@ -138,7 +138,7 @@ export interface InstallOptions {
   waitMs: number;
   /** Token requests in flight at once. */
   concurrency: number;
-  /** Called when a fetched token arrives, so the account's connections open without waiting for the others'. */
+  /** Called when an account's token is there (fetched, or fresh from the store), so its connections open without waiting for the others'. */
   onToken?: (email: string) => void;
 }
 
@@ -190,6 +190,7 @@ export class TokenCache {
       if (this.fresh(entry)) {
         entry.health = 'healthy';
         this.schedule(entry);
+        onToken?.(account.email);
       } else if (this.keepWarm(entry)) {
         needFetch.push(entry);
       }
