@@ -19,6 +19,7 @@ import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
 import { attribute, RelayError } from '../errors/registry.js';
 import { LimitedTransaction } from './limited-transaction.js';
+import { bounded } from './bounded.js';
 import { Warmth } from './warmth.js';
 import type { MailParams } from '../smtp/envelope.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
@@ -199,22 +200,33 @@ export class Relay {
     let firstReady: () => void = () => undefined;
     const oneReady = new Promise<void>((resolve) => (firstReady = resolve));
     const warming = new Set<Promise<unknown>>();
-    const tokens = this.tokens.start(this.current, { waitMs, concurrency, onToken: (email) => {
-      const account = this.router.account(email);
-      if (!account || !this.warmth.isWarm(email)) return;
-      const pool = this.pools.get(email);
-      pool?.setMinIdle(this.minIdleOf(account));
-      const p = Promise.allSettled([pool?.warm(), this.api.warm([account])]).then(firstReady);
-      warming.add(p);
-    } });
+    const warmed = new Set<string>();
+    const logins = bounded(concurrency);
+    // Each warm account's connections open as soon as its token is there, `concurrency` at a time.
+    const warmOne = (account: Account) => {
+      if (warmed.has(account.email) || !this.warmth.isWarm(account.email) || !this.tokens.current(account.email)) return;
+      warmed.add(account.email);
+      const pool = this.pools.get(account.email);
+      const done = logins(() => {
+        pool?.setMinIdle(this.minIdleOf(account));
+        return Promise.allSettled([pool?.warm(), this.api.warm([account])]);
+      }).then(firstReady);
+      warming.add(done);
+    };
+    const tokens = this.tokens.start(this.current, {
+      waitMs,
+      concurrency,
+      onToken: (email) => {
+        const account = this.router.account(email);
+        if (account) warmOne(account);
+      },
+    });
     const everything = tokens.then(async () => {
-      // Accounts whose stored token was still good got no onToken.
-      for (const a of this.current) {
-        if (!this.warmth.isWarm(a.email)) continue;
-        this.pools.get(a.email)?.setMinIdle(this.minIdleOf(a));
-      }
-      await this.warm(this.current.filter((a) => this.warmth.isWarm(a.email)), waitMs - (Date.now() - started));
-      await Promise.allSettled(warming);
+      // Those whose token came another way (a message fetched it meanwhile).
+      for (const a of this.current) warmOne(a);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(warming), new Promise((r) => (timer = setTimeout(r, Math.max(0, waitMs - (Date.now() - started)))))]);
+      clearTimeout(timer);
     });
     await (this.warmth.allWarm ? everything : Promise.race([everything, oneReady]));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
