@@ -87,12 +87,17 @@ const RECENT_REFUSALS = 20;
 
 const RANK = Object.fromEntries(ACCOUNT_STATES.map((s, i) => [s, i])) as Record<AccountState, number>;
 
-/** Needs the operator first, then cannot send, then the rest; by email within each. */
-function problemsFirst(a: { email: string; health: AccountHealth }, b: { email: string; health: AccountHealth }): number {
-  const needs = (h: AccountHealth) => (isHealthy(h) ? 1 : 0);
-  const sends = (h: AccountHealth) => (h.can_send ? 1 : 0);
-  return needs(a.health) - needs(b.health) || sends(a.health) - sends(b.health) || RANK[a.health.state] - RANK[b.health.state] || (a.email < b.email ? -1 : a.email > b.email ? 1 : 0);
+interface Listed {
+  email: string;
+  health: AccountHealth;
+  /** Needs the operator first, then cannot send, then by state: computed once, not per comparison. */
+  key: number;
 }
+
+const sortKey = (h: AccountHealth): number => (isHealthy(h) ? 2 * ACCOUNT_STATES.length : 0) + (h.can_send ? ACCOUNT_STATES.length : 0) + RANK[h.state];
+
+/** By sortKey, then by email. */
+const problemsFirst = (a: Listed, b: Listed): number => a.key - b.key || (a.email < b.email ? -1 : a.email > b.email ? 1 : 0);
 
 const matches = (q: string, a: Account, state: AccountState): boolean =>
   !q || a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || state.includes(q);
@@ -100,11 +105,12 @@ const matches = (q: string, a: Account, state: AccountState): boolean =>
 export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', page: 1, perPage: DEFAULT_PER_PAGE }): StatusSnapshot {
   const listening = deps.isListening();
   const states: Partial<Record<AccountState, number>> = {};
-  const matching: Array<{ email: string; health: AccountHealth }> = [];
+  const matching: Listed[] = [];
   const all = deps.relay.accounts;
-  const healths: Array<{ email: string; health: AccountHealth }> = [];
+  const healths: Listed[] = [];
   for (const a of all) {
-    const entry = { email: a.email, health: deps.health.of(a) };
+    const health = deps.health.of(a);
+    const entry = { email: a.email, health, key: sortKey(health) };
     healths.push(entry);
     const { state } = entry.health;
     states[state] = (states[state] ?? 0) + 1;
