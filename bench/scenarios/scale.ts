@@ -38,6 +38,9 @@ export interface ScaleResult {
   restartReadyMs: number;
   restartAllWarmMs: number;
   restartTokenRequests: number;
+  /** The relay's own figure for its start (relay_ready: from opening the store to ready), first start and restart. */
+  coldStartRelayMs: number;
+  restartRelayMs: number;
   /** Relay CPU per message, µs: spread over the active accounts of 5,000, and a one-account relay. */
   cpuPerMessageManyUs: number;
   cpuPerMessageOneUs: number;
@@ -204,6 +207,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
     const quiet = await replies(false);
     const busy = await replies(true);
     await relay.stop();
+    const coldStartRelayMs = Number(relay.logEvents('relay_ready')[0]?.ms ?? Number.NaN);
 
     ctx.progress('scale: restart on the same store');
     tokens0 = await ctx.sandbox.call('tokenRequests', {});
@@ -219,6 +223,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
     const restartAllWarmMs = warm >= activeN ? performance.now() - spawned : Number.NaN;
     const restartTokenRequests = (await ctx.sandbox.call('tokenRequests', {})) - tokens0;
     await relay.stop();
+    const restartRelayMs = Number(relay.logEvents('relay_ready')[0]?.ms ?? Number.NaN);
 
     ctx.progress('scale: CPU per message, one-account relay');
     await ctx.sandbox.call('setTokenRateLimit', { perSecond: null });
@@ -238,6 +243,8 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
       restartReadyMs: round(restartReadyMs, 0),
       restartAllWarmMs: round(restartAllWarmMs, 0),
       restartTokenRequests,
+      coldStartRelayMs,
+      restartRelayMs,
       cpuPerMessageManyUs: round(cpuPerMessageManyUs, 0),
       cpuPerMessageOneUs: round(cpuPerMessageOneUs, 0),
       metricsBytes: metrics.body.length,
@@ -264,7 +271,7 @@ export function scaleTable(r: ScaleResult): string {
     '| | target | measured | met |',
     '| --- | --- | --- | --- |',
     row('first start, empty store: spawn to ready', '-', `${r.coldStartReadyMs} ms, ${r.coldStartTokenRequests} token requests`, null),
-    row('restart: ready to send for an active account', '≤ 5 s', `${r.restartReadyMs} ms`, r.restartReadyMs <= 5_000),
+    row('restart: ready to send for an active account (spawn to /readyz 200; the relay\'s own relay_ready)', '≤ 5 s', `${r.restartReadyMs} ms (${r.restartRelayMs} ms; first start ${r.coldStartRelayMs} ms)`, r.restartReadyMs <= 5_000),
     row('restart: every active account warm', '≤ 15 s', `${r.restartAllWarmMs} ms (${r.restartTokenRequests} token requests)`, r.restartAllWarmMs <= 15_000),
     row(`first start: one message to each of the ${r.active} (cold) accounts`, '-', `${r.activateAllMs} ms (${r.activateDeferrals} deferred with 4xx and retried)`, null),
     row('RSS, none warm', '≤ 120 MB', `${r.rssNoneWarmMb} MB`, r.rssNoneWarmMb <= 120),
