@@ -223,7 +223,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
     const restartAllWarmMs = warm >= activeN ? performance.now() - spawned : Number.NaN;
     const restartTokenRequests = (await ctx.sandbox.call('tokenRequests', {})) - tokens0;
     await relay.stop();
-    const restartRelayMs = Number(relay.logEvents('relay_ready')[0]?.ms ?? Number.NaN);
+    const restartRelayMs = Number(relay.logEvents('relay_ready').at(-1)?.ms ?? Number.NaN);
 
     ctx.progress('scale: CPU per message, one-account relay');
     await ctx.sandbox.call('setTokenRateLimit', { perSecond: null });
