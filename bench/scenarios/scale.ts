@@ -54,6 +54,7 @@ export interface ScaleResult {
   maxReplyDuringScrapesMs: number;
   p99ReplyDuringScrapesMs: number;
   maxReplyQuietMs: number;
+  p99ReplyQuietMs: number;
 }
 
 const mb = (bytes: number) => round(bytes / 1024 / 1024, 1);
@@ -256,6 +257,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
       maxReplyDuringScrapesMs: round(Math.max(...busy), 1),
       p99ReplyDuringScrapesMs: round(percentile(busy, 99), 1),
       maxReplyQuietMs: round(Math.max(...quiet), 1),
+      p99ReplyQuietMs: round(percentile(quiet, 99), 1),
     };
   } finally {
     await ctx.sandbox.call('setTokenLatency', { ms: 0 });
@@ -280,6 +282,7 @@ export function scaleTable(r: ScaleResult): string {
     row('/metrics scrape', '< 200 ms, < 2 MB', `${r.metricsMs} ms (${r.metricsCpuMs} ms CPU), ${round(r.metricsBytes / 1024, 0)} KB`, r.metricsMs < 200 && r.metricsBytes < 2_000_000),
     row('/readyz CPU', '< 5 ms', `${r.readyzCpuMs} ms`, r.readyzCpuMs < 5),
     row('/status.json CPU (first page of 50)', '< 5 ms', `${r.statusJsonCpuMs} ms, ${round(r.statusJsonBytes / 1024, 0)} KB`, r.statusJsonCpuMs < 5),
-    row('SMTP reply delay during scrapes (max; p99; max without scrapes)', '≤ 10 ms added', `${r.maxReplyDuringScrapesMs} ms; ${r.p99ReplyDuringScrapesMs} ms; ${r.maxReplyQuietMs} ms`, r.maxReplyDuringScrapesMs - r.maxReplyQuietMs <= 10),
+    // Judged on the p99s: one outlier (a handshake, a GC) in either stream decides a max.
+    row('SMTP reply during scrapes: max, p99 (without scrapes: max, p99)', '≤ 10 ms added', `${r.maxReplyDuringScrapesMs} ms, ${r.p99ReplyDuringScrapesMs} ms (${r.maxReplyQuietMs} ms, ${r.p99ReplyQuietMs} ms)`, r.p99ReplyDuringScrapesMs - r.p99ReplyQuietMs <= 10),
   ].join('\n');
 }
