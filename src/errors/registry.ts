@@ -6,6 +6,9 @@
 // message's, are temporary (4xx) so the MTA keeps the message and retries.
 import { ProtocolError } from '../smtp/protocol-error.js';
 import {
+  C501ParamSyntaxError,
+  C502NotImplemented,
+  C504ParamNotImplemented,
   C421ServiceUnavailable,
   C451LocalError,
   C452InsufficientStorage,
@@ -74,6 +77,12 @@ export type RelayErrorCode =
   | 'AUTH_DEADLINE'
   | 'EARLY_TALKER'
   | 'LINE_TOO_LONG'
+  | 'SYNTAX_ARGUMENTS'
+  | 'NOT_IMPLEMENTED'
+  | 'AUTH_MECHANISM'
+  | 'IMPERSONATION'
+  | 'HTTP_REQUEST'
+  | 'NO_VALID_RECIPIENTS'
   | 'API_THROTTLED'
   | 'API_SERVER_ERROR'
   | 'API_FORBIDDEN'
@@ -102,6 +111,8 @@ export type RefusalReason =
   | 'too_many_recipients'
   | 'too_big'
   | 'syntax'
+  | 'not_implemented'
+  | 'impersonation'
   | 'shutting_down'
   | 'account_changed'
   | 'too_many_errors'
@@ -161,6 +172,18 @@ const SPECS: Record<RelayErrorCode, ErrorSpec> = {
   AUTH_DEADLINE: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
   EARLY_TALKER: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'You talk too soon, closing connection'), reason: 'syntax' },
   LINE_TOO_LONG: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'Command line too long, closing connection'), reason: 'syntax' },
+  // RFC 5321 §4.2.2 501: a known command with arguments it cannot take; the text says which.
+  SYNTAX_ARGUMENTS: { reply: coded(C501ParamSyntaxError, SeProto5BadParams4, 'Syntax error in parameters or arguments'), reason: 'syntax' },
+  // 502: VRFY and EXPN (RFC 5321 §3.5.3 lets a server decline them), STARTTLS without inbound.tls.
+  NOT_IMPLEMENTED: { reply: coded(C502NotImplemented, SeProto5BadCmdOrSeq1, 'Command not implemented'), reason: 'not_implemented' },
+  // RFC 4954 §4: a SASL mechanism the relay does not offer.
+  AUTH_MECHANISM: { reply: coded(C504ParamNotImplemented, SeProto5BadParams4, 'Unrecognized authentication type'), reason: 'syntax' },
+  // XCLIENT / XFORWARD (Postfix): a client asking to be taken for another. Nobody may.
+  IMPERSONATION: { reply: coded(C550MailboxUnavailable, SePol7Other0, 'Command not allowed'), reason: 'impersonation' },
+  // A web page made to talk to the SMTP port (cross-protocol attack): the session ends.
+  HTTP_REQUEST: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'HTTP requests are not served here, closing connection'), reason: 'syntax' },
+  // RFC 5321 §3.3: DATA when no RCPT was accepted.
+  NO_VALID_RECIPIENTS: { reply: coded(C554TransactionFailed, SeProto5BadCmdOrSeq1, 'No valid recipients'), reason: 'syntax' },
   // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
   // limit errors): the account is paused for the Retry-After, and the text says how long.
   API_THROTTLED: { reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, 'The provider is throttling the account, try again later'), reason: 'throttled' },
@@ -280,6 +303,11 @@ export function certainlyNotSent(err: unknown): boolean {
 
 export function defaultReply(code: RelayErrorCode): Reply {
   return SPECS[code].reply;
+}
+
+/** The registry's reply code for `code`, with a text that says more (the enhanced code leads `text`). */
+export function refusal(code: RelayErrorCode, text: string, detail = text): RelayError {
+  return new RelayError(code, detail, { reply: { code: SPECS[code].reply.code, lines: [text] } });
 }
 
 /**

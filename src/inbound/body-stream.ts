@@ -33,6 +33,16 @@ export class BodyStream implements AsyncIterable<Buffer> {
     return this.queued < HIGH_WATER;
   }
 
+  /** The consumer is behind: the producer should wait for onDrain. */
+  get behind(): boolean {
+    return this.queued >= HIGH_WATER;
+  }
+
+  /** Still owed by the client: neither complete nor failed. */
+  get owed(): boolean {
+    return !this.ended;
+  }
+
   end(): void {
     this.ended = true;
     this.signal();
@@ -55,6 +65,8 @@ export class BodyStream implements AsyncIterable<Buffer> {
     return {
       next: async (): Promise<IteratorResult<Buffer>> => {
         if (!this.started) {
+          // Failed before the consumer was ready (the client can no longer send it): no 354.
+          if (this.failure) throw this.failure;
           this.started = true;
           this.onStart();
         }

@@ -1,42 +1,61 @@
-// One inbound SMTP session: a small state machine over the socket's bytes (see server.ts for
-// why this is the relay's own code and not smtp-server).
+// One inbound SMTP session: dispatch of the client's commands over one socket, in order (see
+// server.ts for why this is the relay's own code and not smtp-server). Its parts have files of
+// their own: reading lines with bounds (line-reader.ts), the AUTH exchange (sasl.ts), the
+// message body (data-phase.ts), STARTTLS (tls-upgrade.ts), the transaction's record
+// (transaction-log.ts), deadlines and error counts (session-guard.ts).
 //
-// Reading: every complete command in the input buffer is handled before the session waits for
-// more; commands are handled strictly in order, one at a time (a handler that waits on the
-// provider holds the ones behind it), and their replies are queued and written in one write
-// when the input is drained or the session must wait (Postfix smtpd's way). A MAIL looks ahead
-// at the RCPTs and DATA the client pipelined behind it, so that they go upstream with it in one
+// Reading: every complete command in the input is handled before the session waits for more;
+// commands are handled strictly in order, one at a time (a handler that waits on the provider
+// holds the ones behind it: phase `busy`), and their replies are queued and written in one write
+// when the input is drained or the session must wait (Postfix smtpd's way). A MAIL looks ahead at
+// the RCPTs and DATA the client pipelined behind it, so that they go upstream with it in one
 // write (Relay.begin's `group`); their replies are then the provider's, in order.
 //
-// Writing: reply() is the one place a reply is queued. Every reply of 400 or above goes
-// through fail(), which records it once (Refusals) and counts the client's own errors.
+// Writing: reply() is the one place a reply is queued. Every refusal is a RelayError whose reply
+// comes from the registry (errors/registry.ts) and goes through fail(), which records it once
+// (Refusals) and counts the client's own errors.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { isLoopbackHost } from '../config/networks.js';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
 import type { LimitedTransaction } from '../relay/limited-transaction.js';
-import { accountOf, isRefusal, reasonOf, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
-import type { Relay } from '../relay/relay.js';
+import { accountOf, isRefusal, reasonOf, refusal, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
+import type { Capabilities } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
+import type { Router, SessionIdentity } from '../routing/router.js';
+import type { MailParams } from '../smtp/envelope.js';
+import { parsePath } from '../smtp/path.js';
 import { formatReply, reply, wireReply, type Reply } from '../smtp/reply.js';
 import type { AuthGuard } from './auth-guard.js';
-import { BodyStream } from './body-stream.js';
-import { parsePath } from '../smtp/path.js';
-import { DataDecoder } from '../smtp/data-decoder.js';
-import { bodyRead } from './reclaim.js';
+import { DataPhase, type DataPhaseHost } from './data-phase.js';
+import { HIGH_WATER, LineReader } from './line-reader.js';
+import { AUTH_OK, BYE, ehloReply, FLUSHED, greeting, hello, HELP, OK, SENDER_OK, START_INPUT, TLS_READY } from './replies.js';
+import { MECHANISMS, startSasl, type Step, type Verdict } from './sasl.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
-import type { TransactionLog } from './transaction-log.js';
+import { upgradeToTls } from './tls-upgrade.js';
+import { recordTransaction, type TransactionLog } from './transaction-log.js';
+
+/** The transaction a session drives (LimitedTransaction; a scripted one in tests). */
+export type SessionTransaction = Pick<LimitedTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'rcpt' | 'data' | 'abort'>;
+
+/** What a session needs of the relay stage (Relay; a scripted stand-in in test/inbound/). */
+export interface SessionRelay {
+  begin(identity: SessionIdentity, mailFrom: string, params: MailParams, group?: Group): Promise<SessionTransaction>;
+  capabilities(account: Account | null): Capabilities;
+  readonly router: Pick<Router, 'account' | 'authenticate'>;
+  readonly sent: { record(account: string): void };
+}
 
 /** What every session of one server shares. */
 export interface SessionContext {
   config: Config['inbound'];
   hostname: string;
-  relay: Relay;
+  relay: SessionRelay;
   logger: Logger;
   /** The `transaction` line (see transaction-log.ts); whether it is written follows `logger`'s level. */
   transactionLog: TransactionLog;
@@ -50,18 +69,32 @@ export interface SessionContext {
   readonly draining: boolean;
 }
 
-/** Longest command line (without CRLF). Long enough for many ESMTP parameters; beyond it the session ends. */
-const MAX_LINE = 16 * 1024;
-const LF = 0x0a;
+/**
+ * Where the session is, one state at a time (Haraka's states; upstream/connection.ts's Phase).
+ * Whether the client has shut its sending side is the input's (`input.ended`), not a phase: it
+ * can happen in any of them.
+ */
+type Phase =
+  /** Before the greeting: a client that talks now talks too soon. */
+  | 'connected'
+  /** Reading and handling commands. */
+  | 'ready'
+  /** A command is being handled (the provider, the AUTH failure delay, the TLS handshake, DATA before its 354 and after the final dot): the ones behind it wait. */
+  | 'busy'
+  /** After 354: the client's bytes are the message. */
+  | 'message'
+  /** The last reply is written and the socket is ending. */
+  | 'closing'
+  /** The socket is gone. */
+  | 'closed';
+
+const NONE: string[] = [];
 const HTTP_VERBS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'PATCH']);
-const OK = reply(250, '2.0.0 OK');
-/** The settlement of a MAIL that was answered 451 while it waited (Session.mailLate). */
+/** The settlement of a MAIL that was answered 451 while it waited (Session.mailLate); never sent. */
 const LATE: Reply = reply(451, 'late');
 const stageOf: Record<string, RefusalStage> = { AUTH: 'auth', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
 
-type Handler = (this: Session, arg: string) => Reply | Promise<Reply> | null;
-/** A line that is not a command: the next step of an AUTH exchange. */
-type Continuation = (line: string) => Reply | Promise<Reply> | null;
+type Handler = (this: Session, arg: string) => Verdict;
 
 export class Session {
   readonly id = randomBytes(6).toString('base64url');
@@ -69,32 +102,40 @@ export class Session {
   readonly trusted: boolean;
   account: Account | null = null;
   private socket: Socket;
-  private input: Buffer | null = null;
+  private phase: Phase = 'connected';
+  /** What the client sent that is not handled yet (bounded: see line-reader.ts). */
+  private readonly input = new LineReader();
+  /** The socket is paused: the input is full, or the message's consumer is behind. */
+  private paused = false;
+  /** Bytes received after the session began closing. */
+  private dropped = 0;
   private out: string[] = [];
   private readonly guard: SessionGuard;
-  /** A handler is working: the commands behind it wait (their replies must follow its reply). */
-  private busy = false;
-  private closing = false;
-  private closed = false;
-  /** The client shut its sending side: answer what it sent, then close. */
-  private readEnded = false;
-  private greeted = false;
   private helo: string | null = null;
   private secure = false;
-  private continuation: Continuation | null = null;
+  /** The next line is a step of an AUTH exchange, not a command. */
+  private continuation: Step | null = null;
   // The transaction.
-  private tx: LimitedTransaction | null = null;
+  private tx: SessionTransaction | null = null;
   private mailFrom: string | null = null;
   /** RCPTs tried in this transaction (max_recipients); the accepted ones are its envelope's. */
   private rcpts = 0;
-  private decoder: DataDecoder | null = null;
-  private body: BodyStream | null = null;
-  private bodyDone: (() => void) | null = null;
+  /** The RCPT arguments MAIL's look-ahead parsed, with their addresses: each RCPT takes its own instead of parsing again. */
+  private aheadArgs: string[] = NONE;
+  private aheadRcpts: string[] = NONE;
+  private aheadNext = 0;
+  /** From DATA to the message's final reply. */
+  private data: DataPhase | null = null;
   /** The MAIL being opened upstream (see mailLate). */
   private opening: { late: boolean } | null = null;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onClose = (): void => this.gone();
+  private readonly dataHost: DataPhaseHost = { ready: () => this.bodyReady(), caughtUp: () => this.flow() };
+  private readonly expect = (next: Step): void => {
+    this.continuation = next;
+  };
+  private readonly check = (user: string, password: string): Verdict => this.checkPassword(user, password);
 
   constructor(
     socket: Socket,
@@ -119,8 +160,8 @@ export class Session {
     const delay = this.ctx.config.greeting_delay_ms;
     if (delay <= 0) return this.greet();
     setTimeout(() => {
-      if (this.closed || this.closing) return;
-      if (this.input) return this.close(this.fail('session', new RelayError('EARLY_TALKER')));
+      if (this.phase !== 'connected') return;
+      if (this.input.size > 0) return void this.close(this.fail('session', new RelayError('EARLY_TALKER')));
       this.greet();
       this.pump();
     }, delay).unref();
@@ -128,20 +169,24 @@ export class Session {
 
   /** Between transactions and idle: a graceful stop may close it now. */
   get idle(): boolean {
-    return !this.busy && this.tx === null && this.body === null;
+    return (this.phase === 'ready' || this.phase === 'connected') && this.tx === null && this.data === null;
   }
 
-  /** Graceful stop: 421 now if idle; else after the transaction's final reply (see finishData). */
+  /** Graceful stop: 421 now if idle; else after the transaction's final reply (see dataOver). */
   drain(): void {
-    if (this.idle && !this.closing) this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
+    if (this.idle) this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
   }
 
   /** The end of the grace period: 421 whatever the session is doing. */
   kill(): void {
-    if (this.closed) return;
+    if (this.phase === 'closed') return;
     this.abandonBody(new RelayError('SHUTTING_DOWN', 'relay stopped during the message'));
-    if (!this.closing) this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
+    if (!this.over) this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
     this.socket.destroy();
+  }
+
+  private get over(): boolean {
+    return this.phase === 'closing' || this.phase === 'closed';
   }
 
   // ------------------------------------------------------------------ input
@@ -154,86 +199,90 @@ export class Session {
   }
 
   private greet(): void {
-    this.greeted = true;
-    this.reply(reply(220, `${this.ctx.hostname} ESMTP xoauth2-relay`));
+    this.phase = 'ready';
+    this.reply(greeting(this.ctx.hostname));
     this.flush();
   }
 
   private receive(chunk: Buffer): void {
-    if (this.closing) return;
-    this.input = this.input ? Buffer.concat([this.input, chunk]) : chunk;
-    if (this.greeted) this.pump();
+    if (this.over) {
+      // Read only to see the client's FIN; one that keeps sending after our last reply is not listening.
+      this.dropped += chunk.length;
+      if (this.dropped > HIGH_WATER) this.socket.destroy();
+      return;
+    }
+    if (this.phase === 'message' && this.input.size === 0) {
+      // The message's bytes go straight to the decoder.
+      if (this.feedBody(chunk)) this.pump();
+      else this.flow();
+      return;
+    }
+    this.input.push(chunk);
+    // Checked at every chunk, whatever is pending: a line that can never be a command ends the
+    // session now. Not between DATA and its 354, where a hasty client's message may already arrive.
+    if (this.input.overlong && this.data === null) {
+      this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
+      return;
+    }
+    if (this.phase === 'connected') this.flow();
+    else this.pump();
+  }
+
+  /** Reads the socket only while there is room for what it brings (a paused socket leaves the rest in the client's TCP window). */
+  private flow(): void {
+    const stop = !this.over && (this.input.full || (this.data?.behind ?? false));
+    if (stop === this.paused) return;
+    this.paused = stop;
+    if (stop) this.socket.pause();
+    else this.socket.resume();
   }
 
   /** Handles what can be handled now, then writes the queued replies once. */
   private pump(): void {
-    while (!this.closing) {
-      if (this.decoder) {
-        if (!this.input || !this.feedBody()) break;
-        continue;
+    for (;;) {
+      if (this.phase === 'message') {
+        const bytes = this.input.takeAll();
+        if (bytes && this.feedBody(bytes)) continue;
+        // All the client sent is read, its side is shut, and the message is not complete.
+        if (this.input.ended) this.abandonBody(clientEnded());
+        break;
       }
-      if (this.busy) break;
-      const line = this.takeLine();
+      if (this.phase !== 'ready') break;
+      const line = this.input.take();
       if (line === null) break;
+      if (line === false) {
+        this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
+        break;
+      }
       this.dispatch(line);
     }
-    if (this.busy && !this.decoder) {
+    this.flow();
+    if (this.phase === 'busy') {
       if (this.opening) this.guard.opening();
       else this.guard.ours();
       return; // the replies so far wait for the handler's: the client waits for all of them
     }
     this.flush();
-    if (this.readEnded && !this.busy && !this.decoder && !this.closing) this.close(null);
-  }
-
-  /** The next command line, without its line end; null when none is complete. */
-  private takeLine(): string | null {
-    const buf = this.input;
-    if (!buf) return null;
-    const lf = buf.indexOf(LF);
-    if (lf === -1) {
-      if (buf.length > MAX_LINE) this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
-      return null;
-    }
-    if (lf > MAX_LINE + 1) {
-      this.close(this.fail('session', new RelayError('LINE_TOO_LONG')));
-      return null;
-    }
-    const end = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-    // UTF-8, so that an address written in it (SMTPUTF8) goes upstream as the same bytes.
-    const line = buf.toString('utf8', 0, end);
-    this.input = lf + 1 < buf.length ? buf.subarray(lf + 1) : null;
-    return line;
-  }
-
-  /** The complete lines after the one just taken, without consuming them (MAIL's look-ahead). */
-  private *peekLines(): Generator<string> {
-    const buf = this.input;
-    if (!buf) return;
-    let from = 0;
-    for (;;) {
-      const lf = buf.indexOf(LF, from);
-      if (lf === -1 || lf - from > MAX_LINE) return;
-      const end = lf > from && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-      yield buf.toString('utf8', from, end);
-      from = lf + 1;
-    }
+    if (this.input.ended && this.phase === 'ready') this.close(null);
   }
 
   private ended(): void {
-    this.readEnded = true;
-    if (this.decoder) {
-      // Half a message, and no more can come: nothing of it may be delivered.
-      this.abandonBody(new RelayError('CLIENT_GONE', 'client ended its side of the connection mid-message'));
+    this.input.ended = true;
+    if (this.data?.owed) {
+      // The client owes a message (before or after its 354) and can no longer send it: the
+      // transaction is abandoned now, not at data_timeout_ms, with its upstream connection.
+      // Unless the bytes it sent before the 354 are there to read (a hasty client): those are
+      // read first, and the message judged by them (see pump).
+      if (this.phase === 'message' || this.input.size === 0) this.abandonBody(clientEnded());
       return;
     }
-    if (!this.busy && !this.closing) this.pump();
+    if (this.phase === 'ready') this.pump();
+    else if (this.phase === 'connected' && this.input.size === 0) this.close(null);
   }
 
   private gone(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closing = true;
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
     this.guard.stop();
     this.abandonBody(new RelayError('CLIENT_GONE', 'client connection lost mid-message'));
     this.abortTx();
@@ -248,11 +297,11 @@ export class Session {
   }
 
   private flush(): void {
-    if (this.out.length === 0 || this.closed) return;
+    if (this.out.length === 0 || this.phase === 'closed') return;
     const text = this.out.length === 1 ? this.out[0]! : this.out.join('');
     this.out = [];
     this.socket.write(text);
-    if (!this.closing) this.guard.waitFor(this.decoder ? 'message' : 'command');
+    if (this.phase !== 'closing') this.guard.waitFor(this.phase === 'message' ? 'message' : 'command');
   }
 
   /**
@@ -283,25 +332,24 @@ export class Session {
 
   /** Queues `last` (if any), writes everything and closes the connection once written. */
   private close(last: Reply | null): Reply {
-    if (this.closing) return last ?? OK;
+    if (this.over) return last ?? OK;
     if (last) this.reply(last);
     const out = this.out.join('');
     this.out = [];
-    this.closing = true;
+    this.phase = 'closing';
     this.guard.stop();
-    this.input = null;
-    if (!this.closed) {
-      const socket = this.socket;
-      socket.end(out);
-      // A client that never closes its side does not keep the connection.
-      setTimeout(() => socket.destroy(), 5_000).unref();
-    }
+    this.input.clear();
+    this.flow(); // a closing session reads (and drops) what still comes, to see the client's FIN
+    const socket = this.socket;
+    socket.end(out);
+    // A client that never closes its side does not keep the connection.
+    setTimeout(() => socket.destroy(), 5_000).unref();
     this.abortTx();
     return last ?? OK;
   }
 
   private expire(what: Expiry): void {
-    if (this.closing) return;
+    if (this.over) return;
     if (what === 'mail') return this.mailLate();
     if (what === 'message') this.abandonBody(new RelayError('CLIENT_TIMEOUT', 'client too slow sending the message'));
     this.close(this.fail(what === 'message' ? 'data' : 'session', new RelayError(what === 'auth' ? 'AUTH_DEADLINE' : 'CLIENT_TIMEOUT')));
@@ -319,11 +367,12 @@ export class Session {
     const verb = (sp === -1 ? line : line.slice(0, sp)).toUpperCase();
     const arg = sp === -1 ? '' : line.slice(sp + 1);
     if (/[\0\r]/.test(line)) {
-      return this.settle(verb, () => { throw new RelayError('SYNTAX', 'NUL or CR in a command', { reply: reply(501, '5.5.2 Syntax error: NUL or CR in command') }); });
+      return this.settle(verb, () => {
+        throw refusal('SYNTAX_ARGUMENTS', '5.5.2 Syntax error: NUL or CR in command', 'NUL or CR in a command');
+      });
     }
     if (HTTP_VERBS.has(verb) && / HTTP\/\d/.test(line)) {
-      // A web page made to talk to the SMTP port (cross-protocol attack): closed at once.
-      this.close(this.fail('session', new RelayError('SYNTAX', 'HTTP request on the SMTP port', { reply: reply(421, '4.5.0 HTTP requests are not served here, closing connection') })));
+      this.close(this.fail('session', new RelayError('HTTP_REQUEST', 'HTTP request on the SMTP port')));
       return;
     }
     const handler = HANDLERS[verb];
@@ -331,9 +380,9 @@ export class Session {
   }
 
   /** Runs a handler and queues its reply (or its failure's), in order. */
-  private settle(verb: string, run: () => Reply | Promise<Reply> | null): void {
+  private settle(verb: string, run: () => Verdict): void {
     const stage = stageOf[verb] ?? 'session';
-    let result: Reply | Promise<Reply> | null;
+    let result: Verdict;
     try {
       result = run();
     } catch (e) {
@@ -344,7 +393,7 @@ export class Session {
       this.reply(result);
       return;
     }
-    this.busy = true;
+    if (this.phase === 'ready') this.phase = 'busy';
     // One reaction for both outcomes (not .catch().then()): a promise less per command.
     result.then(
       (r) => this.settled(r),
@@ -353,9 +402,8 @@ export class Session {
   }
 
   private settled(r: Reply | null): void {
-    if (r === LATE) return; // answered already (mailLate)
-    this.busy = false;
-    if (this.closing) return;
+    if (r === LATE || this.over) return; // LATE: answered already (mailLate)
+    this.phase = 'ready';
     if (r) this.reply(r);
     this.pump();
   }
@@ -364,26 +412,26 @@ export class Session {
 
   private ehlo(arg: string, extended: boolean): Reply {
     const name = arg.trim();
-    if (!name || /\s/.test(name)) throw new RelayError('SYNTAX', 'EHLO without a name', { reply: reply(501, '5.5.4 Syntax: EHLO hostname') });
+    if (!name || /\s/.test(name)) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname', 'EHLO without a name');
     // The name is echoed in the reply: past a domain's 255 octets (RFC 5321 §4.5.3.1.2) it is
     // not a name, and echoing kilobytes would make our reply line longer than clients accept.
-    if (name.length > 255) throw new RelayError('SYNTAX', 'EHLO name too long', { reply: reply(501, '5.5.4 Syntax: EHLO hostname (at most 255 characters)') });
+    if (name.length > 255) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname (at most 255 characters)', 'EHLO name too long');
     this.resetTx();
     this.helo = name;
-    if (!extended) return reply(250, `${this.ctx.hostname} Hello ${name}`);
+    if (!extended) return ehloReply([hello(this.ctx.hostname, name)]);
     const caps = this.ctx.relay.capabilities(this.account);
     const c = this.ctx.config;
     const size = caps.size === null ? c.max_message_bytes : Math.min(caps.size, c.max_message_bytes);
-    const lines = [`${this.ctx.hostname} Hello ${name}`, 'PIPELINING'];
+    const lines = [hello(this.ctx.hostname, name), 'PIPELINING'];
     if (caps.eightBitMime) lines.push('8BITMIME');
     if (caps.smtputf8) lines.push('SMTPUTF8');
     lines.push(`SIZE ${size}`, 'ENHANCEDSTATUSCODES');
     if (this.ctx.tls && !this.secure) lines.push('STARTTLS');
     lines.push('AUTH PLAIN LOGIN');
-    return { code: 250, lines };
+    return ehloReply(lines);
   }
 
-  private mail(arg: string): Reply | Promise<Reply> {
+  private mail(arg: string): Verdict {
     if (!this.helo) throw sequence('5.5.1 Say EHLO first');
     if (this.tx || this.mailFrom !== null) throw sequence('5.5.1 Nested MAIL command');
     const maxBytes = this.ctx.config.max_message_bytes;
@@ -400,14 +448,14 @@ export class Session {
     this.mailFrom = address;
     return relay.begin({ account, remoteAddress: this.remote }, address, params, group).then(
       (tx) => {
-        if (opening.late || this.closing) {
+        if (opening.late || this.over) {
           tx.abort().catch(() => undefined);
           if (opening.late) return LATE;
           throw new RelayError('CLIENT_GONE', 'session ended while MAIL was being opened');
         }
         this.opening = null;
         this.tx = tx;
-        return tx.mailReply ?? reply(250, '2.1.0 Sender OK');
+        return tx.mailReply ?? SENDER_OK;
       },
       (e: unknown) => {
         if (opening.late) return LATE;
@@ -438,27 +486,34 @@ export class Session {
    */
   private lookAhead(): Group | undefined {
     const rcpts: string[] = [];
+    const args: string[] = [];
     let data = false;
     const max = this.ctx.config.max_recipients;
-    for (const line of this.peekLines()) {
+    for (const line of this.input.peek()) {
       const verb = line.slice(0, 4).toUpperCase();
       if (verb === 'DATA' && line.length === 4) {
         data = rcpts.length > 0;
         break;
       }
       if (verb !== 'RCPT' || line[4] !== ' ' || rcpts.length >= max || /[\0\r]/.test(line)) break;
+      const arg = line.slice(5);
       try {
-        rcpts.push(parsePath(line.slice(5), 'TO', 0).address);
+        rcpts.push(parsePath(arg, 'TO', 0).address);
       } catch {
         break;
       }
+      args.push(arg);
     }
-    return rcpts.length ? { rcpts, data } : undefined;
+    if (rcpts.length === 0) return undefined;
+    this.aheadArgs = args;
+    this.aheadRcpts = rcpts;
+    this.aheadNext = 0;
+    return { rcpts, data };
   }
 
-  private rcpt(arg: string): Reply | Promise<Reply> {
+  private rcpt(arg: string): Verdict {
     if (this.mailFrom === null) throw sequence('5.5.1 Need MAIL before RCPT');
-    const { address } = parsePath(arg, 'TO', 0);
+    const address = this.peeked(arg) ?? parsePath(arg, 'TO', 0).address;
     const tx = this.tx;
     if (!tx) throw sequence('5.5.1 Need MAIL before RCPT (the MAIL was refused)');
     if (this.rcpts >= this.ctx.config.max_recipients) throw new RelayError('TOO_MANY_RECIPIENTS');
@@ -466,185 +521,152 @@ export class Session {
     return tx.rcpt(address); // accepted: in tx.envelope.rcptTo
   }
 
-  private data(arg: string): Reply | Promise<Reply> | null {
-    if (arg) throw new RelayError('SYNTAX', 'DATA with an argument', { reply: reply(501, '5.5.4 Syntax: DATA') });
+  /**
+   * The address MAIL's look-ahead parsed for this RCPT argument, when it is the next one (a path
+   * is parsed once per command; the parse depends on the argument alone).
+   */
+  private peeked(arg: string): string | undefined {
+    const i = this.aheadNext;
+    if (this.aheadArgs[i] !== arg) return undefined;
+    this.aheadNext = i + 1;
+    return this.aheadRcpts[i];
+  }
+
+  private dataCommand(arg: string): Verdict {
+    if (arg) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: DATA', 'DATA with an argument');
     if (this.mailFrom === null) throw sequence('5.5.1 Need MAIL and RCPT before DATA');
     const tx = this.tx;
     if (!tx || tx.envelope.rcptTo.length === 0) {
       this.resetTx();
-      throw new RelayError('BAD_SEQUENCE', 'DATA without an accepted recipient', { reply: reply(554, '5.5.1 No valid recipients') });
+      throw new RelayError('NO_VALID_RECIPIENTS', 'DATA without an accepted recipient');
     }
     this.tx = null;
-    const started = performance.now();
-    const decoder = new DataDecoder();
-    let done!: () => void;
-    const received = new Promise<void>((resolve) => (done = resolve));
-    const body = new BodyStream(
-      () => {
-        // The backend is ready for the body: now the client hears 354 and sends it.
-        this.reply(reply(354, 'Start mail input; end with <CRLF>.<CRLF>'));
-        this.decoder = decoder;
-        this.bodyDone = done;
-        this.flush();
-        this.guard.waitFor('message');
-        if (this.input) queueMicrotask(() => this.pump());
-      },
-      () => this.socket.resume(),
-    );
-    this.body = body;
-    const maxBytes = this.ctx.config.max_message_bytes;
+    const data = new DataPhase(this.dataHost);
+    this.data = data;
+    // A pipelined DATA behind which the client shut its side with nothing more sent (its FIN came while MAIL was upstream).
+    if (this.input.ended && this.input.size === 0) data.abandon(clientEnded());
     return tx
-      .data(body, maxBytes)
+      .data(data.body, this.ctx.config.max_message_bytes)
       .then(
         async (r) => {
-          if (body.started) await received;
+          await data.clientDone();
           this.guard.delivered();
-          this.logTransaction(tx, decoder, started, r.code, r);
+          this.logTransaction(tx, data, r.code, r);
           return r;
         },
         async (e: unknown) => {
-          if (body.started) await received;
-          const err = body.started && this.closed ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
+          const wasStarted = data.clientDone();
+          await wasStarted;
+          const err = wasStarted && this.phase === 'closed' ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
           // A session already closing (timeout, client gone) gave its one reply: the log line says the rest.
-          const r = this.closing ? toReply(err) : this.fail('data', err, tx.account.email);
-          this.logTransaction(tx, decoder, started, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
+          const r = this.over ? toReply(err) : this.fail('data', err, tx.account.email);
+          this.logTransaction(tx, data, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
           return r;
         },
       )
-      .then((r) => {
-        this.body = null;
-        this.resetTx();
-        if (this.ctx.draining) {
-          this.reply(r);
-          this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
-          return OK;
-        }
-        return r;
-      });
+      .then((r) => this.dataOver(r));
   }
 
-  /** Feeds the buffered input to the message; false when it must wait (backpressure or more bytes). */
-  private feedBody(): boolean {
-    const decoder = this.decoder!;
-    const chunk = this.input!;
-    this.input = null;
-    bodyRead(chunk.length);
-    const { body, done, rest } = decoder.push(chunk);
-    let more = true;
-    for (const piece of body) more = this.body!.push(piece) && more;
-    if (!done) {
-      if (!more) this.socket.pause();
-      return false;
-    }
-    this.input = rest;
-    this.decoder = null;
-    this.body!.end();
+  /** The provider asked for the body: the client hears 354 now and sends it. */
+  private bodyReady(): void {
+    this.reply(START_INPUT);
+    this.phase = 'message';
+    this.flush();
+    if (this.input.size > 0) queueMicrotask(() => this.pump());
+  }
+
+  /** Feeds client bytes to the message; false while it goes on (more bytes, or backpressure). */
+  private feedBody(chunk: Buffer): boolean {
+    const rest = this.data!.push(chunk);
+    if (rest === undefined) return false;
+    this.input.unshift(rest);
+    this.phase = 'busy';
     this.guard.ours();
-    this.bodyDone?.();
-    this.bodyDone = null;
     return true;
   }
 
   /** The message will never be complete: the transaction is abandoned without the final dot. */
   private abandonBody(err: RelayError): void {
-    if (!this.body) return;
-    this.body.fail(err);
-    this.decoder = null;
-    this.bodyDone?.();
-    this.bodyDone = null;
+    if (!this.data) return;
+    this.data.abandon(err);
+    if (this.phase === 'message') this.phase = 'busy';
   }
 
-  private logTransaction(tx: LimitedTransaction, decoder: DataDecoder, started: number, code: number, upstream?: Reply, error?: string): void {
-    const { metrics, relay } = this.ctx;
-    const account = tx.account.email;
-    const ms = performance.now() - started;
-    if (code < 300) relay.sent.record(account);
-    metrics?.countMessage(account, code);
-    metrics?.relayLatency.observe({ account }, ms / 1000);
-    this.ctx.transactionLog.write({
+  /** The message's final reply is settled: the session is between transactions again. */
+  private dataOver(r: Reply): Reply {
+    this.data = null;
+    this.resetTx();
+    if (!this.ctx.draining) return r;
+    this.reply(r);
+    this.close(this.fail('session', new RelayError('SHUTTING_DOWN')));
+    return OK;
+  }
+
+  private logTransaction(tx: SessionTransaction, data: DataPhase, code: number, upstream?: Reply, error?: string): void {
+    recordTransaction(this.ctx, data.startedAt, {
       event: 'transaction',
       session: this.id,
-      account,
+      account: tx.account.email,
       mail_from: tx.envelope.mailFrom,
       rcpt_count: tx.envelope.rcptTo.length,
       // What the client sent, whether or not it went upstream (a dropped message has a size too).
-      size: Math.max(decoder.bytes, tx.bytes),
+      size: Math.max(data.decoder.bytes, tx.bytes),
       reply: code,
       upstream: upstream ? formatReply(upstream) : undefined,
-      ms: Math.round(ms * 100) / 100,
+      ms: 0,
       error: error || undefined,
     });
   }
 
   private rset(): Reply {
     this.resetTx();
-    return reply(250, '2.0.0 Flushed');
+    return FLUSHED;
   }
 
   private quit(): null {
-    this.close(reply(221, '2.0.0 Bye'));
+    this.close(BYE);
     return null;
   }
 
-  private startTls(): Reply | null {
+  private startTls(): Verdict {
     const tls = this.ctx.tls;
-    if (!tls) throw new RelayError('SYNTAX', 'STARTTLS without inbound.tls', { reply: reply(502, '5.5.1 STARTTLS not available') });
+    if (!tls) throw refusal('NOT_IMPLEMENTED', '5.5.1 STARTTLS not available', 'STARTTLS without inbound.tls');
     if (this.secure) throw sequence('5.5.1 Already in TLS');
     if (this.account) throw sequence('5.5.1 STARTTLS after AUTH');
     if (this.tx || this.mailFrom !== null) throw sequence('5.5.1 STARTTLS inside a transaction');
-    this.reply(reply(220, '2.0.0 Ready to start TLS'));
+    this.reply(TLS_READY);
     this.flush();
-    // Anything pipelined behind STARTTLS arrived in clear: it is discarded, never run inside
-    // the TLS session (CVE-2011-0411 and kin).
-    this.input = null;
-    this.busy = true;
+    this.input.clear(); // pipelined behind STARTTLS, in clear: discarded (tls-upgrade.ts)
+    this.phase = 'busy';
     const raw = this.socket;
     raw.off('data', this.onData);
     raw.off('end', this.onEnd);
     raw.off('close', this.onClose);
-    const secure = new TLSSocket(raw, { isServer: true, secureContext: tls });
-    this.socket = secure;
-    this.attach(secure);
-    secure.once('secure', () => {
+    this.paused = false;
+    this.socket = upgradeToTls(raw, tls, () => {
       this.secure = true;
       this.helo = null;
       this.account = null;
-      this.busy = false;
+      this.phase = 'ready';
       this.guard.waitFor('command');
       this.pump();
     });
+    this.attach(this.socket);
     return null;
   }
 
-  private auth(arg: string): Reply | Promise<Reply> | null {
+  private auth(arg: string): Verdict {
     if (!this.helo) throw sequence('5.5.1 Say EHLO first');
     if (this.account) throw sequence('5.5.1 Already authenticated');
     if (this.mailFrom !== null) throw sequence('5.5.1 AUTH inside a transaction');
     const [mech = '', initial] = arg.split(' ');
     const m = mech.toUpperCase();
-    if (m !== 'PLAIN' && m !== 'LOGIN') throw new RelayError('SYNTAX', `AUTH ${m.slice(0, 20)}`, { reply: reply(504, '5.5.4 Unrecognized authentication type') });
+    if (!MECHANISMS.has(m)) throw new RelayError('AUTH_MECHANISM', `AUTH ${m.slice(0, 20)}`);
     if (!this.secure && !isLoopbackHost(this.remote) && !this.trusted) throw new RelayError('AUTH_NEEDS_TLS');
-    if (m === 'PLAIN') {
-      if (initial !== undefined) return this.plain(initial);
-      this.continuation = (line) => this.plain(line);
-      return reply(334, '');
-    }
-    const password = (user: string): Reply => {
-      this.continuation = (line) => this.check(user, decode(line));
-      return reply(334, 'UGFzc3dvcmQ6');
-    };
-    if (initial !== undefined) return password(decode(initial));
-    this.continuation = (line) => password(decode(line));
-    return reply(334, 'VXNlcm5hbWU6');
+    return startSasl(m, initial, this.check, this.expect);
   }
 
-  private plain(response: string): Reply | Promise<Reply> | null {
-    const parts = decode(response).split('\0');
-    if (parts.length !== 3) throw new RelayError('SYNTAX', 'AUTH PLAIN response malformed', { reply: reply(501, '5.5.2 Malformed AUTH PLAIN response') });
-    return this.check(parts[1]!, parts[2]!);
-  }
-
-  private check(user: string, password: string): Reply | Promise<Reply> | null {
+  private checkPassword(user: string, password: string): Verdict {
     const { relay, authGuard, logger } = this.ctx;
     // Locked out: the password is not even looked at, so guessing during the lockout learns nothing.
     if (authGuard.lockedOut(this.remote)) {
@@ -656,7 +678,7 @@ export class Session {
       this.account = account;
       this.guard.authenticated();
       this.ctx.onAuthenticated(this);
-      return reply(235, '2.7.0 Authentication successful');
+      return AUTH_OK;
     }
     const { delayMs, lockedOut } = authGuard.failure(this.remote);
     // The user is logged only when it names an account: an MTA with the fields swapped would
@@ -677,6 +699,7 @@ export class Session {
     this.abortTx();
     this.mailFrom = null;
     this.rcpts = 0;
+    this.aheadArgs = this.aheadRcpts = NONE;
   }
 
   private abortTx(): void {
@@ -686,30 +709,24 @@ export class Session {
   }
 }
 
-const sequence = (text: string) => new RelayError('BAD_SEQUENCE', text, { reply: reply(503, text) });
-
-function decode(b64: string): string {
-  const t = b64.trim();
-  if (t === '*') throw new RelayError('SYNTAX', 'AUTH cancelled', { reply: reply(501, '5.0.0 Authentication cancelled') });
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t)) throw new RelayError('SYNTAX', 'AUTH response not base64', { reply: reply(501, '5.5.2 Cannot decode response') });
-  return Buffer.from(t, 'base64').toString('utf8');
-}
+const sequence = (text: string) => refusal('BAD_SEQUENCE', text);
+const clientEnded = () => new RelayError('CLIENT_GONE', 'client ended its side of the connection before the end of the message');
 
 const HANDLERS: Record<string, Handler> = {
   EHLO(arg) { return this['ehlo'](arg, true); },
   HELO(arg) { return this['ehlo'](arg, false); },
   MAIL(arg) { return this['mail'](arg); },
   RCPT(arg) { return this['rcpt'](arg); },
-  DATA(arg) { return this['data'](arg); },
+  DATA(arg) { return this['dataCommand'](arg); },
   RSET() { return this['rset'](); },
   NOOP() { return OK; },
-  HELP() { return reply(214, '2.0.0 See RFC 5321'); },
+  HELP() { return HELP; },
   QUIT() { return this['quit'](); },
   STARTTLS() { return this['startTls'](); },
   AUTH(arg) { return this['auth'](arg); },
-  VRFY() { throw new RelayError('SYNTAX', 'VRFY', { reply: reply(502, '5.5.1 VRFY not supported') }); },
+  VRFY() { throw refusal('NOT_IMPLEMENTED', '5.5.1 VRFY not supported', 'VRFY'); },
+  EXPN() { throw refusal('NOT_IMPLEMENTED', '5.5.1 EXPN not supported', 'EXPN'); },
   // Would let a proxy claim another client address (Postfix's XCLIENT/XFORWARD): nobody may.
-  XCLIENT() { throw new RelayError('SYNTAX', 'XCLIENT', { reply: reply(550, '5.7.0 XCLIENT not allowed') }); },
-  XFORWARD() { throw new RelayError('SYNTAX', 'XFORWARD', { reply: reply(550, '5.7.0 XFORWARD not allowed') }); },
-  EXPN() { throw new RelayError('SYNTAX', 'EXPN', { reply: reply(502, '5.5.1 EXPN not supported') }); },
+  XCLIENT() { throw refusal('IMPERSONATION', '5.7.0 XCLIENT not allowed', 'XCLIENT'); },
+  XFORWARD() { throw refusal('IMPERSONATION', '5.7.0 XFORWARD not allowed', 'XFORWARD'); },
 };

@@ -5,6 +5,7 @@
 // (docs/benchmarks.md). The line is byte-for-byte what pino would write for the same object:
 // level, time (ISO, as src/obs/logger.ts configures), the logger's bindings, the fields, msg.
 import { pino, type Logger } from 'pino';
+import type { Metrics } from '../obs/metrics.js';
 
 /** Fields of the line, in the order they are written; undefined ones are left out (as pino does). */
 export interface TransactionFields {
@@ -37,4 +38,25 @@ export class TransactionLog {
     const body = JSON.stringify(fields);
     stream.write(`{"level":${logger.levels.values.info},"time":"${new Date().toISOString()}"${bindings},${body.slice(1, -1)},"msg":"transaction"}\n`);
   }
+}
+
+/** Where a finished transaction is counted besides its line. */
+export interface TransactionSinks {
+  transactionLog: TransactionLog;
+  metrics?: Metrics | undefined;
+  relay: { readonly sent: { record(account: string): void } };
+}
+
+/**
+ * The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line.
+ * `fields.ms` is filled in here, from `startedAt` (performance.now() at DATA).
+ */
+export function recordTransaction(sinks: TransactionSinks, startedAt: number, fields: TransactionFields): void {
+  const { metrics } = sinks;
+  const ms = performance.now() - startedAt;
+  if (fields.reply < 300) sinks.relay.sent.record(fields.account);
+  metrics?.countMessage(fields.account, fields.reply);
+  metrics?.relayLatency.observe({ account: fields.account }, ms / 1000);
+  fields.ms = Math.round(ms * 100) / 100;
+  sinks.transactionLog.write(fields);
 }

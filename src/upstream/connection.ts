@@ -20,7 +20,16 @@ import tls from 'node:tls';
 import type { SmtpSecurity } from '../config/schema.js';
 import { RelayError, type RelayErrorCode } from '../errors/registry.js';
 import { DotStuffer } from '../smtp/dot-stuffer.js';
-import { C501ParamSyntaxError, SeProto5Syntax2 } from '../smtp/codes.js';
+import {
+  C220ServiceReady,
+  C235AuthSuccess,
+  C250Completed,
+  C334ContinueAuth,
+  C354StartMailInput,
+  C421ServiceUnavailable,
+  C501ParamSyntaxError,
+  SeProto5Syntax2,
+} from '../smtp/codes.js';
 import { coded, formatReply, type Reply } from '../smtp/reply.js';
 import { ReplyParseError, ReplyReader } from '../smtp/reply-reader.js';
 import { xoauth2String } from './xoauth2.js';
@@ -185,7 +194,7 @@ export class UpstreamConnection {
       if (opts.security === 'tls') await conn.upgrade(opts, remaining());
 
       const greeting = await greetingReply;
-      if (greeting.code !== 220) {
+      if (greeting.code !== C220ServiceReady) {
         throw new RelayError('UPSTREAM_CONNECT_FAILED', `greeting was ${formatReply(greeting)}`);
       }
       await conn.hello(opts);
@@ -197,7 +206,7 @@ export class UpstreamConnection {
           throw new RelayError('UPSTREAM_TLS', `${opts.host}:${opts.port} does not offer STARTTLS`);
         }
         const r = await conn.command('STARTTLS', 'STARTTLS\r\n', opts.timeouts.commandMs, true);
-        if (r.code !== 220) throw new RelayError('UPSTREAM_TLS', `STARTTLS refused: ${formatReply(r)}`);
+        if (r.code !== C220ServiceReady) throw new RelayError('UPSTREAM_TLS', `STARTTLS refused: ${formatReply(r)}`);
         // STARTTLS response injection (CVE-2011-0411 and kin): bytes that arrived in clear
         // after the 220 would otherwise be read as replies inside the TLS session. A whole
         // injected reply has already closed the connection (unsolicited); a partial one is
@@ -221,13 +230,13 @@ export class UpstreamConnection {
   /** EHLO (HELO only when security is 'none'), and the extensions it advertises. */
   private async hello(opts: UpstreamOpenOptions): Promise<void> {
     const ehlo = await this.command('EHLO', `EHLO ${opts.ehloName}\r\n`, this.timeouts.commandMs, true);
-    if (ehlo.code === 250) {
+    if (ehlo.code === C250Completed) {
       this.extensions = parseExtensions(ehlo);
       return;
     }
     if (opts.security !== 'none') throw new RelayError('UPSTREAM_PROTOCOL', `EHLO refused: ${formatReply(ehlo)}`);
     const helo = await this.command('HELO', `HELO ${opts.ehloName}\r\n`, this.timeouts.commandMs, true);
-    if (helo.code !== 250) throw new RelayError('UPSTREAM_PROTOCOL', `HELO refused: ${formatReply(helo)}`);
+    if (helo.code !== C250Completed) throw new RelayError('UPSTREAM_PROTOCOL', `HELO refused: ${formatReply(helo)}`);
     this.extensions = new Map();
   }
 
@@ -285,14 +294,14 @@ export class UpstreamConnection {
     const secret = xoauth2String(user, accessToken);
     let r = await this.command('AUTH', `AUTH XOAUTH2 ${secret}\r\n`, this.timeouts.commandMs, true);
     let challenge: Record<string, unknown> | undefined;
-    if (r.code === 334) {
+    if (r.code === C334ContinueAuth) {
       challenge = decodeChallenge(r.lines[0] ?? '');
       // RFC 4954 §4 / Google's protocol: an empty client response ends the exchange.
       r = await this.command('AUTH', '\r\n', this.timeouts.commandMs, true);
       // Still inside the SASL exchange: any later command would be read as SASL data.
-      if (r.code === 334) this.fail(null);
+      if (r.code === C334ContinueAuth) this.fail(null);
     }
-    if (r.code === 235) {
+    if (r.code === C235AuthSuccess) {
       this.authenticatedUser = user;
       this.authenticatedAt = Date.now();
       return;
@@ -338,7 +347,7 @@ export class UpstreamConnection {
       await it.return?.();
       throw err;
     }
-    if (reply.code !== 354) {
+    if (reply.code !== C354StartMailInput) {
       // The body is not pulled: the inbound side answers DATA with this reply instead of 354.
       await it.return?.();
       if (reply.code < 400) {
@@ -646,7 +655,7 @@ export class UpstreamConnection {
       // Nothing was asked. A 421 is the server closing an idle connection (RFC 5321 §3.8);
       // anything else means replies no longer line up with commands.
       this.fail(
-        r.code === 421
+        r.code === C421ServiceUnavailable
           ? new RelayError('UPSTREAM_CLOSED', `provider closed the connection: ${formatReply(r)}`)
           : new RelayError('UPSTREAM_PROTOCOL', `unsolicited reply ${formatReply(r)}`),
       );
@@ -655,7 +664,7 @@ export class UpstreamConnection {
     this.armTimer();
     p.resolve(r);
     if (this.interrupt) this.interrupt();
-    if (r.code === 421 && p.label !== 'QUIT') {
+    if (r.code === C421ServiceUnavailable && p.label !== 'QUIT') {
       // The server is closing the channel (RFC 5321 §3.8): its reply goes to the caller, and
       // the connection must not carry anything more.
       this.fail(new RelayError('UPSTREAM_CLOSED', `provider closed the connection: ${formatReply(r)}`));

@@ -94,6 +94,34 @@ describe('inbound engine', () => {
     expect(stack.sandbox.messages.filter((m) => m.sha256 === sha256(raw))).toHaveLength(1);
   });
 
+  // Issue 18 item 4: a client that shuts its side right after DATA owes a body it can never send.
+  for (const shape of ['one command at a time', 'a pipelined MAIL/RCPT/DATA group'] as const) {
+    it(`a client that half-closes right after DATA (${shape}) is answered 421 and closed within a second, its upstream transaction abandoned`, async () => {
+      const { client } = await RawSmtp.connect(stack.port);
+      const unfinished = () => stack.sandbox.smtp.connectionLog().filter((c) => c.mailCommands > c.messages && c.closedAt === null);
+      try {
+        await client.cmd('EHLO mta.test');
+        if (shape === 'one command at a time') {
+          expect((await client.cmd(`MAIL FROM:<${SENDER}>`)).code).toBe(250);
+          expect((await client.cmd('RCPT TO:<gone@example.net>')).code).toBe(250);
+          client.write('DATA\r\n');
+        } else {
+          client.write(`MAIL FROM:<${SENDER}>\r\nRCPT TO:<gone@example.net>\r\nDATA\r\n`);
+        }
+        client.socket.end();
+        const finned = Date.now();
+        if (shape !== 'one command at a time') for (const code of [250, 250]) expect((await client.read()).code).toBe(code);
+        expect(line(await client.read())).toMatch(/^421 4\.4\.2 /);
+        await until(() => client.closed, 1_000, 'relay closed the connection');
+        // The provider's side of that transaction is over too (RSET or the connection retired), not held until data_timeout_ms.
+        await until(() => unfinished().length === 0, 1_000 - (Date.now() - finned), 'upstream transaction abandoned');
+        expect(stack.sandbox.messages.filter((m) => m.rcptTo.includes('gone@example.net'))).toEqual([]);
+      } finally {
+        client.close();
+      }
+    });
+  }
+
   it('an A-label recipient arrives upstream exactly as the client wrote it', async () => {
     const { client } = await RawSmtp.connect(stack.port);
     try {

@@ -11,20 +11,29 @@ import { configSchema } from '../../src/config/schema.js';
 const DOC = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
 
 interface Node {
-  def: { type: string; innerType?: Node; in?: Node; shape?: Record<string, Node>; options?: Node[]; element?: Node; valueType?: Node };
+  def: { type: string; defaultValue?: unknown; innerType?: Node; in?: Node; shape?: Record<string, Node>; options?: Node[]; element?: Node; valueType?: Node };
 }
 
 const WRAPPERS = new Set(['optional', 'nullable', 'default', 'prefault', 'readonly', 'catch']);
 
-/** Every key path of the schema ("inbound.tls.cert_file"), and whether a default is declared on it. */
-function schemaPaths(): Map<string, { leaf: boolean; hasDefault: boolean }> {
-  const out = new Map<string, { leaf: boolean; hasDefault: boolean }>();
-  const walk = (node: Node, path: string, hasDefault: boolean): void => {
+interface SchemaKey {
+  leaf: boolean;
+  hasDefault: boolean;
+  /** The default declared on the key itself (also for the keys of a list's entries). */
+  defaultValue?: unknown;
+}
+
+/** Every key path of the schema ("inbound.tls.cert_file"), and the default declared on it. */
+function schemaPaths(): Map<string, SchemaKey> {
+  const out = new Map<string, SchemaKey>();
+  const walk = (node: Node, path: string, hasDefault: boolean, defaultValue?: unknown): void => {
     const { def } = node;
-    if (WRAPPERS.has(def.type)) return walk(def.innerType!, path, hasDefault || def.type === 'default');
-    if (def.type === 'pipe') return walk(def.in!, path, hasDefault);
+    if (def.type === 'default' && !hasDefault) return walk(def.innerType!, path, true, def.defaultValue);
+    if (WRAPPERS.has(def.type)) return walk(def.innerType!, path, hasDefault, defaultValue);
+    if (def.type === 'pipe') return walk(def.in!, path, hasDefault, defaultValue);
     const nested = def.type === 'object' || def.type === 'union' || def.type === 'array' || def.type === 'record';
-    if (path) out.set(path, { leaf: !nested || (def.type === 'array' && def.element!.def.type !== 'object'), hasDefault: hasDefault || (out.get(path)?.hasDefault ?? false) });
+    const seen = out.get(path);
+    if (path) out.set(path, { leaf: !nested || (def.type === 'array' && def.element!.def.type !== 'object'), hasDefault: hasDefault || (seen?.hasDefault ?? false), defaultValue: seen?.defaultValue ?? defaultValue });
     const prefix = path ? `${path}.` : '';
     if (def.type === 'object') for (const [k, v] of Object.entries(def.shape!)) walk(v, prefix + k, false);
     else if (def.type === 'union') for (const o of def.options!) walk(o, path, hasDefault);
@@ -96,7 +105,7 @@ function actual(path: string, column: string): unknown {
   const [top, ...rest] = path.split('.');
   if (top === 'accounts') return get(resolved.accounts[0], rest.join('.'));
   if (top === 'providers') return get(resolved.providers[column.split(' ')[0]!], rest.map(camel).join('.'));
-  return get(raw, path) ?? get(redis, path);
+  return paths.get(path)?.defaultValue ?? get(raw, path) ?? get(redis, path);
 }
 
 describe('docs/configuration.md against src/config/schema.ts', () => {
@@ -120,6 +129,11 @@ describe('docs/configuration.md against src/config/schema.ts', () => {
   it('documents every key of the schema (a documented key covers the keys under it)', () => {
     const leaves = [...paths].filter(([, v]) => v.leaf).map(([p]) => p);
     expect(leaves.filter((p) => !documented.some((d) => p === d || p.startsWith(`${d}.`)))).toEqual([]);
+  });
+
+  it('says what every key means', () => {
+    const meaning = (r: Row) => r.cells[r.header.indexOf('meaning')] ?? '';
+    expect(rows.filter((r) => r.header.includes('meaning') && meaning(r).length < 3).map((r) => r.keys.join(', '))).toEqual([]);
   });
 
   const cases = rows.flatMap((r) =>
