@@ -21,6 +21,7 @@ import {
 } from './scenarios/throughput.js';
 import { floorScenario, type FloorRow } from './scenarios/floor.js';
 import { roundTripScenario, type RoundTripResult } from './scenarios/round-trip.js';
+import { scaleScenario, type ScaleResult } from './scenarios/scale.js';
 import { tokenScenario, type TokenResult } from './scenarios/tokens.js';
 
 export interface BenchOptions {
@@ -55,6 +56,8 @@ export interface BenchResult {
   startup: StartupResult;
   floor: FloorRow[];
   roundTrip: RoundTripResult;
+  /** Table 9, 5,000 accounts (issue 22); null in the quick mode, which the test suite runs. */
+  manyAccounts: ScaleResult | null;
   targets: Target[];
   profile: HotFunction[] | null;
 }
@@ -93,6 +96,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const startup = await startupScenario(ctx);
     const roundTrip = await roundTripScenario(ctx, from!);
     const upstreams = await apiUpstreamScenario(ctx);
+    const manyAccounts = opts.quick ? null : await scaleScenario(ctx);
 
     const result: Omit<BenchResult, 'targets'> = {
       mode: opts.quick ? 'quick' : 'full',
@@ -116,6 +120,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       startup,
       floor,
       roundTrip,
+      manyAccounts,
       profile,
     };
     return { ...result, targets: targets(result) };

@@ -1,6 +1,7 @@
 // The benchmark result as the markdown tables docs/benchmarks.md publishes.
 import type { BenchResult } from './harness.js';
 import { FLOOR_SIDES, type FloorSideName } from './scenarios/floor.js';
+import { scaleTable } from './scenarios/scale.js';
 
 const table = (head: string[], rows: Array<Array<string | number>>): string =>
   [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
@@ -109,6 +110,7 @@ export function markdown(r: BenchResult): string {
       ['upstream', 'p50 ms (1 connection)', 'p99 ms', 'connections', 'msg/s', 'relay CPU µs/msg'],
       r.upstreams.map((u) => [u.upstream, u.p50Ms, u.p99Ms, u.connections, u.perSecond, u.relayCpuUsPerMessage]),
     ),
+    ...(r.manyAccounts ? [scaleTable(r.manyAccounts)] : []),
     '### The generator is not the bottleneck',
     table(
       ['connections', 'message', 'generator → sink msg/s', 'generator CPU (of one core)'],

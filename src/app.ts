@@ -55,12 +55,15 @@ export class RelayApp {
   ) {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
-      tokenExpiries: () => this.relay.tokens.status(),
+      // A cold account's token lapses on purpose: no expiry to alert on.
+      tokenExpiries: () => this.relay.tokens.status().filter((t) => this.relay.warmth.isWarm(t.email)),
       accountHealth: () => this.health.all().map(({ email, health }) => ({ email, state: health.state, healthy: isHealthy(health) })),
       pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,
-    });
+      // Under per_account `active`: warm accounts, and those the operator must look at.
+      isActive: (email, healthy) => !healthy || this.relay.warmth.isWarm(email),
+    }, config.metrics.per_account);
     this.refusals = new Refusals(logger, this.metrics, config.log.recipients);
     this.relay = new Relay(config, AccountAdmin.accountsOf(merged, config), { store, logger, metrics: this.metrics });
     this.health = new AccountHealthBoard(this.relay, store);

@@ -30,6 +30,8 @@ export interface RelayProcessOptions {
   /** Write a V8 CPU profile into this directory when the relay exits. */
   cpuProfDir?: string;
   readyTimeoutMs?: number;
+  /** XOAUTH2_RELAY_KEY (64 hex digits); default a new one. A restart on the same store needs the same. */
+  key?: string;
 }
 
 export class RelayProcess {
@@ -69,7 +71,7 @@ export class RelayProcess {
     const spawnedAt = performance.now();
     const child = spawn(process.execPath, [...flags, ...prof, ...cli, 'serve', '--config', file], {
       cwd: opts.root,
-      env: { ...env, XOAUTH2_RELAY_KEY: randomBytes(32).toString('hex') },
+      env: { ...env, XOAUTH2_RELAY_KEY: opts.key ?? randomBytes(32).toString('hex') },
       stdio: ['ignore', out, out],
     });
     closeSync(out);

@@ -43,8 +43,10 @@ const methods: SandboxMethods = {
     provider = await SandboxProvider.start({ submission: { size } });
     return { host: provider.smtpHost, port: provider.smtpPort, caFile: provider.caFile };
   },
-  async addAccounts({ emails, kind }) {
-    for (const email of emails) accounts.set(email, sandbox().addAccount({ email, kind: kind as ProviderKind }));
+  async addAccounts({ emails, kind, clientId }) {
+    // One OAuth app for many mailboxes when clientId is given: the token endpoint's rate limit is the app's.
+    const client = clientId ? { clientId, clientSecret: `${clientId}-secret` } : {};
+    for (const email of emails) accounts.set(email, sandbox().addAccount({ email, kind: kind as ProviderKind, ...client }));
   },
   async relayConfig({ emails, extra, overrides, smtpPort }) {
     const list: SandboxRelayAccount[] = emails.map((email) => {
@@ -75,6 +77,9 @@ const methods: SandboxMethods = {
   },
   async setTokenLatency({ ms }) {
     sandbox().tokens.setLatency(ms);
+  },
+  async setTokenRateLimit({ perSecond }) {
+    sandbox().tokens.setRateLimit(perSecond);
   },
   async counters() {
     const stats = sandbox().smtp.stats();

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 export interface SandboxMethods {
   start(p: { size: number }): Promise<{ host: string; port: number; caFile: string }>;
-  addAccounts(p: { emails: string[]; kind: 'google' | 'microsoft' }): Promise<void>;
+  addAccounts(p: { emails: string[]; kind: 'google' | 'microsoft'; clientId?: string }): Promise<void>;
   /** relay.yaml for these accounts (each may send as itself), from sandboxRelayConfig. */
   relayConfig(p: { emails: string[]; extra: Record<string, unknown>; overrides: Record<string, unknown>; smtpPort?: number }): Promise<Record<string, unknown>>;
   /** A latency proxy (latency-proxy.ts) in front of the submission server; its port. */
@@ -13,6 +13,8 @@ export interface SandboxMethods {
   issueAccessToken(p: { email: string }): Promise<string>;
   tokenRequests(p: Record<string, never>): Promise<number>;
   setTokenLatency(p: { ms: number }): Promise<void>;
+  /** Token requests a second per OAuth client before 429 + Retry-After; null: no limit. */
+  setTokenRateLimit(p: { perSecond: number | null }): Promise<void>;
   /** Since start: messages accepted, connections opened. */
   counters(p: Record<string, never>): Promise<{ accepted: number; connectionsOpened: number }>;
   /** Forgets accepted messages now (counters are kept). */

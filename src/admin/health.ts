@@ -25,6 +25,7 @@ export const ACCOUNT_STATES = [
   'paused_by_quota',
   'at_limit_until',
   'starting',
+  'cold',
   'ok',
 ] as const;
 
@@ -42,6 +43,7 @@ export const STATE_WORDS: Record<AccountState, string> = {
   paused_by_quota: 'Paused: the provider says it is over its quota',
   at_limit_until: 'At its sending limit',
   starting: 'Starting: fetching its first token',
+  cold: 'Idle: its next message waits for one token request and one login',
   ok: 'Sending',
 };
 
@@ -100,8 +102,9 @@ export class AccountHealthBoard {
   of(account: Account): AccountHealth {
     const findings = this.findings(account);
     const hasToken = this.relay.tokens.current(account.email) !== null;
-    const top = findings.sort((a, b) => ACCOUNT_STATES.indexOf(a.state) - ACCOUNT_STATES.indexOf(b.state))[0];
-    const canSend = hasToken && !findings.some((f) => f.blocks);
+    const top = findings.length < 2 ? findings[0] : findings.sort((a, b) => RANK[a.state] - RANK[b.state])[0];
+    // A cold account sends: its message fetches the token (src/relay/warmth.ts).
+    const canSend = (hasToken || top?.state === 'cold') && !findings.some((f) => f.blocks);
     if (!top) return { state: hasToken ? 'ok' : 'starting', can_send: canSend, error: null, error_at: null, advice: null, until: null };
     return { state: top.state, can_send: canSend, error: top.error, error_at: top.errorAt ?? null, advice: top.advice ?? null, until: top.until ?? null };
   }
@@ -119,7 +122,9 @@ export class AccountHealthBoard {
       // A token still cached keeps serving until it expires: tokens.current() decides sending.
       out.push({ state, error: token.lastError, advice: adviceFor('token', token.lastFailure, account), blocks: false });
     } else if (!token || token.health === 'pending') {
-      if (!tokens.current(account.email)) out.push({ state: 'starting', error: null, blocks: true });
+      if (!tokens.current(account.email)) {
+        out.push(this.relay.warmth.isWarm(account.email) ? { state: 'starting', error: null, blocks: true } : { state: 'cold', error: null, blocks: false });
+      }
     }
     const pool = pools.get(account.email);
     const failure = pool?.openFailure;
@@ -154,23 +159,43 @@ export class AccountHealthBoard {
    * why not; `unable` names the accounts that cannot send (also when ready), with their state.
    */
   readiness(listening: boolean): Readiness {
-    const accounts = this.all();
-    const unable = accounts.filter((a) => !a.health.can_send).map(({ email, health }) => ({ email, state: health.state, error: health.error }));
+    return this.readinessOf(listening, this.all());
+  }
+
+  /** readiness() from healths already built (the status snapshot builds them once for both). */
+  readinessOf(listening: boolean, accounts: ReadonlyArray<{ email: string; health: AccountHealth }>): Readiness {
+    const unable: Readiness['unable'] = [];
+    let unableTotal = 0;
+    // One pass, linear in the accounts; only the first UNABLE_LISTED are written out.
+    for (const { email, health } of accounts) {
+      if (health.can_send) continue;
+      if (++unableTotal <= UNABLE_LISTED) unable.push({ email, state: health.state, error: health.error });
+    }
     const reasons: string[] = [];
     if (!listening) reasons.push('the SMTP listener is not up (starting or stopping)');
     if (!accounts.length) reasons.push('no account is configured');
-    else if (unable.length === accounts.length) reasons.push(`no account can send: ${unable.map((u) => `${u.email} ${u.state}`).join(', ')}`);
-    return { ready: reasons.length === 0, reasons, unable, store_problem: storeProblem(this.store) };
+    else if (unableTotal === accounts.length) {
+      const more = unableTotal > unable.length ? ` and ${unableTotal - unable.length} more` : '';
+      reasons.push(`no account can send: ${unable.map((u) => `${u.email} ${u.state}`).join(', ')}${more}`);
+    }
+    return { ready: reasons.length === 0, reasons, unable, unable_total: unableTotal, store_problem: storeProblem(this.store) };
   }
 }
+
+/** Each state's rank in ACCOUNT_STATES, by lookup (the health of thousands of accounts is built per scrape). */
+const RANK = Object.fromEntries(ACCOUNT_STATES.map((s, i) => [s, i])) as Record<AccountState, number>;
+/** /readyz names at most this many accounts that cannot send; `unable_total` counts them all. */
+const UNABLE_LISTED = 50;
 
 export interface Readiness {
   ready: boolean;
   reasons: string[];
+  /** The first 50 accounts that cannot send (`unable_total` counts them all). */
   unable: Array<{ email: string; state: AccountState; error: string | null }>;
+  unable_total: number;
   /** The store's own failure, if any (it stops only the accounts with counted limits). */
   store_problem: string | null;
 }
 
 /** 1 when nothing about the account needs fixing (at a limit or paused by quota, it works as it should). */
-export const isHealthy = (h: AccountHealth): boolean => h.state === 'ok' || h.state === 'paused_by_quota' || h.state === 'at_limit_until';
+export const isHealthy = (h: AccountHealth): boolean => h.state === 'ok' || h.state === 'cold' || h.state === 'paused_by_quota' || h.state === 'at_limit_until';

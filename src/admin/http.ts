@@ -9,7 +9,7 @@ import type { Metrics } from '../obs/metrics.js';
 import { routeApi, type ApiDeps } from './api.js';
 import type { Readiness } from './health.js';
 import { statusPage } from './status-page.js';
-import { statusSnapshot, type StatusDeps } from './status.js';
+import { statusQuery, statusSnapshot, type StatusDeps } from './status.js';
 import type { StoreHealthState } from '../store/store-health.js';
 import { AdminGuard } from './guard.js';
 
@@ -102,7 +102,7 @@ export class AdminServer {
       case '/':
         return this.sendStatusPage(res);
       case '/status.json':
-        return send(res, 200, statusSnapshot(this.deps), { 'cache-control': 'no-store' });
+        return send(res, 200, statusSnapshot(this.deps, statusQuery(url.searchParams)), { 'cache-control': 'no-store' });
       default:
         return send(res, 404, { error: 'not found' });
     }

@@ -1,6 +1,7 @@
 // GET /: the operator's status page. One static document, its style and script inline, so it
 // needs no build step and fetches nothing but /status.json (./status.ts), every 2 s, from the
-// relay itself. Read-only: it has no form and sends nothing but that GET.
+// relay itself. Read-only: it has no form and sends nothing but that GET (the search box and the
+// page buttons only change that GET's query: which accounts, which page of them).
 //
 // Everything shown comes from the relay's data (account emails, provider replies, MAIL FROM
 // addresses an MTA chose), so the script writes it only as text (textContent, never innerHTML):
@@ -67,6 +68,7 @@ function against(sent, limit) {
 
 function stateClass(state) {
   if (state === 'ok') return 'state-ok';
+  if (state === 'cold') return 'state-ok';
   if (state === 'at_limit_until' || state === 'paused_by_quota' || state === 'starting') return 'state-limit';
   return 'state-bad';
 }
@@ -105,12 +107,32 @@ function refusalRow(r) {
   return tr;
 }
 
+/** Which accounts the next GET asks for: the search box and the page buttons change it. */
+const view = { q: '', page: 1 };
+
+function duration(s) {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? d + ' d ' + h + ' h' : h ? h + ' h ' + m + ' min' : m + ' min ' + (s % 60) + ' s';
+}
+
+function renderPager(p, states) {
+  byId('page-info').textContent = 'Accounts ' + (p.matching ? (p.number - 1) * p.per_page + 1 : 0) + '\u2013' + Math.min(p.number * p.per_page, p.matching) +
+    ' of ' + p.matching + (p.q ? ' matching \u201c' + p.q + '\u201d' : '') + ' (' + p.total + ' in all; page ' + p.number + ' of ' + p.pages + '), problems first. ' +
+    Object.entries(states).map(([k, n]) => k + ': ' + n).join(', ');
+  byId('prev').disabled = p.number <= 1;
+  byId('next').disabled = p.number >= p.pages;
+  view.page = p.number;
+}
+
 function render(s) {
+  byId('version').textContent = 'version ' + s.version + ', up ' + duration(s.uptime_s);
+  if (s.totals) byId('totals').textContent = 'Since start: ' + s.totals.accepted + ' accepted, ' + s.totals.deferred + ' deferred (4xx), ' + s.totals.refused + ' refused (5xx).';
+  renderPager(s.page, s.account_states);
   const r = s.readiness;
   const banner = byId('banner');
   banner.className = 'banner ' + (r.ready ? 'good' : 'bad');
   const lines = [r.ready ? 'Ready: at least one account can send now.' : 'Not ready: ' + r.reasons.join('; ') + '.'];
-  if (r.ready && r.unable.length) lines.push('Cannot send now: ' + r.unable.map((u) => u.email + ' (' + u.state + ')').join(', ') + '.');
+  if (r.ready && r.unable.length) lines.push('Cannot send now: ' + r.unable.map((u) => u.email + ' (' + u.state + ')').join(', ') + (r.unable_total > r.unable.length ? ' and ' + (r.unable_total - r.unable.length) + ' more' : '') + '.');
   if (r.store_problem) lines.push('Store: ' + r.store_problem + '.');
   banner.replaceChildren(...lines.map((l) => el('div', l)));
   byId('sessions').textContent = String(s.inbound_sessions);
@@ -121,9 +143,12 @@ function render(s) {
   byId('updated').textContent = 'updated ' + s.generated_at.replace('T', ' ').slice(0, 19) + 'Z';
 }
 
+let timer = null;
 async function refresh() {
+  clearTimeout(timer);
   try {
-    const res = await fetch('status.json', { cache: 'no-store', headers: { accept: 'application/json' } });
+    const query = new URLSearchParams({ q: view.q, page: String(view.page) });
+    const res = await fetch('status.json?' + query, { cache: 'no-store', headers: { accept: 'application/json' } });
     if (!res.ok) throw new Error('HTTP ' + res.status);
     render(await res.json());
   } catch (e) {
@@ -131,10 +156,14 @@ async function refresh() {
     banner.className = 'banner bad';
     banner.replaceChildren(el('div', 'The relay did not answer (' + (e && e.message ? e.message : e) + '); trying again.'));
   } finally {
-    setTimeout(refresh, REFRESH_MS);
+    clearTimeout(timer);
+    timer = setTimeout(refresh, REFRESH_MS);
   }
 }
 
+byId('search').addEventListener('input', (e) => { view.q = e.target.value.trim(); view.page = 1; refresh(); });
+byId('prev').addEventListener('click', () => { view.page--; refresh(); });
+byId('next').addEventListener('click', () => { view.page++; refresh(); });
 refresh();
 `;
 
@@ -151,10 +180,12 @@ const HTML = `<!doctype html>
 <style>${STYLE}</style>
 </head>
 <body>
-<h1>xoauth2-relay <span id="updated" class="small"></span></h1>
+<h1>xoauth2-relay <span id="version" class="small"></span> <span id="updated" class="small"></span></h1>
 <div id="banner" class="banner">Loading…</div>
-<p class="small">Inbound SMTP sessions open: <span id="sessions">—</span>. This page refreshes itself every ${REFRESH_MS / 1000} s.</p>
+<p class="small">Inbound SMTP sessions open: <span id="sessions">—</span>. <span id="totals"></span> This page refreshes itself every ${REFRESH_MS / 1000} s.</p>
 <h2>Accounts</h2>
+<p class="small"><input id="search" type="search" placeholder="Search: email, provider or state" aria-label="Search accounts" autocomplete="off">
+<button id="prev" type="button">Previous</button> <button id="next" type="button">Next</button> <span id="page-info"></span></p>
 <table>
 <thead><tr><th>Account</th><th>Health</th><th>Token expires</th><th>Connections</th><th>Sent (against its limits)</th><th>Last error</th></tr></thead>
 <tbody id="accounts"></tbody>

@@ -1,10 +1,19 @@
 // GET /status.json: what the status page (./status-page.ts) shows, read-only and without a
 // secret: readiness, each account's health in words with its connections, sends against its
 // limits and last error, and the most recent replies of 400 or above given to MTAs.
+//
+// Accounts come a page at a time, problems first (what needs the operator, then what cannot
+// send, then the rest, each group in the accounts' own order), filtered by `q` (part of an email, a provider or a state): with
+// thousands of accounts one document of all of them cost half a second and 800 KB (issue 22).
+// The cost is linear in the accounts (one health pass and a sort); only the page's accounts get
+// their full view.
+import type { Metrics, Totals } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
+import { VERSION } from '../obs/version.js';
 import type { Relay } from '../relay/relay.js';
+import type { Account } from '../routing/account.js';
 import type { AccountAdmin } from './accounts.js';
-import { STATE_WORDS, type AccountHealthBoard, type AccountState, type Readiness } from './health.js';
+import { ACCOUNT_STATES, isHealthy, STATE_WORDS, type AccountHealth, type AccountHealthBoard, type AccountState, type Readiness } from './health.js';
 
 export interface StatusDeps {
   relay: Relay;
@@ -13,6 +22,28 @@ export interface StatusDeps {
   refusals: Refusals;
   isListening: () => boolean;
   inboundSessions: () => number;
+  metrics?: Metrics;
+}
+
+/** Which accounts, and which page of them (GET /status.json?q=...&page=...&per_page=...). */
+export interface StatusQuery {
+  /** Part of an email, a provider name or a state name, case-insensitive; empty: all. */
+  q: string;
+  /** 1-based. */
+  page: number;
+  perPage: number;
+}
+
+export const DEFAULT_PER_PAGE = 50;
+export const MAX_PER_PAGE = 500;
+
+/** The query from the URL's parameters; what is missing or not a number takes its default. */
+export function statusQuery(params: URLSearchParams): StatusQuery {
+  const int = (name: string, dflt: number, max: number) => {
+    const n = Number.parseInt(params.get(name) ?? '', 10);
+    return Number.isFinite(n) && n >= 1 ? Math.min(n, max) : dflt;
+  };
+  return { q: (params.get('q') ?? '').trim().toLowerCase(), page: int('page', 1, Number.MAX_SAFE_INTEGER), perPage: int('per_page', DEFAULT_PER_PAGE, MAX_PER_PAGE) };
 }
 
 export interface AccountStatus {
@@ -36,6 +67,14 @@ export interface AccountStatus {
 
 export interface StatusSnapshot {
   generated_at: string;
+  version: string;
+  uptime_s: number;
+  /** Since start: messages the providers accepted, and replies of 4xx (deferred) and 5xx (refused) given to MTAs. */
+  totals: Totals | null;
+  /** Every account by state, whatever the page and the search. */
+  account_states: Partial<Record<AccountState, number>>;
+  /** The accounts matching `q`, and which page of them `accounts` is. */
+  page: { q: string; number: number; per_page: number; pages: number; matching: number; total: number };
   listening: boolean;
   inbound_sessions: number;
   readiness: Readiness;
@@ -46,14 +85,60 @@ export interface StatusSnapshot {
 
 const RECENT_REFUSALS = 20;
 
-export function statusSnapshot(deps: StatusDeps): StatusSnapshot {
+const RANK = Object.fromEntries(ACCOUNT_STATES.map((s, i) => [s, i])) as Record<AccountState, number>;
+
+interface Listed {
+  email: string;
+  health: AccountHealth;
+  /** Needs the operator first, then cannot send, then by state: computed once, not per comparison. */
+  key: number;
+}
+
+const sortKey = (h: AccountHealth): number => (isHealthy(h) ? 2 * ACCOUNT_STATES.length : 0) + (h.can_send ? ACCOUNT_STATES.length : 0) + RANK[h.state];
+
+/**
+ * By sortKey, in the accounts' own order within a key: a pass per bucket, not a sort. With
+ * thousands of accounts nearly all share one key (ok, or cold), and comparing their emails was
+ * most of a /status.json's CPU.
+ */
+function problemsFirst(listed: readonly Listed[]): Listed[] {
+  const buckets: Listed[][] = Array.from({ length: 4 * ACCOUNT_STATES.length }, () => []);
+  for (const l of listed) buckets[l.key]!.push(l);
+  return buckets.flat();
+}
+
+const matches = (q: string, a: Account, state: AccountState): boolean =>
+  !q || a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || state.includes(q);
+
+export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', page: 1, perPage: DEFAULT_PER_PAGE }): StatusSnapshot {
   const listening = deps.isListening();
+  const states: Partial<Record<AccountState, number>> = {};
+  const matching: Listed[] = [];
+  const all = deps.relay.accounts;
+  const healths: Listed[] = [];
+  for (const a of all) {
+    const health = deps.health.of(a);
+    const entry = { email: a.email, health, key: sortKey(health) };
+    healths.push(entry);
+    const { state } = entry.health;
+    states[state] = (states[state] ?? 0) + 1;
+    if (matches(query.q, a, state)) matching.push(entry);
+  }
+  const ordered = problemsFirst(matching);
+  const pages = Math.max(1, Math.ceil(ordered.length / query.perPage));
+  const number = Math.min(query.page, pages);
+  const shown = ordered.slice((number - 1) * query.perPage, number * query.perPage);
   return {
     generated_at: new Date().toISOString(),
+    version: VERSION,
+    uptime_s: deps.metrics?.uptimeSeconds ?? 0,
+    totals: deps.metrics ? { ...deps.metrics.totals } : null,
+    account_states: states,
+    page: { q: query.q, number, per_page: query.perPage, pages, matching: matching.length, total: all.length },
     listening,
     inbound_sessions: deps.inboundSessions(),
-    readiness: deps.health.readiness(listening),
-    accounts: deps.accounts.list().map((v) => {
+    readiness: deps.health.readinessOf(listening, healths),
+    accounts: shown.map(({ email }) => deps.accounts.get(email)).map((v) => {
       const limits = deps.relay.router.account(v.email)?.limits;
       return {
         email: v.email,

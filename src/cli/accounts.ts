@@ -11,6 +11,7 @@ import { loadConfig, resolveAccountInput } from '../config/load.js';
 import type { AccountInput, Config } from '../config/schema.js';
 import { mergeAccounts } from '../config/stored-accounts.js';
 import { checkAccount, freshToken, type CheckResult } from '../admin/account-check.js';
+import { ACCOUNT_STATES } from '../admin/health.js';
 import type { AccountView, ReloadReport } from '../admin/accounts.js';
 import { silentLogger } from '../obs/logger.js';
 import { accountFromConfig } from '../routing/account.js';
@@ -55,25 +56,61 @@ function table(rows: string[][]): string {
 /** Enough of the config to reach the running relay; the accounts' secrets are not needed for that. */
 const relayConfig = (opts: ConfigOption) => loadConfig(opts.config, { withoutAccounts: true });
 
-export async function accountsListCommand(opts: ConfigOption & { json?: boolean }, io: CliIo = processIo): Promise<number> {
+export interface ListFilters {
+  /** Comma-separated health states (ok, cold, needs_consent, ...). */
+  state?: string;
+  provider?: string;
+  /** A regular expression the email must match, case-insensitive. */
+  grep?: string;
+}
+
+/**
+ * The filters as one test, checked before anything is asked: a misspelt state or a broken
+ * expression is an error naming what is accepted, not an empty list.
+ */
+function accountFilter(f: ListFilters): (a: { email: string; provider: string; health?: string }) => boolean {
+  let states: Set<string> | null = null;
+  if (f.state !== undefined) {
+    states = new Set(f.state.split(',').map((s) => s.trim()).filter(Boolean));
+    const unknown = [...states].filter((s) => !(ACCOUNT_STATES as readonly string[]).includes(s));
+    if (unknown.length || !states.size) throw new ConfigError(`--state ${f.state}: not a state (${unknown.join(', ') || 'empty'}); one or more of ${ACCOUNT_STATES.join(', ')}, comma-separated`);
+  }
+  let grep: RegExp | null = null;
+  if (f.grep !== undefined) {
+    try {
+      grep = new RegExp(f.grep, 'i');
+    } catch (e) {
+      throw new ConfigError(`--grep ${f.grep}: not a regular expression (${(e as Error).message})`);
+    }
+  }
+  const provider = f.provider?.trim().toLowerCase();
+  return (a) => (!states || states.has(a.health ?? '')) && (!provider || a.provider.toLowerCase() === provider) && (!grep || grep.test(a.email));
+}
+
+const filtered = (f: ListFilters) => f.state !== undefined || f.provider !== undefined || f.grep !== undefined;
+
+export async function accountsListCommand(opts: ConfigOption & ListFilters & { json?: boolean }, io: CliIo = processIo): Promise<number> {
+  const keep = accountFilter(opts);
   const api = relayApi(relayConfig(opts));
   const reply = await callRelay(api, 'GET', '/api/accounts');
   if (reply && reply.status !== 200) throw new Error(`the relay answered ${reply.status}: ${errorOf(reply)}`);
   if (reply) {
-    const accounts = reply.body.accounts as AccountView[];
+    const every = reply.body.accounts as AccountView[];
+    const accounts = every.filter(keep);
     if (opts.json) io.out(JSON.stringify(accounts, null, 2) + '\n');
     else {
       const head = ['EMAIL', 'PROVIDER', 'SOURCE', 'HEALTH', 'TOKEN EXPIRES', 'SENT 1H', 'SENT 24H', 'LAST ERROR'];
       const rows = accounts.map((a) => [a.email, a.provider, a.source, healthCell(a), when(a.token_expires_at), String(a.sent_last_hour), String(a.sent_last_day), a.last_error ?? '-']);
       io.out(table([head, ...rows]));
     }
-    io.info(`${accounts.length} account(s), from the running relay at ${api!.base}`);
+    io.info(`${accounts.length} account(s)${filtered(opts) ? ` of ${every.length}` : ''}, from the running relay at ${api!.base}`);
     return 0;
   }
   // Not running: what a start would load. Health and counts exist only in a running relay.
+  if (opts.state !== undefined) throw new ConfigError('--state needs the running relay (health is known only to it); --provider and --grep work without it');
   const config = loadConfig(opts.config);
   const merged = await withStore(config, async (store) => mergeAccounts(config, await store.listAccounts()));
-  const accounts = merged.accounts.map((a) => ({ email: a.config.email, provider: a.config.provider, auth: a.config.auth, source: a.source }));
+  const accounts = merged.accounts.map((a) => ({ email: a.config.email, provider: a.config.provider, auth: a.config.auth, source: a.source })).filter(keep);
   if (opts.json) io.out(JSON.stringify(accounts, null, 2) + '\n');
   else io.out(table([['EMAIL', 'PROVIDER', 'AUTH', 'SOURCE'], ...accounts.map((a) => [a.email, a.provider, a.auth, a.source])]));
   const where = api ? `nothing answers at ${api.base}` : 'http.enabled is false';

@@ -13,6 +13,7 @@ import {
   reloadCommand,
   type AccountsAddOptions,
   type ConfigOption,
+  type ListFilters,
 } from './accounts.js';
 import { authGoogleCommand, authMicrosoftCommand, type AuthGoogleOptions, type AuthMicrosoftOptions } from './auth.js';
 import { checkConfigCommand } from './check-config.js';
@@ -114,7 +115,10 @@ const accounts = program.command('accounts').description('list, test, add, impor
 
 configOption(accounts.command('list').description('every account with provider, health, token expiry, last error and messages sent in the last hour and day'))
   .option('--json', 'print JSON')
-  .action((opts: ConfigOption & { json?: boolean }) => exitWith(accountsListCommand(opts)));
+  .option('--state <states>', 'only accounts in these health states, comma-separated (needs the running relay)')
+  .option('--provider <name>', 'only accounts of this provider')
+  .option('--grep <regexp>', 'only accounts whose email matches (case-insensitive)')
+  .action((opts: ConfigOption & ListFilters & { json?: boolean }) => exitWith(accountsListCommand(opts)));
 
 configOption(accounts.command('test').description('fetch a token and authenticate to the provider (nothing is sent); on failure, say what to do').argument('<email>'))
   .action((email: string, opts: ConfigOption) => exitWith(accountsTestCommand(email, opts)));

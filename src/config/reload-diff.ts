@@ -4,7 +4,7 @@
 // timings — so a change to it is reported (by key) and left for the next start.
 import type { Config } from './schema.js';
 
-const WHOLE = ['listen', 'listeners', 'store', 'http', 'shutdown_timeout_ms'] as const;
+const WHOLE = ['listen', 'listeners', 'store', 'http', 'shutdown_timeout_ms', 'warm', 'metrics'] as const;
 const BY_KEY = ['inbound', 'upstream', 'tokens', 'log'] as const;
 const LIVE = new Set(['inbound.trusted_networks', 'log.level']);
 

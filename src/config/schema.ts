@@ -273,6 +273,26 @@ export const configSchema = z
         retry_min_ms: 1_000,
         retry_max_ms: 300_000,
       }),
+    /**
+     * Which accounts are kept warm (a token refreshed ahead of expiry and min_idle connections
+     * open): all of them while there are at most `all_up_to`, else those that sent within
+     * `active_within_ms` and the `pinned` ones. A cold account's first message waits for one
+     * token request and one login (src/relay/warmth.ts).
+     */
+    warm: z
+      .strictObject({
+        all_up_to: z.number().int().min(0).default(100),
+        active_within_ms: millis.default(24 * 3_600_000),
+        pinned: z.array(email).default([]),
+      })
+      .default({ all_up_to: 100, active_within_ms: 24 * 3_600_000, pinned: [] }),
+    /**
+     * Per-account series on /metrics: `all` accounts, the `active` ones (warm, or with a problem
+     * the operator must fix), or `none` (the account label dropped, totals kept).
+     */
+    metrics: z
+      .strictObject({ per_account: z.enum(['all', 'active', 'none']).default('active') })
+      .default({ per_account: 'active' }),
     upstream: z
       .strictObject({
         connect_timeout_ms: millis.default(15_000),

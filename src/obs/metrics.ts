@@ -2,14 +2,25 @@
 // process do not mix. Labels carry account emails and codes only, never a secret. Gauges that
 // describe state (token expiry, pool sizes, sessions) are computed at scrape time, so the
 // message path pays only for the counters it increments.
+//
+// Per-account series are bounded by `metrics.per_account` (issue 22): with thousands of accounts
+// a series per account per gauge and histogram bucket made a 3 MB scrape that blocked the event
+// loop for half a second. `all` keeps today's series; `active` (the default) keeps the per-account
+// gauges only for accounts that are warm or need the operator, and the histograms without the
+// account label; `none` drops the account label everywhere. Counts by state
+// (xoauth2_relay_accounts) are always there, whatever the setting.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from './version.js';
 
 export type Outcome = 'accepted' | 'rejected' | 'deferred';
+export type PerAccountSeries = 'all' | 'active' | 'none';
 
 export interface MetricSources {
   tokenExpiries(): Array<{ email: string; expiresAt: number | null }>;
   /** Each account's health (src/admin/health.ts): its state's name, and whether nothing needs fixing. */
   accountHealth(): Array<{ email: string; state: string; healthy: boolean }>;
+  /** Whether the account's own gauges are kept under per_account `active`: warm, or needing the operator. */
+  isActive?(email: string, healthy: boolean): boolean;
   pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
   inboundSessions(): number;
   /** Whether the store refuses writes (src/store/store-health.ts); absent: not known. */
@@ -41,65 +52,112 @@ class PendingCounts<L extends string> {
   }
 }
 
+/** What a labelled metric is given on the message path; the account label may be dropped (see the header). */
+interface Labelled<L extends string> {
+  inc(labels: Record<L, string>, value?: number): void;
+}
+interface Observed<L extends string> {
+  observe(labels: Record<L, string>, value: number): void;
+}
+
+/** Without the account label: the same call, the label left out. */
+const withoutAccount = <L extends string>(labels: Record<L, string>): Record<string, string> => {
+  const { account: _dropped, ...rest } = labels as Record<string, string>;
+  return rest;
+};
+
+/** Messages by outcome and MTA refusals by class since start, for the status page. */
+export interface Totals {
+  accepted: number;
+  deferred: number;
+  refused: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
-  private readonly pendingMessages = new PendingCounts<'account' | 'outcome'>();
-  private readonly pendingReplies = new PendingCounts<'account' | 'command' | 'code'>();
-  readonly messages: Counter<'account' | 'outcome'> = new Counter({
-    name: 'xoauth2_relay_messages_total',
-    help: 'Messages by account and outcome (accepted = provider said 2xx, deferred = 4xx, rejected = 5xx)',
-    labelNames: ['account', 'outcome'] as const,
-    registers: [this.registry],
-    collect: () => this.pendingMessages.flushInto(this.messages),
-  });
-  readonly relayLatency = new Histogram({
-    name: 'xoauth2_relay_data_seconds',
-    help: 'From DATA to the provider final reply, seconds',
-    labelNames: ['account'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
-  readonly upstreamReplies: Counter<'account' | 'command' | 'code'> = new Counter({
-    name: 'xoauth2_relay_upstream_replies_total',
-    help: 'Provider replies by command and code',
-    labelNames: ['account', 'command', 'code'] as const,
-    registers: [this.registry],
-    collect: () => this.pendingReplies.flushInto(this.upstreamReplies),
-  });
+  readonly perAccount: PerAccountSeries;
+  /** Since start; the status page shows them beside the version and uptime. */
+  readonly totals: Totals = { accepted: 0, deferred: 0, refused: 0 };
+  private readonly started = Date.now();
+  private readonly pendingMessages = new PendingCounts<string>();
+  private readonly pendingReplies = new PendingCounts<string>();
+  private readonly messagesCounter: Counter<string>;
+  private readonly repliesCounter: Counter<string>;
+  readonly relayLatency: Observed<'account'>;
+  /** Every reply of 400 or above given to an MTA (src/obs/refusals.ts records them). */
+  readonly refusals: Labelled<'stage' | 'class' | 'reason' | 'account'>;
+  readonly tokenRefreshes: Labelled<'account' | 'result'>;
+  readonly tokenRefreshLatency: Observed<'account'>;
 
   /** One message's outcome (see PendingCounts). */
   countMessage(account: string, code: number): void {
     const outcome = Metrics.outcome(code);
-    this.pendingMessages.add(`${outcome} ${account}`, () => ({ account, outcome }));
+    if (outcome === 'accepted') this.totals.accepted++;
+    if (this.perAccount === 'none') this.pendingMessages.add(outcome, () => ({ outcome }));
+    else this.pendingMessages.add(`${outcome} ${account}`, () => ({ account, outcome }));
   }
 
   /** One reply of the provider to MAIL, RCPT or DATA (see PendingCounts). */
   countUpstreamReply(account: string, command: string, code: number): void {
-    this.pendingReplies.add(`${command} ${code} ${account}`, () => ({ account, command, code: String(code) }));
+    if (this.perAccount === 'none') this.pendingReplies.add(`${command} ${code}`, () => ({ command, code: String(code) }));
+    else this.pendingReplies.add(`${command} ${code} ${account}`, () => ({ account, command, code: String(code) }));
   }
-  /** Every reply of 400 or above given to an MTA (src/obs/refusals.ts records them). */
-  readonly refusals = new Counter({
-    name: 'xoauth2_relay_refusals_total',
-    help: 'Replies of 400 or above given to MTAs, by stage, code class, reason and account (empty when none was picked)',
-    labelNames: ['stage', 'class', 'reason', 'account'] as const,
-    registers: [this.registry],
-  });
-  readonly tokenRefreshes = new Counter({
-    name: 'xoauth2_relay_token_refreshes_total',
-    help: 'Token refresh attempts by account and result',
-    labelNames: ['account', 'result'] as const,
-    registers: [this.registry],
-  });
-  readonly tokenRefreshLatency = new Histogram({
-    name: 'xoauth2_relay_token_refresh_seconds',
-    help: 'Token endpoint latency, seconds',
-    labelNames: ['account'] as const,
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
 
-  constructor(sources: MetricSources) {
+  constructor(sources: MetricSources, perAccount: PerAccountSeries = 'active') {
+    this.perAccount = perAccount;
     const registers = [this.registry];
+    const accountLabel = perAccount === 'none' ? [] : ['account'];
+    const counter = (name: string, help: string, labelNames: string[], collect?: () => void) =>
+      new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    const labelled = <L extends string>(c: Counter<string>): Labelled<L> =>
+      perAccount === 'none' ? { inc: (labels, value) => c.inc(withoutAccount(labels), value) } : c;
+    // A histogram per account is 17 series per account: only `all` keeps them.
+    const histogram = <L extends string>(name: string, help: string, buckets: number[]): Observed<L> => {
+      const keep = perAccount === 'all';
+      const h = new Histogram({ name, help, labelNames: keep ? ['account'] : [], buckets, registers });
+      return keep ? h : { observe: (_labels, value) => h.observe(value) };
+    };
+    this.messagesCounter = counter(
+      'xoauth2_relay_messages_total',
+      'Messages by account and outcome (accepted = provider said 2xx, deferred = 4xx, rejected = 5xx)',
+      [...accountLabel, 'outcome'],
+      () => this.pendingMessages.flushInto(this.messagesCounter),
+    );
+    this.relayLatency = histogram('xoauth2_relay_data_seconds', 'From DATA to the provider final reply, seconds', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+    this.repliesCounter = counter('xoauth2_relay_upstream_replies_total', 'Provider replies by command and code', [...accountLabel, 'command', 'code'], () =>
+      this.pendingReplies.flushInto(this.repliesCounter),
+    );
+    const refusals = labelled<'stage' | 'class' | 'reason' | 'account'>(
+      counter('xoauth2_relay_refusals_total', 'Replies of 400 or above given to MTAs, by stage, code class, reason and account (empty when none was picked)', ['stage', 'class', 'reason', ...accountLabel]),
+    );
+    this.refusals = {
+      inc: (labels, value) => {
+        this.totals[labels.class === '5xx' ? 'refused' : 'deferred'] += value ?? 1;
+        refusals.inc(labels, value);
+      },
+    };
+    this.tokenRefreshes = labelled(counter('xoauth2_relay_token_refreshes_total', 'Token refresh attempts by account and result', [...accountLabel, 'result']));
+    this.tokenRefreshLatency = histogram('xoauth2_relay_token_refresh_seconds', 'Token endpoint latency, seconds', [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+    // The per-account gauges: every account, only the active ones, or none.
+    const shown = (email: string, healthy: boolean): boolean =>
+      perAccount === 'all' || (perAccount === 'active' && (sources.isActive?.(email, healthy) ?? true));
+    let health: Array<{ email: string; state: string; healthy: boolean }> = [];
+    let active = new Set<string>();
+    // Health is built once per scrape (this gauge is registered first, so collected first) and read by the others.
+    new Gauge({
+      name: 'xoauth2_relay_accounts',
+      help: 'Accounts by health state (ok, cold, starting, needs_consent, ...), whatever metrics.per_account says',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        health = sources.accountHealth();
+        active = new Set(health.filter((a) => shown(a.email, a.healthy)).map((a) => a.email));
+        const counts = new Map<string, number>();
+        for (const a of health) counts.set(a.state, (counts.get(a.state) ?? 0) + 1);
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
     new Gauge({
       name: 'xoauth2_relay_token_expiry_seconds',
       help: 'Seconds until the cached access token of each account expires (negative or absent: none)',
@@ -108,7 +166,7 @@ export class Metrics {
       collect() {
         this.reset();
         const now = Date.now();
-        for (const t of sources.tokenExpiries()) if (t.expiresAt !== null) this.set({ account: t.email }, (t.expiresAt - now) / 1000);
+        for (const t of sources.tokenExpiries()) if (t.expiresAt !== null && active.has(t.email)) this.set({ account: t.email }, (t.expiresAt - now) / 1000);
       },
     });
     new Gauge({
@@ -118,7 +176,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const a of sources.accountHealth()) this.set({ account: a.email }, a.healthy ? 1 : 0);
+        for (const a of health) if (active.has(a.email)) this.set({ account: a.email }, a.healthy ? 1 : 0);
       },
     });
     new Gauge({
@@ -128,7 +186,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const a of sources.accountHealth()) this.set({ account: a.email, state: a.state }, 1);
+        for (const a of health) if (active.has(a.email)) this.set({ account: a.email, state: a.state }, 1);
       },
     });
     new Gauge({
@@ -139,6 +197,7 @@ export class Metrics {
       collect() {
         this.reset();
         for (const p of sources.pools()) {
+          if (!active.has(p.email)) continue;
           this.set({ account: p.email, state: 'idle' }, p.idle);
           this.set({ account: p.email, state: 'busy' }, p.busy);
         }
@@ -151,7 +210,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const p of sources.pools()) this.set({ account: p.email }, p.waiting);
+        for (const p of sources.pools()) if (active.has(p.email)) this.set({ account: p.email }, p.waiting);
       },
     });
     new Gauge({
@@ -170,7 +229,32 @@ export class Metrics {
         this.set(sources.storeFailing?.() ? 1 : 0);
       },
     });
+    new Gauge({
+      name: 'xoauth2_relay_build_info',
+      help: 'Always 1, labelled with the relay\'s version and the Node.js version running it',
+      labelNames: ['version', 'node_version'] as const,
+      registers,
+    }).set({ version: VERSION, node_version: process.versions.node }, 1);
+    const started = this.started;
+    new Gauge({
+      name: 'xoauth2_relay_uptime_seconds',
+      help: 'Seconds since the relay started',
+      registers,
+      collect() {
+        this.set((Date.now() - started) / 1000);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'xoauth2_relay_' });
+    // prom-client's active handles/requests/resources are gauges named like counters (`_total`),
+    // which `promtool check metrics` refuses: without them the exposition passes it.
+    for (const m of this.registry.getMetricsAsArray()) {
+      if (m.name.endsWith('_total') && m instanceof Gauge) this.registry.removeSingleMetric(m.name);
+    }
+  }
+
+  /** Seconds since the relay started. */
+  get uptimeSeconds(): number {
+    return Math.round((Date.now() - this.started) / 1000);
   }
 
   static outcome(code: number): Outcome {

@@ -20,6 +20,8 @@ import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
 import { attribute, RelayError } from '../errors/registry.js';
 import { LimitedTransaction } from './limited-transaction.js';
+import { bounded } from './bounded.js';
+import { Warmth } from './warmth.js';
 import type { MailParams } from '../smtp/envelope.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
 import { RelayTransaction, settle, type Group } from './transaction.js';
@@ -27,6 +29,8 @@ import { RelayTransaction, settle, type Group } from './transaction.js';
 /** Pooled connections are retired this long before the token they authenticated with expires. */
 const TOKEN_MARGIN_MS = 60_000;
 const SWEEP_INTERVAL_MS = 1_000;
+/** How often the sweeper looks for accounts that went cold (their activity window is hours long). */
+const WARMTH_CHECK_MS = 60_000;
 
 export interface RelayDeps {
   store: Store;
@@ -92,6 +96,8 @@ export class Relay {
   readonly api: ApiUpstreams;
   /** Messages each account sent lately (`accounts list`). */
   readonly sent = new SentCounts();
+  /** Which accounts are kept warm (token and min_idle connections); the others cost nothing while idle. */
+  readonly warmth: Warmth;
   private current: readonly Account[];
   private currentRouter: Router;
   private trustedNetworks: readonly string[];
@@ -101,6 +107,7 @@ export class Relay {
   private changing: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private sweeper: NodeJS.Timeout | null = null;
+  private lastWarmthCheck = Date.now();
   /** max_connections counted per mailbox: fleet-wide on a shared store, in this process otherwise. */
   private readonly slots: ConnectionSlots;
   /** What each account's provider offered on its last connection (EHLO of the relay follows it). */
@@ -114,6 +121,8 @@ export class Relay {
     this.current = accounts;
     this.trustedNetworks = config.inbound.trusted_networks;
     this.currentRouter = new Router(accounts, this.trustedNetworks);
+    this.warmth = new Warmth(config.warm);
+    this.warmth.setAccountCount(accounts.length);
     const t = config.tokens;
     this.tokens = new TokenCache(
       {
@@ -129,6 +138,8 @@ export class Relay {
           deps.metrics?.tokenRefreshes.inc({ account, result: ok ? 'ok' : 'failed' });
           deps.metrics?.tokenRefreshLatency.observe({ account }, ms / 1000);
         },
+        keepWarm: (email) => this.warmth.isWarm(email),
+        restored: (email, at) => this.warmth.seen(email, at),
       },
     );
     this.pauses = new AccountPauses(deps.store, deps.logger);
@@ -163,7 +174,7 @@ export class Relay {
       {
         maxConnections: account.maxConnections,
         // An API account's pool stays empty (no SMTP connection); its min_idle warms ApiUpstreams.
-        minIdle: account.upstream === 'smtp' ? account.minIdle : 0,
+        minIdle: this.minIdleOf(account),
         messagesPerConnection: account.messagesPerConnection,
         acquireTimeoutMs: u.acquire_timeout_ms,
         idleTimeoutMs: u.idle_timeout_ms,
@@ -175,25 +186,78 @@ export class Relay {
     );
   }
 
+  /** Ready connections kept for the account: its min_idle while warm, none while cold. */
+  private minIdleOf(account: Account): number {
+    return account.upstream === 'smtp' && this.warmth.isWarm(account.email) ? account.minIdle : 0;
+  }
+
   /**
    * Tokens first (in parallel, bounded), then min_idle authenticated connections per account,
-   * all within tokens.startup_wait_ms: the first message after start-up pays for neither.
+   * all within tokens.startup_wait_ms: the first message after start-up pays for neither. Only
+   * warm accounts (src/relay/warmth.ts) get either. Each account's connections open as soon as
+   * its token is there. With more than warm.all_up_to accounts, start() returns as soon as one
+   * account can send (the listener opens, /readyz says ready) and the rest warm meanwhile: a
+   * message for an account still without a token joins its token request.
    */
   async start(): Promise<void> {
     const started = Date.now();
     const { startup_wait_ms: waitMs, startup_concurrency: concurrency } = this.config.tokens;
     await this.pauses.start();
-    await this.tokens.start(this.current, { waitMs, concurrency });
-    await this.warm(this.current, waitMs - (Date.now() - started));
-    this.sweeper = setInterval(() => {
-      for (const [email, pool] of this.pools) if (this.tokens.current(email)) pool.sweep();
-    }, SWEEP_INTERVAL_MS);
+    // Restoring stored tokens seeds warmth, so the pools' min_idle is known after it.
+    let firstReady: () => void = () => undefined;
+    const oneReady = new Promise<void>((resolve) => (firstReady = resolve));
+    const warming = new Set<Promise<unknown>>();
+    const warmed = new Set<string>();
+    const logins = bounded(concurrency);
+    // Each warm account's connections open as soon as its token is there, `concurrency` at a time.
+    const warmOne = (account: Account) => {
+      if (warmed.has(account.email) || !this.warmth.isWarm(account.email) || !this.tokens.current(account.email)) return;
+      warmed.add(account.email);
+      const pool = this.pools.get(account.email);
+      const done = logins(() => {
+        pool?.setMinIdle(this.minIdleOf(account));
+        return Promise.allSettled([pool?.warm(), this.api.warm([account])]);
+      }).then(firstReady);
+      warming.add(done);
+    };
+    const tokens = this.tokens.start(this.current, {
+      waitMs,
+      concurrency,
+      onToken: (email) => {
+        const account = this.router.account(email);
+        if (account) warmOne(account);
+      },
+    });
+    const everything = tokens.then(async () => {
+      // Those whose token came another way (a message fetched it meanwhile).
+      for (const a of this.current) warmOne(a);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(warming), new Promise((r) => (timer = setTimeout(r, Math.max(0, waitMs - (Date.now() - started)))))]);
+      clearTimeout(timer);
+    });
+    await (this.warmth.allWarm ? everything : Promise.race([everything, oneReady]));
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
     const failing = this.tokens.status().filter((s) => s.health !== 'healthy');
     this.deps.logger.info(
       { event: 'relay_ready', accounts: this.current.length, unhealthy: failing.map((s) => s.email), ms: Date.now() - started },
       'relay ready',
     );
+  }
+
+  /**
+   * Every second: pools keep their min_idle and close what idled too long; an account that went
+   * cold stops keeping connections ready (its idle ones close at upstream.idle_timeout_ms).
+   */
+  private sweep(): void {
+    const check = Date.now() - this.lastWarmthCheck >= WARMTH_CHECK_MS;
+    if (check) this.lastWarmthCheck = Date.now();
+    for (const account of this.current) {
+      const pool = this.pools.get(account.email);
+      if (!pool) continue;
+      if (check) pool.setMinIdle(this.minIdleOf(account));
+      if (this.tokens.current(account.email)) pool.sweep();
+    }
   }
 
   /** min_idle ready connections for the accounts that have a token, waiting at most `waitMs`. */
@@ -239,6 +303,7 @@ export class Relay {
     for (const email of before.keys()) if (!staying.has(email)) changes.removed.push(email);
 
     const { startup_wait_ms: waitMs, startup_concurrency: concurrency } = this.config.tokens;
+    this.warmth.setAccountCount(next.length);
     await this.tokens.install(next, { waitMs, concurrency });
     if (this.stopped) throw new RelayError('SHUTTING_DOWN', 'the relay stopped while accounts were being changed');
 
@@ -258,11 +323,12 @@ export class Relay {
     this.currentRouter = new Router(next, trustedNetworks);
     for (const email of [...changes.changed, ...changes.removed]) this.limiter.forget(email);
     for (const email of changes.removed) this.tokens.remove(email);
+    for (const email of changes.removed) this.warmth.forget(email);
 
     // Old connections go before new ones open, so a mailbox is not briefly over its provider's
     // connection limit (Exchange refuses a 4th).
     await Promise.allSettled(retired.map(([pool, reason]) => pool.close(reason)));
-    await this.warm(fresh, waitMs - (Date.now() - started));
+    await this.warm(fresh.filter((a) => this.warmth.isWarm(a.email)), waitMs - (Date.now() - started));
     this.deps.logger.info({ event: 'accounts_changed', ...changes, ms: Date.now() - started }, 'accounts changed');
     return changes;
   }
@@ -304,6 +370,8 @@ export class Relay {
   /** Opens the transaction on the picked account; a quota refusal there moves on to the next candidate. */
   private open({ account, reservation }: Picked, candidates: readonly Account[], mailFrom: string, params: MailParams, group: Group | undefined, attempt: number): Promise<LimitedTransaction> {
     const pool = this.pools.get(account.email);
+    // A cold account's first message makes it warm: from now on it keeps min_idle ready.
+    if (pool && this.warmth.seen(account.email)) pool.setMinIdle(this.minIdleOf(account));
     if (!pool) {
       // Removed while its reservation was being counted.
       reservation.unsent();

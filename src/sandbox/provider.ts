@@ -22,6 +22,8 @@ export interface SandboxProviderOptions {
   host?: string;
   /** Latency added to every token request, ms (benchmarks use ~300 to resemble the real endpoints). */
   tokenLatencyMs?: number;
+  /** Token requests a second per client before 429 + Retry-After; default no limit. */
+  tokenRatePerClient?: number;
   /** Lifetime of issued access tokens, s; default 3600. */
   tokenLifetimeSec?: number;
   /** Refresh-token rotation per kind; default Microsoft rotates, Google does not. */
@@ -69,7 +71,7 @@ export class SandboxProvider {
       ...(options.rotateRefreshTokens !== undefined ? { rotateRefreshTokens: options.rotateRefreshTokens } : {}),
       ...(options.now !== undefined ? { now: options.now } : {}),
     });
-    this.tokens = new SandboxTokenEndpoint(this.state, { host: this.host, latencyMs: options.tokenLatencyMs ?? 0 });
+    this.tokens = new SandboxTokenEndpoint(this.state, { host: this.host, latencyMs: options.tokenLatencyMs ?? 0, ratePerClient: options.tokenRatePerClient ?? null });
     this.smtp = new SandboxSubmissionServer(this.state, { host: this.host, ...options.submission });
     this.graph = new FakeGraphApi(this.state, this.host);
     this.gmail = new FakeGmailApi(this.state, this.host);

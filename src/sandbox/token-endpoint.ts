@@ -32,6 +32,30 @@ export interface TokenEndpointOptions {
   port?: number;
   /** Latency added to every request, ms (e.g. 300 to approximate the real endpoints in benchmarks). */
   latencyMs?: number;
+  /**
+   * Token requests a second each client (client_id) may make, as the real endpoints throttle an
+   * app; beyond it 429 with Retry-After. Default: no limit.
+   */
+  ratePerClient?: number | null;
+}
+
+/** A token bucket per client: `rate` requests a second, bursts of up to `rate`. */
+class ClientRateLimit {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(readonly rate: number) {}
+
+  /** 0 when the request may go; else the ms until it may. */
+  take(client: string, now: number): number {
+    const b = this.buckets.get(client) ?? { tokens: this.rate, at: now };
+    b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) / 1000) * this.rate);
+    b.at = now;
+    this.buckets.set(client, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - b.tokens) / this.rate) * 1000);
+  }
 }
 
 /**
@@ -80,6 +104,8 @@ export class SandboxTokenEndpoint {
   private readonly requestedPort: number;
   private latencyMs: number;
   private readonly defaultLatencyMs: number;
+  private rateLimit: ClientRateLimit | null;
+  private readonly defaultRate: number | null;
   private faults: FaultEntry[] = [];
   /** Introspection requests per owner of the token asked about (they are not token requests). */
   private readonly introspected = new Map<string, number>();
@@ -96,6 +122,8 @@ export class SandboxTokenEndpoint {
     this.requestedPort = options.port ?? 0;
     this.latencyMs = validMs(options.latencyMs ?? 0, 'latencyMs');
     this.defaultLatencyMs = this.latencyMs;
+    this.defaultRate = options.ratePerClient ?? null;
+    this.rateLimit = this.defaultRate ? new ClientRateLimit(this.defaultRate) : null;
     this.consent = new SandboxConsent(state);
     this.apps = new SandboxApps(state);
     this.server = createServer((req, res) => {
@@ -164,10 +192,17 @@ export class SandboxTokenEndpoint {
     this.latencyMs = validMs(ms, 'latencyMs');
   }
 
-  /** Clears faults and restores the latency given at construction. The request log lives in the state. */
+  /** Token requests a second per client from now on (null: no limit); beyond it 429 with Retry-After. */
+  setRateLimit(perSecond: number | null): void {
+    if (perSecond !== null && !(perSecond > 0)) throw new Error('sandbox token endpoint: the rate limit must be positive');
+    this.rateLimit = perSecond ? new ClientRateLimit(perSecond) : null;
+  }
+
+  /** Clears faults and restores the latency and rate limit given at construction. The request log lives in the state. */
   reset(): void {
     this.faults = [];
     this.latencyMs = this.defaultLatencyMs;
+    this.setRateLimit(this.defaultRate);
   }
 
   /** Adds a fault; account-specific faults are consulted before global ones. Returns its id. */
@@ -305,6 +340,14 @@ export class SandboxTokenEndpoint {
     const oauthError = (status: number, error: OAuthErrorCode, description?: string, aadsts?: number): void =>
       answer(status, errorBody(kind, error, description ?? errorDescription(kind, error, aadsts), aadsts));
 
+    // The front end throttles a client before anything else (Google and Entra answer 429).
+    const wait = this.rateLimit?.take(record.clientId ?? owner?.email ?? '', Date.now()) ?? 0;
+    if (wait > 0) {
+      record.fault = 'rate limited';
+      res.setHeader('Retry-After', String(Math.ceil(wait / 1000)));
+      answer(429, { error: 'temporarily_unavailable', error_description: 'Sandbox: too many token requests from this client; retry after the time Retry-After gives' });
+      return;
+    }
     // Faults come before validation: a front end that fails does so whatever the request said.
     for (const entry of this.matchingFaults(owner?.email ?? null)) {
       const fault = entry.fault;

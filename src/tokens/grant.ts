@@ -30,6 +30,8 @@ export class TokenGrantError extends Error {
     readonly oauthError: string | null = null,
     /** The first line of its `error_description`, for a person at a terminal; not logged by the relay. */
     readonly description: string | null = null,
+    /** The endpoint's Retry-After (429, 503), in ms: no new request before it has passed. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
     this.name = 'TokenGrantError';

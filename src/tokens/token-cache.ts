@@ -58,6 +58,13 @@ export interface TokenCacheDeps {
   now?: () => number;
   /** Called after every refresh attempt, for metrics. */
   onRefresh?: (email: string, ok: boolean, ms: number) => void;
+  /**
+   * Whether the account is kept warm (src/relay/warmth.ts): a cold one's token is neither fetched
+   * at start-up nor refreshed ahead of expiry; its first message fetches one. Default: all warm.
+   */
+  keepWarm?: (email: string) => boolean;
+  /** A stored token was found at start-up, obtained at `obtainedAt` (epoch ms): activity to seed warmth with. */
+  restored?: (email: string, obtainedAt: number) => void;
 }
 
 /** Whether a stored token record derives from the account's configured credentials (else it is stale). */
@@ -76,10 +83,14 @@ const tokenFits = (record: TokenRecord, account: Account): boolean =>
  */
 const USABLE_MARGIN_MS = 30_000;
 const usableMargin = (lifeMs: number) => Math.min(USABLE_MARGIN_MS, lifeMs / 4);
+/** What a stored token without its life is taken to have lived (Google's and Microsoft's tokens: an hour). */
+const DEFAULT_LIFE_MS = 3_600_000;
 /** How often an instance waiting for another one's refresh looks for the new token. */
 const PEER_POLL_MS = 100;
 /** The refresh lock outlives the grant request by this much (time to store the token). */
 const LOCK_MARGIN_MS = 5_000;
+/** A 429 without Retry-After pauses the start-up's token requests this long (doubling). */
+const RATE_LIMIT_PAUSE_MS = 1_000;
 /** A token the store refused (full disk) is saved again at most this far apart. */
 const SAVE_RETRY_MAX_MS = 60_000;
 
@@ -111,11 +122,24 @@ class Entry {
   }
 }
 
+const statusOfEntry = (e: Entry): TokenStatus => ({
+  email: e.account.email,
+  health: e.health,
+  expiresAt: e.token?.expiresAt ?? null,
+  lastError: e.lastError,
+  lastRefreshAt: e.lastRefreshAt,
+  consecutiveFailures: e.failures,
+  lastFailure: e.lastFailure,
+  storeError: e.storeError,
+});
+
 export interface InstallOptions {
   /** How long to wait for the tokens still missing; they keep being fetched in the background. */
   waitMs: number;
   /** Token requests in flight at once. */
   concurrency: number;
+  /** Called when an account's token is there (fetched, or fresh from the store), so its connections open without waiting for the others'. */
+  onToken?: (email: string) => void;
 }
 
 export class TokenCache {
@@ -139,7 +163,8 @@ export class TokenCache {
   /**
    * Registers the accounts, takes still-valid tokens from the store and fetches the rest in
    * parallel (at most `concurrency` at once). Resolves when all are settled or `waitMs` passed;
-   * accounts still without a token stay `failing`/`pending` and keep being retried.
+   * accounts still without a token stay `failing`/`pending` and keep being retried. Only warm
+   * accounts (keepWarm) are fetched; a cold one's stays `pending` until a message needs it.
    */
   start(accounts: readonly Account[], opts: InstallOptions): Promise<void> {
     return this.install(accounts, opts);
@@ -150,7 +175,7 @@ export class TokenCache {
    * with the same credentials keeps its entry, token and schedule (only its settings change);
    * one whose credentials changed gets a new entry, and the old one is retired.
    */
-  async install(accounts: readonly Account[], { waitMs, concurrency }: InstallOptions): Promise<void> {
+  async install(accounts: readonly Account[], { waitMs, concurrency, onToken }: InstallOptions): Promise<void> {
     const needFetch: Entry[] = [];
     for (const account of accounts) {
       const existing = this.entries.get(account.email);
@@ -162,18 +187,38 @@ export class TokenCache {
       const entry = new Entry(account);
       this.entries.set(account.email, entry);
       await this.restore(entry);
-      if (entry.token && entry.token.expiresAt - this.now() > this.opts.refreshBeforeExpiryMs) {
+      if (this.fresh(entry)) {
         entry.health = 'healthy';
         this.schedule(entry);
-      } else {
+        onToken?.(account.email);
+      } else if (this.keepWarm(entry)) {
         needFetch.push(entry);
       }
     }
+    // The endpoint's 429 pauses every worker (it limits the client, not the account) for its
+    // Retry-After, and the refused account goes back in the queue rather than to its own backoff.
     let next = 0;
+    let pausedUntil = 0;
+    let pauses = 0;
     const worker = async () => {
       while (next < needFetch.length && !this.stopped) {
+        const wait = pausedUntil - this.now();
+        if (wait > 0) {
+          await sleep(wait, undefined, { ref: false });
+          continue;
+        }
         const entry = needFetch[next++]!;
-        await this.refresh(entry).catch(() => undefined);
+        // A message got there first (it joined or started the refresh), or the account left.
+        if (entry.retired || this.fresh(entry)) continue;
+        try {
+          await this.refresh(entry);
+          pauses = 0;
+          onToken?.(entry.account.email);
+        } catch (e) {
+          if (!(e instanceof TokenGrantError) || e.status !== 429) continue;
+          pausedUntil = Math.max(pausedUntil, this.now() + (e.retryAfterMs ?? RATE_LIMIT_PAUSE_MS * 2 ** Math.min(pauses++, 6)));
+          needFetch.push(entry);
+        }
       }
     };
     const all = Promise.all(Array.from({ length: Math.min(concurrency, needFetch.length) }, worker));
@@ -221,16 +266,7 @@ export class TokenCache {
   }
 
   status(): TokenStatus[] {
-    return [...this.entries.values()].map((e) => ({
-      email: e.account.email,
-      health: e.health,
-      expiresAt: e.token?.expiresAt ?? null,
-      lastError: e.lastError,
-      lastRefreshAt: e.lastRefreshAt,
-      consecutiveFailures: e.failures,
-      lastFailure: e.lastFailure,
-      storeError: e.storeError,
-    }));
+    return [...this.entries.values()].map(statusOfEntry);
   }
 
   /** The account's token health without building the whole status (the pool picker asks per message). */
@@ -238,8 +274,10 @@ export class TokenCache {
     return this.entries.get(email)?.health ?? null;
   }
 
+  /** One account's status, by a map lookup: health and status views ask once per account (issue 22). */
   statusOf(email: string): TokenStatus | undefined {
-    return this.status().find((s) => s.email === email);
+    const entry = this.entries.get(email);
+    return entry && statusOfEntry(entry);
   }
 
   /**
@@ -276,6 +314,15 @@ export class TokenCache {
    */
   async settled(): Promise<void> {
     await Promise.allSettled([...this.entries.values()].map((e) => e.inflight));
+  }
+
+  /** Its token needs no refresh before the scheduled one (more than the refresh lead left). */
+  private fresh(entry: Entry): boolean {
+    return entry.token !== null && entry.token.expiresAt - this.now() > this.opts.refreshBeforeExpiryMs;
+  }
+
+  private keepWarm(entry: Entry): boolean {
+    return this.deps.keepWarm?.(entry.account.email) ?? true;
   }
 
   private retire(entry: Entry): void {
@@ -448,7 +495,8 @@ export class TokenCache {
     // A dead grant is retried at the slowest pace: only the operator's new consent fixes it, but
     // the relay must notice when the config or the endpoint changes its mind.
     const exp = err.needsConsent ? this.opts.retryMaxMs : this.opts.retryMinMs * 2 ** Math.min(entry.failures - 1, 20);
-    const delay = Math.min(this.opts.retryMaxMs, exp) * (0.8 + Math.random() * 0.4);
+    // The endpoint's Retry-After (429, 503) is a floor: asking sooner only earns another refusal.
+    const delay = Math.max(err.retryAfterMs ?? 0, Math.min(this.opts.retryMaxMs, exp) * (0.8 + Math.random() * 0.4));
     entry.retryAt = this.now() + delay;
     this.deps.logger.warn(
       { event: 'token_refresh', account: entry.account.email, ok: false, error: err.message, kind: err.kind, failures: entry.failures, retry_in_ms: Math.round(delay) },
@@ -471,6 +519,8 @@ export class TokenCache {
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
       entry.timer = null;
+      // Gone cold since: its token lapses, and its next message fetches one.
+      if (!this.keepWarm(entry)) return;
       this.refresh(entry).catch(() => undefined);
     }, Math.min(delayMs, 2 ** 31 - 1));
     entry.timer.unref();
@@ -491,6 +541,7 @@ export class TokenCache {
       return;
     }
     entry.refreshToken = record.refreshToken;
+    this.deps.restored?.(account.email, record.expiresAt - (record.lifeMs ?? DEFAULT_LIFE_MS));
     if (record.expiresAt - this.now() > usableMargin(record.lifeMs ?? Infinity) && tokenFits(record, account)) {
       entry.token = { value: record.accessToken, expiresAt: record.expiresAt };
       entry.tokenLifeMs = record.lifeMs ?? Infinity;

@@ -129,7 +129,7 @@ export class AccountPool<C extends PoolableConnection> {
   constructor(
     readonly name: string,
     private readonly open: () => Promise<Opened<C>>,
-    private readonly opts: PoolOptions,
+    private opts: PoolOptions,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
   ) {
@@ -315,6 +315,16 @@ export class AccountPool<C extends PoolableConnection> {
     }
     lease.idleSince = this.now();
     this.idle.push(lease);
+  }
+
+  /**
+   * The relay's warmth hook (src/relay/warmth.ts): a cold account keeps no connection ready (its
+   * idle ones close at idle_timeout_ms), one that turns warm gets its min_idle back at once.
+   */
+  setMinIdle(n: number): void {
+    if (n === this.opts.minIdle) return;
+    this.opts = { ...this.opts, minIdle: n };
+    this.scheduleReplenish(0);
   }
 
   /** Opens connections until min_idle are ready; start-up awaits it so the first message pays no handshake. */

@@ -113,6 +113,10 @@ describe('the status page in headless Chromium', () => {
     await page.waitForSelector(`tr[data-account="${B}"]`, { timeout: WAIT_MS });
     await page.waitForFunction(() => document.getElementById('banner')?.textContent?.startsWith('Ready'), { timeout: WAIT_MS });
     expect(await page.$eval('#banner', (b) => b.textContent)).toContain(`Cannot send now: ${C} (at_limit_until).`);
+    // Issue 21 item 7: version, uptime and the totals since start; the accounts' page line (issue 22).
+    expect(await page.$eval('#version', (e) => e.textContent)).toMatch(/^version \d+\.\d+\.\d+\S*, up \d+ min \d+ s$/);
+    expect(await page.$eval('#totals', (e) => e.textContent)).toMatch(/^Since start: 2 accepted, 1 deferred \(4xx\), 0 refused \(5xx\)\.$/);
+    expect(await page.$eval('#page-info', (e) => e.textContent)).toMatch(/^Accounts 1–3 of 3 \(3 in all; page 1 of 1\), problems first\./);
 
     expect(await field(A, 'health')).toContain('Sending');
     expect(await field(B, 'health')).toContain('Sending');

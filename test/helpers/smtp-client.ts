@@ -144,3 +144,22 @@ export async function sendOnce(port: number, from: string, to: readonly string[]
     client.close();
   }
 }
+
+/**
+ * One transaction as an MTA sends it: MAIL, RCPT and DATA in one write (PIPELINING), then the
+ * body. The replies in order: three, or four when DATA got 354.
+ */
+export async function sendPipelined(port: number, from: string, to: string, raw: string, timeoutMs = 30_000): Promise<Reply[]> {
+  const { client } = await RawSmtp.connect(port);
+  try {
+    await client.cmd('EHLO mta.test');
+    client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n`);
+    const replies = [await client.read(timeoutMs), await client.read(timeoutMs), await client.read(timeoutMs)];
+    if (replies[2]!.code !== 354) return replies;
+    client.write(raw + '.\r\n');
+    replies.push(await client.read(timeoutMs));
+    return replies;
+  } finally {
+    client.close();
+  }
+}

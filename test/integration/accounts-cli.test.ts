@@ -141,6 +141,16 @@ describe('accounts commands', () => {
     expect(views.find((v) => v.email === m.email)).toMatchObject({ health: 'ok' });
     const table = await cli(['accounts', 'list']);
     expect(table.stdout).toMatch(new RegExp(`${b.email.replace('.', '\\.')}\\s+google\\s+store\\s+ok\\s+\\S+ \\S+Z\\s+2\\s+2\\s+-`));
+    // Filters: provider, state and an expression on the email combine; a wrong state is an error.
+    const grep = await cli(['accounts', 'list', '--provider', 'google', '--grep', '^BEA@', '--json']);
+    expect((JSON.parse(grep.stdout) as Array<{ email: string }>).map((v) => v.email)).toEqual([b.email]);
+    expect(grep.stderr).toMatch(/1 account\(s\) of 6, from the running relay/);
+    const byState = await cli(['accounts', 'list', '--state', 'ok,needs_consent', '--provider', 'microsoft', '--json']);
+    expect((JSON.parse(byState.stdout) as Array<{ email: string; provider: string }>).every((v) => v.provider === 'microsoft')).toBe(true);
+    expect((JSON.parse(byState.stdout) as Array<{ email: string }>).map((v) => v.email)).toContain(m.email);
+    const wrong = await cli(['accounts', 'list', '--state', 'okay']);
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(/--state okay: not a state \(okay\); one or more of needs_consent, .*cold, ok/);
 
     const ok = await cli(['accounts', 'test', b.email]);
     expect(ok.status, ok.stdout + ok.stderr).toBe(0);

@@ -54,9 +54,18 @@ export async function postForm(url: string, form: URLSearchParams, timeoutMs: nu
   if (!res.ok) {
     const code = typeof body.error === 'string' ? body.error : null;
     const kind = (code && FAILURE_BY_CODE[code]) || 'http';
-    throw new TokenGrantError(kind, `${what} answered HTTP ${res.status}${code ? ` ${code}` : ''}`, res.status, code, firstLine(body.error_description));
+    throw new TokenGrantError(kind, `${what} answered HTTP ${res.status}${code ? ` ${code}` : ''}`, res.status, code, firstLine(body.error_description), retryAfterMs(res.headers.get('retry-after')));
   }
   return body;
+}
+
+/** Retry-After as delay-seconds or an HTTP date (RFC 9110 10.2.3), in ms; null when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | null {
+  if (!header) return null;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /** A token request: the access token with its expiry, and a refresh token if one came. */
