@@ -26,14 +26,15 @@ import { GOOGLE_MAIL_SCOPE, type SandboxState } from './provider-state.js';
 // ---- TLS material ----------------------------------------------------------------------------
 
 // src/sandbox/x.ts (run via tsx) and dist/sandbox/x.js (compiled) are both two levels below the
-// package root, so the same relative URL finds the committed fixtures from either.
+// package root, so the same relative URL finds the shipped test CA (assets/, in package.json
+// "files") from either: the installed command's `demo` and `sandbox` need it.
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Absolute paths of the committed sandbox TLS files (see test/fixtures/sandbox-tls/README.md). */
+/** Absolute paths of the committed sandbox TLS files (see assets/sandbox-tls/README.md). */
 export const SANDBOX_TLS_FILES = Object.freeze({
-  ca: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'ca.crt'),
-  cert: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.crt'),
-  key: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.key'),
+  ca: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'ca.crt'),
+  cert: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.crt'),
+  key: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.key'),
 });
 
 // ---- public types ----------------------------------------------------------------------------

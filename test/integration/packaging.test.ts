@@ -3,7 +3,7 @@
 // names against a running relay's /metrics, and the install script into a temporary prefix,
 // run from another folder.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,4 +113,14 @@ describe('scripts/install.sh', () => {
     // The installed copy is its own: nothing points back into the checkout.
     expect(readFileSync(join(prefix, 'lib', 'node_modules', 'xoauth2-relay', 'package.json'), 'utf8')).toContain('"name": "xoauth2-relay"');
   }, 160_000);
+
+  it('the installed command runs `demo` from another folder, with only what the package ships', () => {
+    const bin = join(prefix, 'bin', 'xoauth2-relay');
+    // The checkout's test/ must not be what makes it work: the package carries no test/ folder.
+    expect(existsSync(join(prefix, 'lib', 'node_modules', 'xoauth2-relay', 'test'))).toBe(false);
+    const demo = spawnSync(bin, ['demo'], { cwd: elsewhere, encoding: 'utf8', timeout: 60_000 });
+    expect(demo.stderr).toBe('');
+    expect(demo.stdout).toContain('demo OK');
+    expect(demo.status).toBe(0);
+  }, 70_000);
 });
