@@ -2,6 +2,7 @@
 // secret: readiness, each account's health in words with its connections, sends against its
 // limits and last error, and the most recent replies of 400 or above given to MTAs.
 import type { Refusals } from '../obs/refusals.js';
+import { refusalAdvice } from './advice.js';
 import type { Relay } from '../relay/relay.js';
 import type { AccountAdmin } from './accounts.js';
 import { STATE_WORDS, type AccountHealthBoard, type AccountState, type Readiness } from './health.js';
@@ -41,7 +42,7 @@ export interface StatusSnapshot {
   readiness: Readiness;
   accounts: AccountStatus[];
   /** Newest first. */
-  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; reply: string }>;
+  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; reply: string; advice: string | null }>;
 }
 
 const RECENT_REFUSALS = 20;
@@ -80,6 +81,7 @@ export function statusSnapshot(deps: StatusDeps): StatusSnapshot {
       account: r.account,
       mail_from: r.mailFrom,
       reply: r.reply,
+      advice: refusalAdvice(r.reply),
     })),
   };
 }

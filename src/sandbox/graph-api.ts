@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js';
-import type { AcceptedMessage } from './submission-server.js';
+import { headerFrom, type AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
 import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
@@ -152,6 +152,11 @@ export class FakeGraphApi extends FakeApiServer {
       case 'send': {
         const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc])];
         if (!recipients.length) throw new HttpError(400, graphError('ErrorInvalidRecipients', 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.'));
+        // Exchange's Send As check, made when the message is submitted (SandboxState.maySendAs).
+        const from = headerFrom(draft.mime);
+        if (from && !this.state.maySendAs(mailbox, from)) {
+          throw new HttpError(403, graphError('ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.'));
+        }
         this.drafts.delete(id);
         this.uploads.dropDraft(id);
         const sent = this.deliver(mailbox, recipients, draft.mime);
