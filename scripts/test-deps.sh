@@ -31,6 +31,9 @@ done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # promtool checks packaging/prometheus-alerts.yml (test/integration/packaging.test.ts).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# systemd-analyze verifies the installed unit (test/integration/system-install.test.ts); the
+# package's units (sysinit.target, ...) are what verify resolves the unit's dependencies against.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
