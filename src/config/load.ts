@@ -132,13 +132,6 @@ export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
   }
 }
 
-/** YAML → plain data; every syntax error is a ConfigError with its line and column. */
-export function parseYaml(text: string, name: string): unknown {
-  const yaml = readYamlSource(text, name);
-  if (yaml.problems.length) throw ConfigError.of(yaml.problems);
-  return yaml.data;
-}
-
 /** Who this process runs as, for "permission denied as user X" (a uid without a passwd entry has no name). */
 function runningAs(): string {
   try {

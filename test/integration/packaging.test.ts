@@ -124,7 +124,24 @@ describe('scripts/install.sh', () => {
     expect(demo.stderr).toBe('');
     expect(demo.stdout).toContain('demo OK');
     expect(demo.status).toBe(0);
+    // The recipients column says what its numbers are: accepted of those sent, then the refused.
+    expect(demo.stdout).toContain('| RCPT accepted/sent (refused) |');
+    expect(demo.stdout).toMatch(/\| 3 \| AUTH alice \| alice@gmail\.example \| 1\/2 \(nobody@example\.net\) \|/);
   }, 70_000);
+
+  it('the installed command runs `sandbox` from another folder and stops on SIGTERM', async () => {
+    const child = spawn(join(prefix, 'bin', 'xoauth2-relay'), ['sandbox', '--dir', join(elsewhere, 'sbx'), '--listen-port', '0', '--http-port', '0'], { cwd: elsewhere, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('Ctrl-C stops it') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(out).toContain(`relay config written to ${join(elsewhere, 'sbx', 'relay.yaml')}`);
+    expect(readFileSync(join(elsewhere, 'sbx', 'relay.yaml'), 'utf8')).toContain(join(prefix, 'lib', 'node_modules', 'xoauth2-relay', 'assets', 'sandbox-tls', 'ca.crt'));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 40_000);
 });
 
 const USER = 'xoauth2-relay';
