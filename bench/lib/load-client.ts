@@ -8,9 +8,9 @@
 // 127.0.0.1, which the relay trusts and routes by MAIL FROM, as an MTA on the same host would.
 import net from 'node:net';
 import tls from 'node:tls';
-import { dotStuff } from '../../src/upstream/dot-stuffer.js';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
-import { formatReply, type Reply } from '../../src/upstream/reply.js';
+import { dotStuff } from '../../src/smtp/dot-stuffer.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import { formatReply, type Reply } from '../../src/smtp/reply.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
 
 export interface Target {

@@ -16,8 +16,8 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type tls from 'node:tls';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
-import { wireReply, type Reply } from '../../src/upstream/reply.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import { wireReply, type Reply } from '../../src/smtp/reply.js';
 
 const EHLO_REPLY = '250-minimal.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n';
 const TERMINATOR = Buffer.from('\r\n.\r\n');

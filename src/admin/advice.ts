@@ -1,11 +1,11 @@
 // What an operator should do about a failed account check, in plain words. The relay's own
-// replies to the MTA stay terse (4xx, see src/relay/errors.ts); `accounts test`, the API's
+// replies to the MTA stay terse (4xx, see src/errors/registry.ts); `accounts test`, the API's
 // verification and `accounts list` are where a person reads why and what to change.
 import type { Account } from '../routing/account.js';
 import { TokenGrantError } from '../tokens/grant.js';
 import { UpstreamAuthError } from '../upstream/connection.js';
-import { enhancedCode, formatReply } from '../upstream/reply.js';
-import { RelayError } from '../relay/errors.js';
+import { enhancedCode, formatReply } from '../smtp/reply.js';
+import { RelayError } from '../errors/registry.js';
 
 /** Where a check stopped: getting a token, reaching the provider, or authenticating to it. */
 export type CheckStage = 'token' | 'connect' | 'auth';

@@ -9,7 +9,7 @@
 // Answers are JSON; errors are { "error": "..." } with a status that says whose fault it is.
 import type { IncomingMessage } from 'node:http';
 import { ConfigError } from '../config/errors.js';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import { AdminError, type AccountAdmin, type ReloadReport } from './accounts.js';
 
 export interface ApiDeps {

@@ -4,13 +4,13 @@
 // shows the same: /api/accounts and `accounts list`, /readyz, the account_healthy and
 // account_state metrics, the status page.
 import type { Relay } from '../relay/relay.js';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import type { Account } from '../routing/account.js';
 import type { Store } from '../store/store.js';
 import type { GrantFailure } from '../tokens/grant.js';
 import { hasCounters } from '../limits/limits.js';
 import { UpstreamAuthError } from '../upstream/connection.js';
-import { formatReply } from '../upstream/reply.js';
+import { formatReply } from '../smtp/reply.js';
 import { adviceFor } from './advice.js';
 
 /** In the order they win when several hold: what needs the operator first, what passes by itself last. */

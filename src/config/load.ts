@@ -13,7 +13,7 @@ import { ConfigError, ConfigProblems, type ConfigProblem } from './errors.js';
 import { knownKeys, suggestKey } from './key-hints.js';
 import { readYamlSource } from './yaml-source.js';
 import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
-import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from '../limits/limits.js';
+import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from './account-limits.js';
 import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
 import { readServiceAccountKey, ServiceAccountKeyError } from './service-account-key.js';
 

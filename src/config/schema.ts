@@ -1,7 +1,7 @@
 // The one source of truth for relay.yaml: every key, its type, its default. Types come from
 // the schema (z.infer), so a key cannot exist in code without existing here.
 import { z } from 'zod';
-import type { AccountLimits } from '../limits/limits.js';
+import type { AccountLimits } from './account-limits.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();

@@ -6,8 +6,7 @@
 // reported, and the others run: one bad row must not stop the relay.
 import { ConfigError } from './errors.js';
 import { resolveAccountInput } from './load.js';
-import type { Config, ResolvedAccountConfig } from './schema.js';
-import type { StoredAccount } from '../store/store.js';
+import type { AccountInput, Config, ResolvedAccountConfig } from './schema.js';
 
 export type AccountSource = 'config' | 'store';
 
@@ -25,7 +24,8 @@ export interface MergedAccounts {
   invalid: Array<{ email: string; error: string }>;
 }
 
-export function mergeAccounts(config: Config, stored: readonly StoredAccount[], opts: { checkHost?: boolean } = {}): MergedAccounts {
+/** `stored`: the store's accounts (src/store/store.ts StoredAccount), of which only the keys are read. */
+export function mergeAccounts(config: Config, stored: ReadonlyArray<{ config: AccountInput }>, opts: { checkHost?: boolean } = {}): MergedAccounts {
   const accounts: SourcedAccount[] = config.accounts.map((a) => ({ config: a, source: 'config' }));
   const inFile = new Set(config.accounts.map((a) => a.email));
   const shadowed: string[] = [];

@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
-import { reasonOf, RelayError, toReply } from '../relay/errors.js';
+import { reasonOf, RelayError, toReply } from '../errors/registry.js';
 import type { Relay } from '../relay/relay.js';
 import { AuthGuard } from './auth-guard.js';
 import { Session, type SessionContext } from './session.js';

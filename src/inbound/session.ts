@@ -19,15 +19,15 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Refusals, RefusalStage } from '../obs/refusals.js';
 import type { LimitedTransaction } from '../relay/limited-transaction.js';
-import { accountOf, reasonOf, RelayError, toReply, UpstreamReplyError } from '../relay/errors.js';
+import { accountOf, isRefusal, reasonOf, RelayError, toReply, UpstreamReplyError } from '../errors/registry.js';
 import type { Relay } from '../relay/relay.js';
 import type { Group } from '../relay/transaction.js';
 import type { Account } from '../routing/account.js';
-import { formatReply, reply, wireReply, type Reply } from '../upstream/reply.js';
+import { formatReply, reply, wireReply, type Reply } from '../smtp/reply.js';
 import type { AuthGuard } from './auth-guard.js';
 import { BodyStream } from './body-stream.js';
-import { parsePath } from './commands.js';
-import { DataDecoder } from './data-decoder.js';
+import { parsePath } from '../smtp/path.js';
+import { DataDecoder } from '../smtp/data-decoder.js';
 import { bodyRead } from './reclaim.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import type { TransactionLog } from './transaction-log.js';
@@ -260,7 +260,7 @@ export class Session {
    * decided counts against the session's errors; past the limit the session ends with 421.
    */
   private fail(stage: RefusalStage, err: unknown, account?: string): Reply {
-    if (!(err instanceof RelayError) && !(err instanceof UpstreamReplyError)) {
+    if (!isRefusal(err)) {
       this.ctx.logger.error({ event: 'internal_error', error: (err as Error).message, stack: (err as Error).stack }, 'unexpected error on a message path');
     }
     const r = toReply(err);

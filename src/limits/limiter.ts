@@ -7,11 +7,11 @@
 // certainly did not go (RSET, a session that ends, a refusal, a DATA that never completed).
 // Reserving first is what makes "a daily limit of 300" mean exactly 300 across a fleet.
 import type { Logger } from 'pino';
-import { accountLimitError, RelayError, UpstreamReplyError } from '../relay/errors.js';
+import { accountLimitError, RelayError, UpstreamReplyError } from '../errors/registry.js';
 import type { Account } from '../routing/account.js';
 import type { Charge, Charged, ReserveResult, Store } from '../store/store.js';
 import type { TokenHealth } from '../tokens/token-cache.js';
-import { formatReply } from '../upstream/reply.js';
+import { formatReply } from '../smtp/reply.js';
 import { chargePlan, type ChargePlan } from './limits.js';
 import type { AccountPauses } from './pauses.js';
 import { quotaSignal } from './quota-replies.js';

@@ -1,5 +1,6 @@
-// What a mailbox may send, as rolling-window counters, and the providers' published limits used
-// as defaults (docs/limits.md cites each number). A limit of null means "not counted".
+// How an account's limits (src/config/account-limits.ts) are counted: rolling-window counters
+// cut into buckets, and what each message and recipient is charged against.
+import { COUNTER_NAMES, type AccountLimits, type CounterName } from '../config/account-limits.js';
 import type { Charge, WindowCounter } from '../store/store.js';
 
 /**
@@ -8,47 +9,12 @@ import type { Charge, WindowCounter } from '../store/store.js';
  * window too: a "day" is the last 24 hours, not since midnight). The price is being stricter
  * than the provider by at most one bucket's worth of time: ≤ 10 s on a minute, ≤ 1 h on a day.
  */
-export const WINDOWS = {
+export const WINDOWS: Record<CounterName, { metric: 'messages' | 'recipients'; bucketMs: number; buckets: number }> = {
   messages_per_minute: { metric: 'messages', bucketMs: 10_000, buckets: 6 },
   messages_per_hour: { metric: 'messages', bucketMs: 300_000, buckets: 12 },
   messages_per_day: { metric: 'messages', bucketMs: 3_600_000, buckets: 24 },
   recipients_per_day: { metric: 'recipients', bucketMs: 3_600_000, buckets: 24 },
-} as const;
-
-export type CounterName = keyof typeof WINDOWS;
-export const COUNTER_NAMES = Object.keys(WINDOWS) as CounterName[];
-
-export type AccountLimits = Record<CounterName, number | null> & {
-  /** More RCPTs in one transaction get 452 4.5.3 (the MTA sends them in another transaction). */
-  recipients_per_message: number | null;
 };
-
-export const NO_LIMITS: AccountLimits = {
-  messages_per_minute: null,
-  messages_per_hour: null,
-  messages_per_day: null,
-  recipients_per_day: null,
-  recipients_per_message: null,
-};
-
-/** The providers' published per-mailbox limits (docs/limits.md has the sources). */
-export const PROVIDER_LIMITS: Record<'google' | 'microsoft', AccountLimits> = {
-  // Google Workspace (paid): 2,000 messages and 10,000 recipients a day, 100 recipients per
-  // message sent over SMTP. No per-minute or per-hour figure is published.
-  google: { ...NO_LIMITS, messages_per_day: 2_000, recipients_per_day: 10_000, recipients_per_message: 100 },
-  // Exchange Online: 30 messages a minute (SMTP client submission), 10,000 recipients a day,
-  // 500 recipients per message. No messages-per-day figure beyond the recipient rate limit.
-  microsoft: { ...NO_LIMITS, messages_per_minute: 30, recipients_per_day: 10_000, recipients_per_message: 500 },
-};
-
-/**
- * Default max_connections per provider kind. Exchange Online refuses a fourth concurrent SMTP
- * AUTH connection of a mailbox (432 4.3.2); Google publishes no such figure.
- */
-export const PROVIDER_MAX_CONNECTIONS: Record<'google' | 'microsoft', number> = { google: 5, microsoft: 3 };
-
-/** max_connections for an account that sends through another server than the provider's own (SPEC's example value). */
-export const GENERIC_MAX_CONNECTIONS = 5;
 
 function counter(name: CounterName, limit: number): WindowCounter {
   const w = WINDOWS[name];

@@ -2,7 +2,7 @@
 // how long to leave the account alone after one. Sending on would only collect more refusals
 // and, at Google, risk suspension; so the account is paused (fleet-wide with Redis) and the MTA
 // hears 451 4.7.1, never a 5xx that would bounce a message that did nothing wrong.
-import { enhancedCode, type Reply } from '../upstream/reply.js';
+import { enhancedCode, type Reply } from '../smtp/reply.js';
 
 export interface QuotaSignal {
   kind: 'daily' | 'rate' | 'concurrency';

@@ -4,8 +4,8 @@
 // recent refusals that the status page and /api/status show. The inbound engine calls record()
 // where it writes such a reply; nothing else decides what is counted.
 import type { Logger } from 'pino';
-import type { RefusalReason } from '../relay/errors.js';
-import { formatReply, type Reply } from '../upstream/reply.js';
+import type { RefusalReason } from '../errors/registry.js';
+import { formatReply, type Reply } from '../smtp/reply.js';
 import type { Metrics } from './metrics.js';
 
 export type RefusalStage = 'connect' | 'auth' | 'mail' | 'rcpt' | 'data' | 'session';

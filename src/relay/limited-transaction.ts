@@ -3,9 +3,10 @@
 // and a provider reply that says the account is over its quota pauses the account (see
 // src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
 import type { Limiter, Reservation } from '../limits/limiter.js';
-import type { Reply } from '../upstream/reply.js';
-import { certainlyNotSent } from './errors.js';
-import { settle, type Envelope, type RelayTransaction } from './transaction.js';
+import type { Reply } from '../smtp/reply.js';
+import { certainlyNotSent } from '../errors/registry.js';
+import type { Envelope } from '../smtp/envelope.js';
+import { settle, type RelayTransaction } from './transaction.js';
 
 /** What the inbound side drives: the SMTP relay's transaction or an HTTP API's (src/upstream/api/). */
 export type UpstreamTransaction = Pick<RelayTransaction, 'account' | 'envelope' | 'bytes' | 'mailReply' | 'open' | 'rcpt' | 'data' | 'abort'>;

@@ -17,9 +17,11 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
 import { AccountPool } from '../upstream/pool.js';
 import { ApiUpstreams } from '../upstream/api/upstreams.js';
-import { attribute, RelayError } from './errors.js';
+import { attribute, RelayError } from '../errors/registry.js';
 import { LimitedTransaction } from './limited-transaction.js';
-import { RelayTransaction, settle, type Group, type MailParams, type UpstreamReplyObserver } from './transaction.js';
+import type { MailParams } from '../smtp/envelope.js';
+import type { UpstreamReplyObserver } from '../upstream/observer.js';
+import { RelayTransaction, settle, type Group } from './transaction.js';
 
 /** Pooled connections are retired this long before the token they authenticated with expires. */
 const TOKEN_MARGIN_MS = 60_000;

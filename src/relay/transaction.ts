@@ -5,22 +5,14 @@
 // (The model is Haraka's queue/smtp_proxy, which opens the upstream transaction at MAIL FROM.)
 import type { UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
-import { isPositive, reply, type Reply } from '../upstream/reply.js';
+import type { UpstreamReplyObserver } from '../upstream/observer.js';
+import type { Envelope, MailParams } from '../smtp/envelope.js';
+import { isPositive, reply, type Reply } from '../smtp/reply.js';
 import type { Account } from '../routing/account.js';
-import { RelayError, UpstreamReplyError } from './errors.js';
+import { RelayError, UpstreamReplyError } from '../errors/registry.js';
 
-/** ESMTP parameters of MAIL FROM as the inbound parser gave them (upper-case keys). */
-export type MailParams = Record<string, string | boolean | undefined>;
-
-export interface Envelope {
-  mailFrom: string;
-  rcptTo: string[];
-}
 
 type Pool = AccountPool<UpstreamConnection>;
-
-/** Sees every reply the provider gives a transaction (the upstream replies metric). */
-export type UpstreamReplyObserver = (account: Account, command: 'MAIL' | 'RCPT' | 'DATA', code: number) => void;
 
 const ignore: UpstreamReplyObserver = () => undefined;
 

@@ -4,7 +4,7 @@
 // whether the token and the pool can be kept (src/relay/relay.ts applyAccounts).
 import { accountScope, withTenant } from '../config/providers.js';
 import type { AccountAuthKind, AccountUpstream, Config, ProviderConfig, ResolvedAccountConfig } from '../config/schema.js';
-import type { AccountLimits } from '../limits/limits.js';
+import type { AccountLimits } from '../config/account-limits.js';
 
 export interface Account {
   /** The mailbox address; always the XOAUTH2 `user=`. Lower-case. */

@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIPv4, isIPv6, type BlockList } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { networkList } from '../config/networks.js';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import type { Account } from './account.js';
 
 export interface SessionIdentity {

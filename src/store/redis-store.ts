@@ -12,7 +12,7 @@
 // stays within one slot should the store ever be a Redis Cluster.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import { RELEASE_LUA, RESERVE_LUA, UNLOCK_LUA } from './redis-scripts.js';
 import { Sealer } from './sealer.js';
 import type { AccountInput } from '../config/schema.js';

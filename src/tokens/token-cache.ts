@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import { sameCredentials, type Account } from '../routing/account.js';
 import type { FleetCoordination, TokenRecord, TokenStore } from '../store/store.js';
 import { accountGrant } from './account-grant.js';

@@ -18,10 +18,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { SmtpSecurity } from '../config/schema.js';
-import { RelayError, type RelayErrorCode } from '../relay/errors.js';
-import { DotStuffer } from './dot-stuffer.js';
-import { formatReply, reply as makeReply, type Reply } from './reply.js';
-import { ReplyParseError, ReplyReader } from './reply-reader.js';
+import { RelayError, type RelayErrorCode } from '../errors/registry.js';
+import { DotStuffer } from '../smtp/dot-stuffer.js';
+import { formatReply, reply as makeReply, type Reply } from '../smtp/reply.js';
+import { ReplyParseError, ReplyReader } from '../smtp/reply-reader.js';
 import { xoauth2String } from './xoauth2.js';
 
 export interface UpstreamTimeouts {

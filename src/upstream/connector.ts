@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { RelayError } from '../relay/errors.js';
+import { RelayError } from '../errors/registry.js';
 import type { Account } from '../routing/account.js';
 import type { TokenCache } from '../tokens/token-cache.js';
 import { UpstreamAuthError, UpstreamConnection } from './connection.js';

@@ -6,8 +6,8 @@
 //
 // The connection factory is injected (as undici's Pool does) so tests can hand in their own.
 import type { Logger } from 'pino';
-import { RelayError } from '../relay/errors.js';
-import type { Reply } from './reply.js';
+import { RelayError } from '../errors/registry.js';
+import type { Reply } from '../smtp/reply.js';
 
 /** What the pool needs of a connection; UpstreamConnection provides it. */
 export interface PoolableConnection {

@@ -12,7 +12,7 @@
 // split right before, inside and after the dot that starts a line, so every fault test also
 // proves the body crosses both of the relay's engines intact.
 import type { AcceptedMessage } from '../../src/sandbox/index.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import type { Reply } from '../../src/smtp/reply.js';
 import { RawSmtp } from './smtp-client.js';
 import { rawMessage, sha256 } from './stack.js';
 

@@ -1,8 +1,8 @@
 // A bare SMTP client for tests that must see every reply exactly as the relay sent it.
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import type { Reply } from '../../src/smtp/reply.js';
 
 export class RawSmtp {
   private readonly replies: Reply[] = [];

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { RelayError } from '../../src/relay/errors.js';
+import { RelayError } from '../../src/errors/registry.js';
 
 /** Runs `fn`, expects it to throw an instance of `type`, and returns that error for further checks. */
 export function thrown<E extends Error>(fn: () => unknown, type: abstract new (...args: never[]) => E): E {

@@ -9,7 +9,7 @@
 // FUZZ_SECONDS sets the duration (default 60 in CI, 10 otherwise); FUZZ_SEED replays a run.
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { settledHeapMb } from '../helpers/memory.js';
 import { prng } from '../helpers/random.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NO_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS } from '../../src/config/account-limits.js';
 import { SandboxProvider, type SandboxAccount } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
 import { buildDist, startServe, writeYaml, type ServeProcess } from '../helpers/cli.js';

@@ -3,8 +3,8 @@
 // smtp-server does on a public port.
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ReplyReader } from '../../src/upstream/reply-reader.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import type { Reply } from '../../src/smtp/reply.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { until } from '../helpers/wait.js';
 

@@ -2,7 +2,7 @@
 // 451 4.7.1 with when to retry and nothing goes upstream; counts survive a restart; a provider's
 // quota reply pauses the account; a pool sends through whichever account still has room.
 import { describe, expect, it } from 'vitest';
-import { NO_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS } from '../../src/config/account-limits.js';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack, type StackAccount } from '../helpers/stack.js';
 

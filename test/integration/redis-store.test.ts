@@ -4,9 +4,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
-import { NO_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS } from '../../src/config/account-limits.js';
 import { silentLogger } from '../../src/obs/logger.js';
-import { RelayError } from '../../src/relay/errors.js';
+import { RelayError } from '../../src/errors/registry.js';
 import { SandboxProvider } from '../../src/sandbox/index.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { TokenRecord } from '../../src/store/store.js';

@@ -4,8 +4,8 @@
 // account when one was picked. Counted from the client's side: what the MTAs saw is what the
 // operator sees, no more and no less.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NO_LIMITS } from '../../src/limits/limits.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import { NO_LIMITS } from '../../src/config/account-limits.js';
+import type { Reply } from '../../src/smtp/reply.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';

@@ -6,7 +6,7 @@ import net from 'node:net';
 import nodemailer from 'nodemailer';
 import { SMTPServer, type SMTPServerAuthenticationResponse, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RelayError } from '../../src/relay/errors.js';
+import { RelayError } from '../../src/errors/registry.js';
 import { UpstreamAuthError, UpstreamConnection, UnsafeArgumentError, type UpstreamOpenOptions } from '../../src/upstream/connection.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
 import { rejection } from '../helpers/thrown.js';

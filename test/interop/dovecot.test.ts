@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/index.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
-import type { Reply } from '../../src/upstream/reply.js';
+import type { Reply } from '../../src/smtp/reply.js';
 import { DovecotSubmission, SmtpSink } from '../helpers/dovecot.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, sha256, startStack, type Stack } from '../helpers/stack.js';

@@ -4,11 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import { adviceFor } from '../../src/admin/advice.js';
 import { buildConfig } from '../../src/config/load.js';
-import { RelayError } from '../../src/relay/errors.js';
+import { RelayError } from '../../src/errors/registry.js';
 import { accountFromConfig, type Account } from '../../src/routing/account.js';
 import { TokenGrantError } from '../../src/tokens/grant.js';
 import { UpstreamAuthError } from '../../src/upstream/connection.js';
-import { reply } from '../../src/upstream/reply.js';
+import { reply } from '../../src/smtp/reply.js';
 
 const config = buildConfig(
   {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
-import { RelayError, toReply } from '../../src/relay/errors.js';
+import { RelayError, toReply } from '../../src/errors/registry.js';
 import { withoutBcc } from '../../src/sandbox/gmail-api.js';
 import { apiFailure, isThrottle, retryAfterMs } from '../../src/upstream/api/failures.js';
 import { gmailBcc } from '../../src/upstream/api/gmail.js';

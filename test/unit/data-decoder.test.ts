@@ -1,7 +1,7 @@
 // The inbound DATA decoder: only CRLF.CRLF ends a message, a doubled dot loses one, bare CR/LF
 // lookalikes are data — and none of it depends on where the client's segments were cut.
 import { describe, expect, it } from 'vitest';
-import { DataDecoder } from '../../src/inbound/data-decoder.js';
+import { DataDecoder } from '../../src/smtp/data-decoder.js';
 
 function run(pieces: string[]): { body: string; done: boolean; rest: string | null } {
   const d = new DataDecoder();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DotStuffer, dotStuff } from '../../src/upstream/dot-stuffer.js';
+import { DotStuffer, dotStuff } from '../../src/smtp/dot-stuffer.js';
 import { prng } from '../helpers/random.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');

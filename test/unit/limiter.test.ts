@@ -7,7 +7,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { Limiter } from '../../src/limits/limiter.js';
 import { AccountPauses } from '../../src/limits/pauses.js';
 import { silentLogger } from '../../src/obs/logger.js';
-import { RelayError } from '../../src/relay/errors.js';
+import { RelayError } from '../../src/errors/registry.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { Sealer } from '../../src/store/sealer.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';

@@ -3,11 +3,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { buildConfig } from '../../src/config/load.js';
-import { chargePlan, NO_LIMITS, PROVIDER_LIMITS } from '../../src/limits/limits.js';
+import { NO_LIMITS, PROVIDER_LIMITS } from '../../src/config/account-limits.js';
+import { chargePlan } from '../../src/limits/limits.js';
 import { CONCURRENCY_PAUSE_MS, DAILY_PAUSE_MS, quotaSignal } from '../../src/limits/quota-replies.js';
 import { accountsFromConfig } from '../../src/routing/account.js';
 import { Router } from '../../src/routing/router.js';
-import { reply } from '../../src/upstream/reply.js';
+import { reply } from '../../src/smtp/reply.js';
 
 const build = (accounts: Record<string, unknown>[]) =>
   buildConfig({ accounts: accounts.map((a) => ({ client_id: 'cid', refresh_token: 'rt', ...a })) }, null, { env: {}, checkHost: false });

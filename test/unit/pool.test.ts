@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { AccountPool, type Lease, type PoolableConnection, type PoolOptions } from '../../src/upstream/pool.js';
-import { RelayError } from '../../src/relay/errors.js';
-import { reply, enhancedCode, type Reply } from '../../src/upstream/reply.js';
+import { RelayError } from '../../src/errors/registry.js';
+import { reply, enhancedCode, type Reply } from '../../src/smtp/reply.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { rejection } from '../helpers/thrown.js';
 

@@ -1,7 +1,7 @@
-// The reply the MTA gets for a provider's reply (src/relay/errors.ts toReply).
+// The reply the MTA gets for a provider's reply (src/errors/registry.ts toReply).
 import { describe, expect, it } from 'vitest';
-import { RelayError, toReply, UpstreamReplyError } from '../../src/relay/errors.js';
-import { reply } from '../../src/upstream/reply.js';
+import { RelayError, toReply, UpstreamReplyError } from '../../src/errors/registry.js';
+import { reply } from '../../src/smtp/reply.js';
 
 const forClient = (code: number, ...lines: string[]) => toReply(new UpstreamReplyError(reply(code, ...lines)));
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Reply } from '../../src/upstream/reply.js';
-import { ReplyParseError, ReplyReader } from '../../src/upstream/reply-reader.js';
+import type { Reply } from '../../src/smtp/reply.js';
+import { ReplyParseError, ReplyReader } from '../../src/smtp/reply-reader.js';
 
 function readAll(chunks: Array<string | Buffer>, options?: ConstructorParameters<typeof ReplyReader>[1]): Reply[] {
   const out: Reply[] = [];

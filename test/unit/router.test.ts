@@ -2,8 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
 import { accountFromConfig, type Account } from '../../src/routing/account.js';
 import { Router, matchesSender } from '../../src/routing/router.js';
-import { RelayError, toReply, type RelayErrorCode } from '../../src/relay/errors.js';
-import { enhancedCode } from '../../src/upstream/reply.js';
+import { RelayError, toReply, type RelayErrorCode } from '../../src/errors/registry.js';
+import { enhancedCode } from '../../src/smtp/reply.js';
 
 function accounts(list: Record<string, unknown>[]): Account[] {
   const cfg = buildConfig(

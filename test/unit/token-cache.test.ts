@@ -5,7 +5,7 @@ import { TokenCache, type TokenCacheOptions } from '../../src/tokens/token-cache
 import { TokenGrantError, type Grant, type GrantResult } from '../../src/tokens/grant.js';
 import type { FleetCoordination, RefreshFailure, TokenStore as Store, TokenRecord } from '../../src/store/store.js';
 import { silentLogger } from '../../src/obs/logger.js';
-import { enhancedCode } from '../../src/upstream/reply.js';
+import { enhancedCode } from '../../src/smtp/reply.js';
 import { rejection } from '../helpers/thrown.js';
 
 const HOUR = 3_600_000;

@@ -1,9 +1,9 @@
 // What an HTTP API's error answer means for the MTA and the account: the one mapping from
 // Graph's and Gmail's status codes and error bodies to the relay's errors (whose replies are
-// decided in src/relay/errors.ts). Every error here means the provider did not send the message.
-import { RelayError } from '../../relay/errors.js';
+// decided in src/errors/registry.ts). Every error here means the provider did not send the message.
+import { RelayError } from '../../errors/registry.js';
 import { RATE_PAUSE_MS, DAILY_PAUSE_MS } from '../../limits/quota-replies.js';
-import { reply } from '../reply.js';
+import { reply } from '../../smtp/reply.js';
 import type { ApiResponse } from './http.js';
 
 export type ApiName = 'graph' | 'gmail';

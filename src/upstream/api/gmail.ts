@@ -8,7 +8,7 @@
 //
 // Up to the simple request's size the MIME goes base64url in JSON ({"raw": ...}); above it, the
 // media upload endpoint takes the bytes as message/rfc822, up to Gmail's 35 MB.
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 import { headerRecipients } from './headers.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';
 

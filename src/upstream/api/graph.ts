@@ -15,7 +15,7 @@
 // The send step is the only one that delivers. When it times out or fails with a 5xx, the
 // draft tells whether it went: still a draft means not sent (it is deleted, the MTA gets 451
 // and retries), gone means sent (250): no message is sent twice for a lost answer.
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 import { headerRecipients, type HeaderAddress } from './headers.js';
 import { takeAttachments, type FileAttachment } from './mime-attachments.js';
 import { ok, type ApiCalls, type ApiSender } from './sender.js';

@@ -5,7 +5,7 @@
 // warmed and closed on demand.
 import { readFileSync } from 'node:fs';
 import type { Pool } from 'undici';
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 import type { Account } from '../../routing/account.js';
 
 export interface ApiHttpOptions {

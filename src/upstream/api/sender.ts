@@ -1,6 +1,6 @@
 // What an API upstream is given to send one message: the account's authenticated calls and how
 // to turn an error answer into the relay's error. Implemented by ./graph.ts and ./gmail.ts.
-import type { RelayError } from '../../relay/errors.js';
+import type { RelayError } from '../../errors/registry.js';
 import type { ApiName } from './failures.js';
 import type { ApiRequest, ApiResponse } from './http.js';
 

@@ -1,7 +1,7 @@
 // How many messages of one account are at the API at once: its max_connections, as with SMTP
 // (Graph allows 4 concurrent requests per mailbox and app; Gmail throttles bursts per user). A
 // message waits its turn in FIFO order for upstream.acquire_timeout_ms, then gets 451 4.4.5.
-import { RelayError } from '../../relay/errors.js';
+import { RelayError } from '../../errors/registry.js';
 
 export class Slots {
   private inUse = 0;

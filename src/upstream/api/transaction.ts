@@ -1,12 +1,13 @@
 // One mail transaction through an HTTP API, with the shape the inbound side drives (as
 // RelayTransaction's): RCPT is the relay's own (the API takes no recipient before the message),
 // DATA collects the message, sends it in one go and answers 250 only once the API accepted it.
-import { RelayError } from '../../relay/errors.js';
-import type { Envelope, UpstreamReplyObserver } from '../../relay/transaction.js';
+import { RelayError } from '../../errors/registry.js';
+import type { Envelope } from '../../smtp/envelope.js';
+import type { UpstreamReplyObserver } from '../observer.js';
 import type { AccountPauses } from '../../limits/pauses.js';
 import type { Account } from '../../routing/account.js';
 import type { AccessToken, TokenCache } from '../../tokens/token-cache.js';
-import { reply, type Reply } from '../reply.js';
+import { reply, type Reply } from '../../smtp/reply.js';
 import { apiFailure, isThrottle, retryAfterMs, throttled } from './failures.js';
 import type { ApiHttp, ApiResponse } from './http.js';
 import type { ApiCalls, ApiSender } from './sender.js';

@@ -3,8 +3,9 @@
 // The relay asks for a transaction at MAIL FROM (Relay.begin), as it asks the SMTP pool.
 import type { Config } from '../../config/schema.js';
 import type { AccountPauses } from '../../limits/pauses.js';
-import { RelayError } from '../../relay/errors.js';
-import type { MailParams, UpstreamReplyObserver } from '../../relay/transaction.js';
+import { RelayError } from '../../errors/registry.js';
+import type { MailParams } from '../../smtp/envelope.js';
+import type { UpstreamReplyObserver } from '../observer.js';
 import type { Account } from '../../routing/account.js';
 import type { TokenCache } from '../../tokens/token-cache.js';
 import { GmailSender } from './gmail.js';

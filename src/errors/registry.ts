@@ -4,7 +4,8 @@
 //
 // Policy (SPEC "On the wire"): problems that are the relay's or the account's, not the
 // message's, are temporary (4xx) so the MTA keeps the message and retries.
-import { enhancedCode, formatReply, reply, type Reply } from '../upstream/reply.js';
+import { ProtocolError } from '../smtp/protocol-error.js';
+import { enhancedCode, formatReply, reply, type Reply } from '../smtp/reply.js';
 
 export type RelayErrorCode =
   | 'AUTH_REQUIRED'
@@ -215,7 +216,7 @@ export const accountOf = (err: unknown): string | undefined =>
 
 /** The one place that turns anything thrown on a message's path into the MTA's reply. */
 export function toReply(err: unknown): Reply {
-  if (err instanceof RelayError) return err.reply;
+  if (err instanceof RelayError || err instanceof ProtocolError) return err.reply;
   if (err instanceof UpstreamReplyError) return upstreamReplyForClient(err.reply);
   return SPECS.INTERNAL.reply;
 }
@@ -248,7 +249,11 @@ export function defaultReply(code: RelayErrorCode): Reply {
  * provider reply passed through (its code says the rest), `internal` for anything else.
  */
 export function reasonOf(err: unknown): RefusalReason {
-  if (err instanceof RelayError) return SPECS[err.code].reason;
+  if (err instanceof RelayError || err instanceof ProtocolError) return SPECS[err.code].reason;
   if (err instanceof UpstreamReplyError) return 'upstream';
   return 'internal';
 }
+
+/** A refusal the relay, the protocol's rules or the provider decided; anything else is a bug. */
+export const isRefusal = (err: unknown): boolean =>
+  err instanceof RelayError || err instanceof ProtocolError || err instanceof UpstreamReplyError;

@@ -3,9 +3,9 @@
 // (a quoted local part may hold spaces or '>'); the relay checks only what it must: no control
 // characters, RFC 5321 length limits (§4.5.3.1), parameters it advertised well-formed. What
 // else an address may hold is the provider's to judge.
-import { RelayError } from '../relay/errors.js';
-import type { MailParams } from '../relay/transaction.js';
-import { reply } from '../upstream/reply.js';
+import type { MailParams } from './envelope.js';
+import { ProtocolError } from './protocol-error.js';
+import { reply } from './reply.js';
 
 const MAX_PATH = 256;
 const MAX_LOCAL = 64;
@@ -17,11 +17,11 @@ export interface Path {
   params: MailParams;
 }
 
-const syntax = (text: string, detail: string) => new RelayError('SYNTAX', detail, { reply: reply(501, text) });
+const syntax = (text: string, detail: string) => new ProtocolError('SYNTAX', reply(501, text), detail);
 
 /**
  * `arg` is what follows the verb ("FROM:<a@b> SIZE=10"). `keyword` FROM or TO. Throws a
- * RelayError with the 501 to give.
+ * ProtocolError with the 501 to give.
  */
 export function parsePath(arg: string, keyword: 'FROM' | 'TO', maxBytes: number): Path {
   const bad = keyword === 'FROM' ? '5.1.7 Bad sender address syntax' : '5.1.3 Bad recipient address syntax';
@@ -77,10 +77,10 @@ function parseParams(text: string, keyword: 'FROM' | 'TO', maxBytes: number): Ma
 function checkMailParam(key: string, value: string | undefined, maxBytes: number): void {
   if (key === 'SIZE') {
     if (value === undefined || !/^\d{1,20}$/.test(value)) throw syntax('5.5.4 Invalid SIZE value', 'SIZE not a number');
-    if (Number(value) > maxBytes) throw new RelayError('MESSAGE_TOO_BIG', `declared SIZE ${value} over ${maxBytes}`);
+    if (Number(value) > maxBytes) throw new ProtocolError('MESSAGE_TOO_BIG', reply(552, '5.3.4 Message size exceeds fixed maximum message size'), `declared SIZE ${value} over ${maxBytes}`);
   } else if (key === 'BODY') {
     const v = value?.toUpperCase();
-    if (v !== '7BIT' && v !== '8BITMIME') throw new RelayError('SYNTAX', `BODY=${value ?? ''}`, { reply: reply(555, '5.5.4 Unsupported BODY value') });
+    if (v !== '7BIT' && v !== '8BITMIME') throw new ProtocolError('SYNTAX', reply(555, '5.5.4 Unsupported BODY value'), `BODY=${value ?? ''}`);
   } else if (key === 'SMTPUTF8') {
     if (value !== undefined) throw syntax('5.5.4 SMTPUTF8 takes no value', 'SMTPUTF8 with a value');
   }
