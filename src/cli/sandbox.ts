@@ -76,10 +76,17 @@ export async function sandboxCommand(opts: SandboxOptions): Promise<number> {
 
   const seen = { smtp: 0, graph: 0, gmail: 0 };
   const show = (via: string, m: AcceptedMessage) => out(`received via ${via}: as ${m.authUser || '-'} from <${m.mailFrom}> to ${m.rcptTo.map((r) => `<${r}>`).join(', ')}, ${m.size} bytes`);
-  // The sandbox keeps what it receives in memory; polling its three records needs no hook into it.
+  // Polling the sandbox's three records needs no hook into it. Once printed, they are forgotten
+  // (reset() keeps accounts and issued tokens), so a sandbox left running does not grow.
   const timer = setInterval(() => {
+    let printed = false;
     for (const [key, via, list] of [['smtp', 'SMTP', sandbox.messages], ['graph', 'Graph', sandbox.graph.messages], ['gmail', 'Gmail API', sandbox.gmail.messages]] as const) {
       for (; seen[key] < list.length; seen[key]++) show(via, list[seen[key]]!);
+      printed ||= list.length > 0;
+    }
+    if (printed) {
+      sandbox.reset();
+      seen.smtp = seen.graph = seen.gmail = 0;
     }
   }, 200);
 
