@@ -76,9 +76,9 @@ fi
 uid="$(awk -F: -v u="$user" '$1 == u { print $3 }' "$ROOT/etc/passwd")"
 gid="$(awk -F: -v u="$user" '$1 == u { print $4 }' "$ROOT/etc/passwd")"
 
-install -d -m 0750 -o 0 -g "$gid" "$etc"
+# Owners and modes are set on what exists too: that is the repair of an install made by hand.
+mkdir -p "$etc" "$state"
 chown 0:"$gid" "$etc" && chmod 0750 "$etc"
-install -d -m 0700 -o "$uid" -g "$gid" "$state"
 chown "$uid:$gid" "$state" && chmod 0700 "$state"
 
 if [ ! -e "$etc/relay.yaml" ]; then
