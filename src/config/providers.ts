@@ -2,6 +2,13 @@
 // field; a provider with another name must say which kind of grant it speaks.
 import type { AccountAuthKind, AccountUpstream, ProviderConfig, ProviderKind } from './schema.js';
 
+/** Delegated SMTP submission to Exchange Online (AUTH XOAUTH2 with a user's token). */
+export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
+/** The resource Exchange Online's SMTP answers as for app-only tokens (client credentials). */
+export const MICROSOFT_SMTP_RESOURCE = 'https://outlook.office365.com';
+/** Microsoft Graph; app-only tokens for it ask for `${GRAPH_RESOURCE}/.default`. */
+export const GRAPH_RESOURCE = 'https://graph.microsoft.com';
+
 export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'>> = {
   google: {
     kind: 'google',
@@ -9,7 +16,7 @@ export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'
     // Google's refresh grant keeps the scope the user consented to; none is sent.
     scope: null,
     smtp: { host: 'smtp.gmail.com', port: 587, security: 'starttls' },
-    graphUrl: 'https://graph.microsoft.com',
+    graphUrl: GRAPH_RESOURCE,
     gmailApiUrl: 'https://gmail.googleapis.com',
     caFile: null,
   },
@@ -17,9 +24,9 @@ export const PROVIDER_DEFAULTS: Record<ProviderKind, Omit<ProviderConfig, 'name'
     kind: 'microsoft',
     tokenUrl: 'https://login.microsoftonline.com/common/oauth2/v2.0/token',
     // The v2 endpoint requires the scope on every refresh grant.
-    scope: 'https://outlook.office.com/SMTP.Send offline_access',
+    scope: `${MICROSOFT_SMTP_SCOPE} offline_access`,
     smtp: { host: 'smtp.office365.com', port: 587, security: 'starttls' },
-    graphUrl: 'https://graph.microsoft.com',
+    graphUrl: GRAPH_RESOURCE,
     gmailApiUrl: 'https://gmail.googleapis.com',
     caFile: null,
   },
@@ -34,7 +41,7 @@ export const GOOGLE_TOKEN_URL = PROVIDER_DEFAULTS.google.tokenUrl;
 /** Delegated SMTP plus a refresh token: what the device-code consent asks for. */
 export const MICROSOFT_DELEGATED_SCOPE = PROVIDER_DEFAULTS.microsoft.scope!;
 /** App-only tokens name the resource, never a permission: Entra grants the app's admin-consented roles. */
-export const MICROSOFT_APP_SCOPE = 'https://outlook.office365.com/.default';
+export const MICROSOFT_APP_SCOPE = `${MICROSOFT_SMTP_RESOURCE}/.default`;
 export const MICROSOFT_AUTHORITY = 'https://login.microsoftonline.com';
 
 /** Microsoft's endpoints under an authority for a tenant (`common`, a tenant id or a domain). */
@@ -59,9 +66,11 @@ export function withTenant(tokenUrl: string, tenant: string): string | null {
  * creates a draft from the MIME and sets its recipients (Mail.ReadWrite) before sending it
  * (Mail.Send): sendMail alone would take the recipients from the headers (src/upstream/api/graph.ts).
  */
-export const GRAPH_DELEGATED_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send offline_access';
+export const GRAPH_MAIL_SEND_SCOPE = `${GRAPH_RESOURCE}/Mail.Send`;
+export const GRAPH_MAIL_READWRITE_SCOPE = `${GRAPH_RESOURCE}/Mail.ReadWrite`;
+export const GRAPH_DELEGATED_SCOPE = `${GRAPH_MAIL_READWRITE_SCOPE} ${GRAPH_MAIL_SEND_SCOPE} offline_access`;
 /** App-only Graph tokens: Entra grants the app's admin-consented Mail.Send application permission. */
-export const GRAPH_APP_SCOPE = 'https://graph.microsoft.com/.default';
+export const GRAPH_APP_SCOPE = `${GRAPH_RESOURCE}/.default`;
 /** The narrowest Gmail API scope that sends (https://mail.google.com/ includes it). */
 export const GMAIL_SEND_SCOPE = 'https://www.googleapis.com/auth/gmail.send';
 

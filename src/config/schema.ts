@@ -83,7 +83,7 @@ const limit = positiveInt.nullable();
 
 /**
  * Sending limits of an account (docs/limits.md). A key left out takes the provider's published
- * limit (src/limits/limits.ts); null means not counted.
+ * limit (src/config/account-limits.ts); null means not counted.
  */
 export const limitsSchema = z.strictObject({
   messages_per_minute: limit.optional(),

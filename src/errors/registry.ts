@@ -5,7 +5,41 @@
 // Policy (SPEC "On the wire"): problems that are the relay's or the account's, not the
 // message's, are temporary (4xx) so the MTA keeps the message and retries.
 import { ProtocolError } from '../smtp/protocol-error.js';
-import { enhancedCode, formatReply, reply, type Reply } from '../smtp/reply.js';
+import {
+  C421ServiceUnavailable,
+  C451LocalError,
+  C452InsufficientStorage,
+  C454TempAuthFailure,
+  C500SyntaxError,
+  C503BadSequence,
+  C530AuthRequired,
+  C535AuthCredentialsInvalid,
+  C538EncryptionRequired,
+  C550MailboxUnavailable,
+  C552StorageExceeded,
+  C554TransactionFailed,
+  C555ParamsNotRecognized,
+  SeMsg6Other0,
+  SeNet4BadConnection2,
+  SeNet4Congestion5,
+  SeNet4NoAnswer1,
+  SeNet4Other0,
+  SePol7AuthCredentialsInvalid8,
+  SePol7CryptoFailure5,
+  SePol7DeliveryUnauthorized1,
+  SePol7EncryptionRequired11,
+  SePol7Other0,
+  SeProto5BadCmdOrSeq1,
+  SeProto5BadParams4,
+  SeProto5Other0,
+  SeProto5Syntax2,
+  SeProto5TooManyRcpts3,
+  SeSys3MsgTooBig4,
+  SeSys3NotAccepting2,
+  SeSys3NotCapable3,
+  SeSys3Other0,
+} from '../smtp/codes.js';
+import { coded, enhancedCode, formatReply, type Reply } from '../smtp/reply.js';
 
 export type RelayErrorCode =
   | 'AUTH_REQUIRED'
@@ -86,61 +120,64 @@ interface ErrorSpec {
 
 // RFC 5321 §4.2.2/§4.3.2 and RFC 3463 for the codes; RFC 4954 §6 for the AUTH ones.
 const SPECS: Record<RelayErrorCode, ErrorSpec> = {
-  AUTH_REQUIRED: { reply: reply(530, '5.7.0 Authentication required'), reason: 'auth_required' },
-  AUTH_FAILED: { reply: reply(535, '5.7.8 Authentication credentials invalid'), reason: 'auth_failed' },
-  AUTH_NEEDS_TLS: { reply: reply(538, '5.7.11 Encryption required for requested authentication mechanism'), reason: 'auth_needs_tls' },
-  SENDER_NOT_ALLOWED: { reply: reply(550, '5.7.1 Sender address not allowed for this account'), reason: 'sender_not_allowed' },
-  NO_ROUTE: { reply: reply(550, '5.7.1 No account is configured to send as this address'), reason: 'no_account' },
-  TOKEN_UNAVAILABLE: { reply: reply(454, '4.7.0 Temporary authentication failure: no access token for the account, try again later'), reason: 'no_token' },
-  UPSTREAM_AUTH_REJECTED: { reply: reply(454, '4.7.0 Temporary authentication failure: the provider refused the account\'s token, try again later'), reason: 'upstream_auth' },
-  UPSTREAM_CONNECT_FAILED: { reply: reply(451, '4.4.1 Provider unreachable, try again later'), reason: 'upstream_unreachable' },
-  UPSTREAM_CLOSED: { reply: reply(451, '4.4.2 Provider closed the connection, try again later'), reason: 'upstream' },
-  UPSTREAM_TIMEOUT: { reply: reply(451, '4.4.2 Provider timed out, try again later'), reason: 'upstream' },
-  UPSTREAM_TLS: { reply: reply(451, '4.7.5 Could not secure the connection to the provider, try again later'), reason: 'upstream_unreachable' },
-  UPSTREAM_PROTOCOL: { reply: reply(451, '4.5.0 Unexpected reply from the provider, try again later'), reason: 'upstream' },
-  POOL_BUSY: { reply: reply(451, '4.4.5 All connections of the account are busy, try again later'), reason: 'pool_busy' },
-  ACCOUNT_LIMIT: { reply: reply(451, '4.7.1 Account over its sending limits, try again later'), reason: 'limit' },
-  STORE_UNAVAILABLE: { reply: reply(451, '4.3.0 Sending limits cannot be checked (shared state store unreachable), try again later'), reason: 'store' },
-  TOO_MANY_RECIPIENTS: { reply: reply(452, '4.5.3 Too many recipients'), reason: 'too_many_recipients' },
-  MESSAGE_TOO_BIG: { reply: reply(552, '5.3.4 Message size exceeds fixed maximum message size'), reason: 'too_big' },
-  SHUTTING_DOWN: { reply: reply(421, '4.3.2 Relay shutting down, try again later'), reason: 'shutting_down' },
+  AUTH_REQUIRED: { reply: coded(C530AuthRequired, SePol7Other0, 'Authentication required'), reason: 'auth_required' },
+  AUTH_FAILED: { reply: coded(C535AuthCredentialsInvalid, SePol7AuthCredentialsInvalid8, 'Authentication credentials invalid'), reason: 'auth_failed' },
+  AUTH_NEEDS_TLS: { reply: coded(C538EncryptionRequired, SePol7EncryptionRequired11, 'Encryption required for requested authentication mechanism'), reason: 'auth_needs_tls' },
+  SENDER_NOT_ALLOWED: { reply: coded(C550MailboxUnavailable, SePol7DeliveryUnauthorized1, 'Sender address not allowed for this account'), reason: 'sender_not_allowed' },
+  NO_ROUTE: { reply: coded(C550MailboxUnavailable, SePol7DeliveryUnauthorized1, 'No account is configured to send as this address'), reason: 'no_account' },
+  TOKEN_UNAVAILABLE: { reply: coded(C454TempAuthFailure, SePol7Other0, 'Temporary authentication failure: no access token for the account, try again later'), reason: 'no_token' },
+  UPSTREAM_AUTH_REJECTED: { reply: coded(C454TempAuthFailure, SePol7Other0, 'Temporary authentication failure: the provider refused the account\'s token, try again later'), reason: 'upstream_auth' },
+  UPSTREAM_CONNECT_FAILED: { reply: coded(C451LocalError, SeNet4NoAnswer1, 'Provider unreachable, try again later'), reason: 'upstream_unreachable' },
+  UPSTREAM_CLOSED: { reply: coded(C451LocalError, SeNet4BadConnection2, 'Provider closed the connection, try again later'), reason: 'upstream' },
+  UPSTREAM_TIMEOUT: { reply: coded(C451LocalError, SeNet4BadConnection2, 'Provider timed out, try again later'), reason: 'upstream' },
+  UPSTREAM_TLS: { reply: coded(C451LocalError, SePol7CryptoFailure5, 'Could not secure the connection to the provider, try again later'), reason: 'upstream_unreachable' },
+  UPSTREAM_PROTOCOL: { reply: coded(C451LocalError, SeProto5Other0, 'Unexpected reply from the provider, try again later'), reason: 'upstream' },
+  POOL_BUSY: { reply: coded(C451LocalError, SeNet4Congestion5, 'All connections of the account are busy, try again later'), reason: 'pool_busy' },
+  ACCOUNT_LIMIT: { reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, 'Account over its sending limits, try again later'), reason: 'limit' },
+  STORE_UNAVAILABLE: { reply: coded(C451LocalError, SeSys3Other0, 'Sending limits cannot be checked (shared state store unreachable), try again later'), reason: 'store' },
+  TOO_MANY_RECIPIENTS: { reply: coded(C452InsufficientStorage, SeProto5TooManyRcpts3, 'Too many recipients'), reason: 'too_many_recipients' },
+  MESSAGE_TOO_BIG: { reply: coded(C552StorageExceeded, SeSys3MsgTooBig4, 'Message size exceeds fixed maximum message size'), reason: 'too_big' },
+  SHUTTING_DOWN: { reply: coded(C421ServiceUnavailable, SeSys3NotAccepting2, 'Relay shutting down, try again later'), reason: 'shutting_down' },
   // An account removed at run time (reload, the HTTP API) while a session that authenticated as
   // it is still open. Not 535 (AUTH did succeed) and not 5xx: the message is not at fault, and
   // an operator's change must not bounce mail. The MTA retries; its next AUTH then says why.
-  ACCOUNT_REMOVED: { reply: reply(451, '4.7.0 Account no longer configured on this relay, try again later'), reason: 'account_changed' },
+  ACCOUNT_REMOVED: { reply: coded(C451LocalError, SePol7Other0, 'Account no longer configured on this relay, try again later'), reason: 'account_changed' },
   // A message waited for a connection of an account whose pool was replaced by a change to it.
-  ACCOUNT_RECONFIGURED: { reply: reply(451, '4.3.0 Account reconfigured while the message waited, try again later'), reason: 'account_changed' },
+  ACCOUNT_RECONFIGURED: { reply: coded(C451LocalError, SeSys3Other0, 'Account reconfigured while the message waited, try again later'), reason: 'account_changed' },
   // The three below end the session (421, RFC 5321 §3.8): the client is guessing, erring or stalling.
-  AUTH_LOCKED_OUT: { reply: reply(421, '4.7.0 Too many failed authentication attempts from your address, try again later'), reason: 'auth_locked_out' },
-  TOO_MANY_ERRORS: { reply: reply(421, '4.7.0 Too many errors in this session, closing connection'), reason: 'too_many_errors' },
-  CLIENT_TIMEOUT: { reply: reply(421, '4.4.2 Timeout waiting for the client, closing connection'), reason: 'timeout' },
+  AUTH_LOCKED_OUT: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Too many failed authentication attempts from your address, try again later'), reason: 'auth_locked_out' },
+  TOO_MANY_ERRORS: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Too many errors in this session, closing connection'), reason: 'too_many_errors' },
+  CLIENT_TIMEOUT: { reply: coded(C421ServiceUnavailable, SeNet4BadConnection2, 'Timeout waiting for the client, closing connection'), reason: 'timeout' },
   // The message stream broke off: the client is gone, so the reply is for the log's sake.
-  CLIENT_GONE: { reply: reply(421, '4.4.2 Message not received in full, closing connection'), reason: 'client_gone' },
+  CLIENT_GONE: { reply: coded(C421ServiceUnavailable, SeNet4BadConnection2, 'Message not received in full, closing connection'), reason: 'client_gone' },
   // The inbound engine's protocol replies (RFC 5321 §4.2.4); the detail varies by command.
-  SYNTAX: { reply: reply(500, '5.5.2 Syntax error, command unrecognized'), reason: 'syntax' },
-  BAD_SEQUENCE: { reply: reply(503, '5.5.1 Bad sequence of commands'), reason: 'syntax' },
+  SYNTAX: { reply: coded(C500SyntaxError, SeProto5Syntax2, 'Syntax error, command unrecognized'), reason: 'syntax' },
+  BAD_SEQUENCE: { reply: coded(C503BadSequence, SeProto5BadCmdOrSeq1, 'Bad sequence of commands'), reason: 'syntax' },
   // A MAIL parameter (SMTPUTF8, BODY=8BITMIME) the picked account's provider does not offer.
-  NOT_CARRIABLE: { reply: reply(555, '5.5.4 Parameter not supported by this account\'s provider'), reason: 'not_carriable' },
-  TOO_MANY_CONNECTIONS: { reply: reply(421, '4.7.0 Too many connections, try again later'), reason: 'too_many_connections' },
-  NULL_SENDER_UNROUTED: { reply: reply(550, '5.7.1 Null sender (MAIL FROM:<>) without AUTH needs inbound.null_sender_account to be set on the relay'), reason: 'no_account' },
+  NOT_CARRIABLE: { reply: coded(C555ParamsNotRecognized, SeProto5BadParams4, 'Parameter not supported by this account\'s provider'), reason: 'not_carriable' },
+  TOO_MANY_CONNECTIONS: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Too many connections, try again later'), reason: 'too_many_connections' },
+  NULL_SENDER_UNROUTED: { reply: coded(C550MailboxUnavailable, SePol7DeliveryUnauthorized1, 'Null sender (MAIL FROM:<>) without AUTH needs inbound.null_sender_account to be set on the relay'), reason: 'no_account' },
   // A session from outside trusted_networks that did not authenticate within inbound.auth_deadline_ms.
-  AUTH_DEADLINE: { reply: reply(421, '4.7.0 Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
-  EARLY_TALKER: { reply: reply(421, '4.5.0 You talk too soon, closing connection'), reason: 'syntax' },
-  LINE_TOO_LONG: { reply: reply(421, '4.5.0 Command line too long, closing connection'), reason: 'syntax' },
+  AUTH_DEADLINE: { reply: coded(C421ServiceUnavailable, SePol7Other0, 'Authentication required within the time allowed, closing connection'), reason: 'auth_required' },
+  EARLY_TALKER: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'You talk too soon, closing connection'), reason: 'syntax' },
+  LINE_TOO_LONG: { reply: coded(C421ServiceUnavailable, SeProto5Other0, 'Command line too long, closing connection'), reason: 'syntax' },
   // HTTP upstreams (src/upstream/api/). The provider throttles the account (429, Gmail's rate
   // limit errors): the account is paused for the Retry-After, and the text says how long.
-  API_THROTTLED: { reply: reply(451, '4.7.1 The provider is throttling the account, try again later'), reason: 'throttled' },
-  API_SERVER_ERROR: { reply: reply(451, '4.4.0 The provider\'s API failed, try again later'), reason: 'upstream' },
+  API_THROTTLED: { reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, 'The provider is throttling the account, try again later'), reason: 'throttled' },
+  API_SERVER_ERROR: { reply: coded(C451LocalError, SeNet4Other0, 'The provider\'s API failed, try again later'), reason: 'upstream' },
   // 403: the token is good but lacks a permission; the text (and `accounts test`) says which.
-  API_FORBIDDEN: { reply: reply(454, '4.7.0 The provider refused the account\'s permission to send, try again later'), reason: 'upstream_permission' },
+  API_FORBIDDEN: { reply: coded(C454TempAuthFailure, SePol7Other0, 'The provider refused the account\'s permission to send, try again later'), reason: 'upstream_permission' },
   // 400 about the message itself (malformed MIME, an invalid recipient address): the provider's words follow.
-  API_REFUSED: { reply: reply(554, '5.6.0 The provider\'s API refused the message'), reason: 'upstream' },
+  API_REFUSED: { reply: coded(C554TransactionFailed, SeMsg6Other0, 'The provider\'s API refused the message'), reason: 'upstream' },
   // The Gmail API sends to every To/Cc/Bcc address of the message and takes no envelope: a
   // header recipient outside the envelope (already delivered, or another transaction's) would
   // receive it again. Permanent: the same message through the same account can never go.
-  API_HEADER_RECIPIENTS: { reply: reply(554, '5.3.3 The Gmail API would also send to header recipients that are not in the envelope'), reason: 'upstream' },
-  INTERNAL: { reply: reply(451, '4.3.0 Local error in processing, try again later'), reason: 'internal' },
+  API_HEADER_RECIPIENTS: { reply: coded(C554TransactionFailed, SeSys3NotCapable3, 'The Gmail API would also send to header recipients that are not in the envelope'), reason: 'upstream' },
+  INTERNAL: { reply: coded(C451LocalError, SeSys3Other0, 'Local error in processing, try again later'), reason: 'internal' },
 };
+
+/** Every code of the registry, for the tests that check each one's reply. */
+export const RELAY_ERROR_CODES = Object.keys(SPECS) as readonly RelayErrorCode[];
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
@@ -189,7 +226,7 @@ export const relayError = (code: RelayErrorCode, detail?: string, cause?: unknow
  * session with it: it becomes 451 with the provider's own text.
  */
 export function upstreamReplyForClient(r: Reply): Reply {
-  return withEnhancedCode(r.code === 421 ? { code: 451, lines: r.lines } : r);
+  return withEnhancedCode(r.code === C421ServiceUnavailable ? { code: C451LocalError, lines: r.lines } : r);
 }
 
 /**
@@ -216,7 +253,8 @@ export const accountOf = (err: unknown): string | undefined =>
 
 /** The one place that turns anything thrown on a message's path into the MTA's reply. */
 export function toReply(err: unknown): Reply {
-  if (err instanceof RelayError || err instanceof ProtocolError) return err.reply;
+  if (err instanceof RelayError) return err.reply;
+  if (err instanceof ProtocolError) return err.reply ?? SPECS[err.code].reply;
   if (err instanceof UpstreamReplyError) return upstreamReplyForClient(err.reply);
   return SPECS.INTERNAL.reply;
 }
@@ -227,7 +265,7 @@ export function toReply(err: unknown): Reply {
  */
 export function accountLimitError(why: string, retryInMs: number, detail: string): RelayError {
   const seconds = Math.max(1, Math.ceil(retryInMs / 1000));
-  return new RelayError('ACCOUNT_LIMIT', detail, { reply: reply(451, `4.7.1 ${why}, try again in ${seconds} s`) });
+  return new RelayError('ACCOUNT_LIMIT', detail, { reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, `${why}, try again in ${seconds} s`) });
 }
 
 /**

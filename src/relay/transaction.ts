@@ -7,7 +7,14 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
 import type { Envelope, MailParams } from '../smtp/envelope.js';
-import { isPositive, reply, type Reply } from '../smtp/reply.js';
+import {
+  C552StorageExceeded,
+  C555ParamsNotRecognized,
+  SeMsg6ConversionRequired3,
+  SeMsg6NonASCIIAddrNotPermitted7,
+  SeSys3MsgTooBig4,
+} from '../smtp/codes.js';
+import { coded, isPositive, type Reply } from '../smtp/reply.js';
 import type { Account } from '../routing/account.js';
 import { RelayError, UpstreamReplyError } from '../errors/registry.js';
 
@@ -87,14 +94,14 @@ export function settle<T>(start: () => Promise<T>): Promise<T> {
 function checkCarriable(params: MailParams, conn: UpstreamConnection): void {
   const ext = conn.extensions;
   if (params.SMTPUTF8 && !ext.has('SMTPUTF8')) {
-    throw new RelayError('NOT_CARRIABLE', 'SMTPUTF8 not offered by the provider', { reply: reply(555, '5.6.7 SMTPUTF8 is not supported by this account\'s provider') });
+    throw new RelayError('NOT_CARRIABLE', 'SMTPUTF8 not offered by the provider', { reply: coded(C555ParamsNotRecognized, SeMsg6NonASCIIAddrNotPermitted7, 'SMTPUTF8 is not supported by this account\'s provider') });
   }
   if (typeof params.BODY === 'string' && params.BODY.toUpperCase() === '8BITMIME' && !ext.has('8BITMIME')) {
-    throw new RelayError('NOT_CARRIABLE', '8BITMIME not offered by the provider', { reply: reply(555, '5.6.3 8-bit content is not supported by this account\'s provider') });
+    throw new RelayError('NOT_CARRIABLE', '8BITMIME not offered by the provider', { reply: coded(C555ParamsNotRecognized, SeMsg6ConversionRequired3, '8-bit content is not supported by this account\'s provider') });
   }
   const limit = conn.maxMessageSize;
   if (limit !== null && typeof params.SIZE === 'string' && Number(params.SIZE) > limit) {
-    throw new RelayError('MESSAGE_TOO_BIG', `declared ${params.SIZE} bytes over the provider's ${limit}`, { reply: reply(552, `5.3.4 Message size exceeds the provider's limit of ${limit} bytes`) });
+    throw new RelayError('MESSAGE_TOO_BIG', `declared ${params.SIZE} bytes over the provider's ${limit}`, { reply: coded(C552StorageExceeded, SeSys3MsgTooBig4, `Message size exceeds the provider's limit of ${limit} bytes`) });
   }
 }
 

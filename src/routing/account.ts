@@ -36,7 +36,7 @@ export interface Account {
   readonly maxConnections: number;
   readonly minIdle: number;
   readonly messagesPerConnection: number;
-  /** Sending limits, provider defaults filled in (src/limits/limits.ts). */
+  /** Sending limits, provider defaults filled in (src/config/account-limits.ts). */
   readonly limits: AccountLimits;
 }
 

@@ -8,10 +8,8 @@
 // The signature is checked with node:crypto, not with the library the relay signs with, so a
 // mistake in how the relay uses that library cannot cancel itself out here.
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, GRAPH_RESOURCE, MICROSOFT_SMTP_RESOURCE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 import {
-  GMAIL_SEND_SCOPE,
-  GOOGLE_MAIL_SCOPE,
-  GRAPH_RESOURCE,
   grantFailure,
   normaliseEmail,
   random,
@@ -67,7 +65,7 @@ interface AppRecord extends SandboxApp {
 /** Google accepts assertions valid for at most an hour, and a few minutes of clock skew. */
 const MAX_ASSERTION_LIFETIME_S = 3600;
 const CLOCK_SKEW_S = 300;
-const APP_SCOPE_RESOURCES = new Set(['https://outlook.office365.com', 'https://outlook.office.com', GRAPH_RESOURCE]);
+const APP_SCOPE_RESOURCES = new Set([MICROSOFT_SMTP_RESOURCE, new URL(MICROSOFT_SMTP_SCOPE).origin, GRAPH_RESOURCE]);
 
 const GOOGLE_TEXT = {
   signature: 'Invalid JWT Signature.',

@@ -6,9 +6,8 @@
 //
 // Nothing here does I/O; the token endpoint carries requests in and answers out.
 import { createHash } from 'node:crypto';
+import { GOOGLE_MAIL_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 import {
-  GOOGLE_MAIL_SCOPE,
-  MICROSOFT_SMTP_SCOPE,
   grantFailure,
   normaliseEmail,
   random,

@@ -6,7 +6,8 @@
 import type { IncomingMessage } from 'node:http';
 import { headerRecipients, headerSection } from '../upstream/api/headers.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
-import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE, normaliseEmail, type SandboxState } from './provider-state.js';
+import { GMAIL_SEND_SCOPE, GOOGLE_MAIL_SCOPE } from '../config/providers.js';
+import { normaliseEmail, type SandboxState } from './provider-state.js';
 
 export const FAKE_GMAIL_MAX_METADATA = 5 * 1024 * 1024;
 export const FAKE_GMAIL_MAX_MEDIA = 35 * 1024 * 1024;

@@ -12,7 +12,8 @@ import { headerRecipients, type HeaderAddress } from '../upstream/api/headers.js
 import { headerFrom, type AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
-import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE, normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
+import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE } from '../config/providers.js';
+import { normaliseEmail, type AccessTokenCheck, type SandboxState } from './provider-state.js';
 
 /** Graph's request size limit. */
 export const FAKE_GRAPH_MAX_REQUEST = 4 * 1024 * 1024;

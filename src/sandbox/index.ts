@@ -6,8 +6,6 @@ export { SandboxConsent, DEVICE_VERIFICATION_URI, type AuthorizeOutcome, type De
 export { SandboxApps, type AppInput, type SandboxApp, type SandboxServiceAccount, type ServiceAccountInput } from './app-grants.js';
 export {
   SandboxState,
-  GOOGLE_MAIL_SCOPE,
-  MICROSOFT_SMTP_SCOPE,
   type AccessTokenCheck,
   type OAuthErrorCode,
   type ProviderKind,
@@ -16,6 +14,8 @@ export {
   type SandboxStateOptions,
   type TokenRequestRecord,
 } from './provider-state.js';
+// The providers' scopes, as the relay itself asks for them (the sandbox checks the same ones).
+export { GOOGLE_MAIL_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 export { FakeApiServer, type ApiFaultKind, type ApiFaultRule, type ApiFaultInfo } from './api-server.js';
 export { FakeGraphApi } from './graph-api.js';
 export { FakeGmailApi } from './gmail-api.js';

@@ -5,6 +5,7 @@
 //
 // Nothing here does I/O; the clock is injectable so expiry can be tested without waiting.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { GOOGLE_MAIL_SCOPE, GRAPH_MAIL_SEND_SCOPE, MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE } from '../config/providers.js';
 
 export type ProviderKind = 'google' | 'microsoft';
 
@@ -25,16 +26,6 @@ export type OAuthErrorCode =
   | 'authorization_declined'
   | 'access_denied';
 
-/** The scope Microsoft requires for SMTP submission (client credentials flows use `.default`). */
-export const MICROSOFT_SMTP_SCOPE = 'https://outlook.office.com/SMTP.Send';
-/** The single scope Google grants for SMTP/IMAP/POP access with XOAUTH2. */
-export const GOOGLE_MAIL_SCOPE = 'https://mail.google.com/';
-/** Delegated Microsoft Graph sending (upstream: graph); app-only tokens name the resource with /.default. */
-export const GRAPH_MAIL_SEND_SCOPE = 'https://graph.microsoft.com/Mail.Send';
-export const GRAPH_MAIL_READWRITE_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite';
-export const GRAPH_RESOURCE = 'https://graph.microsoft.com';
-/** The Gmail API's send-only scope (https://mail.google.com/ covers it too). */
-export const GMAIL_SEND_SCOPE = 'https://www.googleapis.com/auth/gmail.send';
 
 export interface SandboxAccountInput {
   email: string;
@@ -460,7 +451,7 @@ export class SandboxState {
    * An app-only access token (client credentials) for `app`, usable as any of `mailboxes`.
    * Revoking or expiring a mailbox's tokens reaches these too.
    */
-  issueAppToken(app: string, mailboxes: Iterable<string>, lifetimeSec: number = this.lifetimeSec, scope = 'https://outlook.office365.com/.default'): string {
+  issueAppToken(app: string, mailboxes: Iterable<string>, lifetimeSec: number = this.lifetimeSec, scope = MICROSOFT_APP_SCOPE): string {
     const token = random('sbx-at-');
     const set = new Set([...mailboxes].map(normaliseEmail));
     this.accessTokens.set(token, { email: app, expiresAt: this.now() + lifetimeSec * 1000, revoked: false, mailboxes: set, scope });

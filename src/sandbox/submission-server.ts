@@ -21,7 +21,8 @@ import {
   type SMTPServerOptions,
   type SMTPServerSession,
 } from 'smtp-server';
-import { GOOGLE_MAIL_SCOPE, type SandboxState } from './provider-state.js';
+import { GOOGLE_MAIL_SCOPE } from '../config/providers.js';
+import type { SandboxState } from './provider-state.js';
 
 // ---- TLS material ----------------------------------------------------------------------------
 

@@ -3,12 +3,17 @@
 // (a quoted local part may hold spaces or '>'); the relay checks only what it must: no control
 // characters, RFC 5321 length limits (§4.5.3.1), parameters it advertised well-formed. What
 // else an address may hold is the provider's to judge.
+import {
+  C501ParamSyntaxError,
+  C555ParamsNotRecognized,
+  SeAddr1BadDestMailboxSyntax3,
+  SeAddr1BadSenderSyntax7,
+  SeProto5BadParams4,
+} from './codes.js';
 import type { MailParams } from './envelope.js';
+import { MAX_LOCAL_PART as MAX_LOCAL, MAX_PATH } from './limits.js';
 import { ProtocolError } from './protocol-error.js';
-import { reply } from './reply.js';
-
-const MAX_PATH = 256;
-const MAX_LOCAL = 64;
+import { coded, type Reply } from './reply.js';
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
 
@@ -17,16 +22,20 @@ export interface Path {
   params: MailParams;
 }
 
-const syntax = (text: string, detail: string) => new ProtocolError('SYNTAX', reply(501, text), detail);
+/** `what`: the reply, or the text of a 501 5.5.4 (invalid command arguments, RFC 3463 §3.6). */
+const syntax = (what: Reply | string, detail: string) =>
+  new ProtocolError('SYNTAX', typeof what === 'string' ? coded(C501ParamSyntaxError, SeProto5BadParams4, what) : what, detail);
+const BAD_SENDER = coded(C501ParamSyntaxError, SeAddr1BadSenderSyntax7, 'Bad sender address syntax');
+const BAD_RECIPIENT = coded(C501ParamSyntaxError, SeAddr1BadDestMailboxSyntax3, 'Bad recipient address syntax');
 
 /**
  * `arg` is what follows the verb ("FROM:<a@b> SIZE=10"). `keyword` FROM or TO. Throws a
  * ProtocolError with the 501 to give.
  */
 export function parsePath(arg: string, keyword: 'FROM' | 'TO', maxBytes: number): Path {
-  const bad = keyword === 'FROM' ? '5.1.7 Bad sender address syntax' : '5.1.3 Bad recipient address syntax';
+  const bad = keyword === 'FROM' ? BAD_SENDER : BAD_RECIPIENT;
   const head = arg.slice(0, keyword.length + 1).toUpperCase();
-  if (head !== `${keyword}:`) throw syntax(`5.5.4 Syntax: ${keyword === 'FROM' ? 'MAIL FROM:<address>' : 'RCPT TO:<address>'}`, 'missing keyword');
+  if (head !== `${keyword}:`) throw syntax(`Syntax: ${keyword === 'FROM' ? 'MAIL FROM:<address>' : 'RCPT TO:<address>'}`, 'missing keyword');
   let i = keyword.length + 1;
   while (arg[i] === ' ') i++;
   if (arg[i] !== '<') throw syntax(bad, 'address without angle brackets');
@@ -63,10 +72,10 @@ function parseParams(text: string, keyword: 'FROM' | 'TO', maxBytes: number): Ma
     const eq = token.indexOf('=');
     const key = (eq === -1 ? token : token.slice(0, eq)).toUpperCase();
     const value = eq === -1 ? undefined : token.slice(eq + 1);
-    if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) throw syntax('5.5.4 Invalid parameter', `bad parameter name ${JSON.stringify(key.slice(0, 20))}`);
-    if (key in params) throw syntax(`5.5.4 Parameter ${key} given twice`, 'duplicate parameter');
+    if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) throw syntax('Invalid parameter', `bad parameter name ${JSON.stringify(key.slice(0, 20))}`);
+    if (key in params) throw syntax(`Parameter ${key} given twice`, 'duplicate parameter');
     if (value !== undefined && (value === '' || CONTROL.test(xtextDecode(value)))) {
-      throw syntax(`5.5.4 Invalid value for ${key}`, 'empty value or control character (xtext)');
+      throw syntax(`Invalid value for ${key}`, 'empty value or control character (xtext)');
     }
     if (keyword === 'FROM') checkMailParam(key, value, maxBytes);
     params[key] = value ?? true;
@@ -76,13 +85,13 @@ function parseParams(text: string, keyword: 'FROM' | 'TO', maxBytes: number): Ma
 
 function checkMailParam(key: string, value: string | undefined, maxBytes: number): void {
   if (key === 'SIZE') {
-    if (value === undefined || !/^\d{1,20}$/.test(value)) throw syntax('5.5.4 Invalid SIZE value', 'SIZE not a number');
-    if (Number(value) > maxBytes) throw new ProtocolError('MESSAGE_TOO_BIG', reply(552, '5.3.4 Message size exceeds fixed maximum message size'), `declared SIZE ${value} over ${maxBytes}`);
+    if (value === undefined || !/^\d{1,20}$/.test(value)) throw syntax('Invalid SIZE value', 'SIZE not a number');
+    if (Number(value) > maxBytes) throw new ProtocolError('MESSAGE_TOO_BIG', null, `declared SIZE ${value} over ${maxBytes}`);
   } else if (key === 'BODY') {
     const v = value?.toUpperCase();
-    if (v !== '7BIT' && v !== '8BITMIME') throw new ProtocolError('SYNTAX', reply(555, '5.5.4 Unsupported BODY value'), `BODY=${value ?? ''}`);
+    if (v !== '7BIT' && v !== '8BITMIME') throw syntax(coded(C555ParamsNotRecognized, SeProto5BadParams4, 'Unsupported BODY value'), `BODY=${value ?? ''}`);
   } else if (key === 'SMTPUTF8') {
-    if (value !== undefined) throw syntax('5.5.4 SMTPUTF8 takes no value', 'SMTPUTF8 with a value');
+    if (value !== undefined) throw syntax('SMTPUTF8 takes no value', 'SMTPUTF8 with a value');
   }
 }
 

@@ -9,10 +9,11 @@ export type ProtocolErrorCode = 'SYNTAX' | 'MESSAGE_TOO_BIG';
 
 export class ProtocolError extends Error {
   readonly code: ProtocolErrorCode;
-  readonly reply: Reply;
+  /** Null: the registry's reply for `code`. */
+  readonly reply: Reply | null;
 
   /** @param detail for logs only; the client sees `reply`. */
-  constructor(code: ProtocolErrorCode, reply: Reply, detail: string) {
+  constructor(code: ProtocolErrorCode, reply: Reply | null, detail: string) {
     super(`${code}: ${detail}`);
     this.name = 'ProtocolError';
     this.code = code;

@@ -7,6 +7,7 @@
 // unbounded buffering; a line without a 3-digit code, a bad separator or a continuation
 // whose code differs from the first line is a protocol error too (a reader that guessed
 // would misalign every later reply with its command).
+import { MAX_REPLY_LINE, MAX_REPLY_LINES } from './limits.js';
 import type { Reply } from './reply.js';
 
 const LF = 0x0a;
@@ -23,9 +24,9 @@ export class ReplyParseError extends Error {
 }
 
 export interface ReplyReaderOptions {
-  /** Longest line accepted, without its CRLF. Default 4096 (RFC 5321 asks for 512; providers exceed it). */
+  /** Longest line accepted, without its CRLF. Default MAX_REPLY_LINE (./limits.ts). */
   maxLineLength?: number;
-  /** Most lines in one multi-line reply. Default 1000. */
+  /** Most lines in one multi-line reply. Default MAX_REPLY_LINES. */
   maxLines?: number;
 }
 
@@ -42,8 +43,8 @@ export class ReplyReader {
 
   constructor(onReply: (r: Reply) => void, options: ReplyReaderOptions = {}) {
     this.onReply = onReply;
-    this.maxLineLength = options.maxLineLength ?? 4096;
-    this.maxLines = options.maxLines ?? 1000;
+    this.maxLineLength = options.maxLineLength ?? MAX_REPLY_LINE;
+    this.maxLines = options.maxLines ?? MAX_REPLY_LINES;
   }
 
   /**

@@ -14,6 +14,14 @@ export function reply(code: number, ...lines: string[]): Reply {
   return { code, lines: lines.length ? lines : [''] };
 }
 
+/**
+ * A reply with its enhanced status code (RFC 2034 §3): `se` is subject.detail, a constant of
+ * ./codes.ts, and the class digit is the code's own.
+ */
+export function coded(code: number, se: string, text: string): Reply {
+  return { code, lines: [`${Math.floor(code / 100)}.${se} ${text}`] };
+}
+
 /** The enhanced status code the reply carries on its first line, if any ("5.7.1"). */
 export function enhancedCode(r: Reply): string | null {
   const m = ENHANCED.exec(r.lines[0] ?? '');

@@ -20,7 +20,8 @@ import tls from 'node:tls';
 import type { SmtpSecurity } from '../config/schema.js';
 import { RelayError, type RelayErrorCode } from '../errors/registry.js';
 import { DotStuffer } from '../smtp/dot-stuffer.js';
-import { formatReply, reply as makeReply, type Reply } from '../smtp/reply.js';
+import { C501ParamSyntaxError, SeProto5Syntax2 } from '../smtp/codes.js';
+import { coded, formatReply, type Reply } from '../smtp/reply.js';
 import { ReplyParseError, ReplyReader } from '../smtp/reply-reader.js';
 import { xoauth2String } from './xoauth2.js';
 
@@ -90,7 +91,7 @@ export class UpstreamAuthError extends RelayError {
 export class UnsafeArgumentError extends RelayError {
   constructor(what: string) {
     super('SYNTAX', `${what} contains CR, LF or NUL`, {
-      reply: makeReply(501, '5.5.2 Syntax error: control character in address or parameter'),
+      reply: coded(C501ParamSyntaxError, SeProto5Syntax2, 'Syntax error: control character in address or parameter'),
     });
     this.name = 'UnsafeArgumentError';
   }

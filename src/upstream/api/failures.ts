@@ -3,7 +3,16 @@
 // decided in src/errors/registry.ts). Every error here means the provider did not send the message.
 import { RelayError } from '../../errors/registry.js';
 import { RATE_PAUSE_MS, DAILY_PAUSE_MS } from '../../limits/quota-replies.js';
-import { reply } from '../../smtp/reply.js';
+import {
+  C451LocalError,
+  C454TempAuthFailure,
+  C554TransactionFailed,
+  SeMsg6Other0,
+  SeNet4Other0,
+  SePol7DeliveryUnauthorized1,
+  SePol7Other0,
+} from '../../smtp/codes.js';
+import { coded } from '../../smtp/reply.js';
 import type { ApiResponse } from './http.js';
 
 export type ApiName = 'graph' | 'gmail';
@@ -74,20 +83,20 @@ export function apiFailure(api: ApiName, res: ApiResponse, step: string): RelayE
   }
   if (res.status === 403 || res.status === 404) {
     const why = res.status === 404 ? `${LABEL[api]} does not know the mailbox (${code})` : `${LABEL[api]} refused (${code})`;
-    return new RelayError('API_FORBIDDEN', detail, { ...opts, reply: reply(454, `4.7.0 ${why}: ${GRANT_ADVICE[api]}`) });
+    return new RelayError('API_FORBIDDEN', detail, { ...opts, reply: coded(C454TempAuthFailure, SePol7Other0, `${why}: ${GRANT_ADVICE[api]}`) });
   }
   // Exchange's answer for a message over the mailbox's size limit (a tenant's 35 MB by default).
   if (res.status === 413 || code === 'ErrorMessageSizeExceeded') return new RelayError('MESSAGE_TOO_BIG', detail, opts);
-  if (res.status === 400) return new RelayError('API_REFUSED', detail, { ...opts, reply: reply(554, `5.6.0 ${LABEL[api]} refused the message (${clean(said)})`) });
+  if (res.status === 400) return new RelayError('API_REFUSED', detail, { ...opts, reply: coded(C554TransactionFailed, SeMsg6Other0, `${LABEL[api]} refused the message (${clean(said)})`) });
   // 5xx and anything unexpected: temporary. A gateway timeout may have sent it.
   const notSent = res.status !== 504;
-  return new RelayError('API_SERVER_ERROR', detail, { notSent, reply: reply(451, `4.4.0 ${LABEL[api]} failed (HTTP ${res.status}), try again later`) });
+  return new RelayError('API_SERVER_ERROR', detail, { notSent, reply: coded(C451LocalError, SeNet4Other0, `${LABEL[api]} failed (HTTP ${res.status}), try again later`) });
 }
 
 /** The throttle's error, with when to retry in the text (as accountLimitError does for limits). */
 export function throttled(api: ApiName, waitMs: number, detail: string): RelayError {
   const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-  return new RelayError('API_THROTTLED', detail, { notSent: true, reply: reply(451, `4.7.1 ${LABEL[api]} is throttling the account, try again in ${seconds} s`) });
+  return new RelayError('API_THROTTLED', detail, { notSent: true, reply: coded(C451LocalError, SePol7DeliveryUnauthorized1, `${LABEL[api]} is throttling the account, try again in ${seconds} s`) });
 }
 
 /** A provider's text inside our reply: one line, printable ASCII, bounded. */

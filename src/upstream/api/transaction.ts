@@ -7,7 +7,8 @@ import type { UpstreamReplyObserver } from '../observer.js';
 import type { AccountPauses } from '../../limits/pauses.js';
 import type { Account } from '../../routing/account.js';
 import type { AccessToken, TokenCache } from '../../tokens/token-cache.js';
-import { reply, type Reply } from '../../smtp/reply.js';
+import { C250Completed, SeAddr1DestValid5, SeOther0 } from '../../smtp/codes.js';
+import { coded, type Reply } from '../../smtp/reply.js';
 import { apiFailure, isThrottle, retryAfterMs, throttled } from './failures.js';
 import type { ApiHttp, ApiResponse } from './http.js';
 import type { ApiCalls, ApiSender } from './sender.js';
@@ -66,7 +67,7 @@ export class ApiTransaction {
   async rcpt(to: string): Promise<Reply> {
     if (!this.live) throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: transaction already ended`);
     this.envelope.rcptTo.push(to);
-    return reply(250, '2.1.5 Recipient OK');
+    return coded(C250Completed, SeAddr1DestValid5, 'Recipient OK');
   }
 
   async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
@@ -88,7 +89,7 @@ export class ApiTransaction {
       release();
     }
     this.deps.observe(this.account, 'DATA', 250);
-    return reply(250, `2.0.0 OK, accepted by ${this.sender.api === 'graph' ? 'Microsoft Graph' : 'the Gmail API'}`);
+    return coded(C250Completed, SeOther0, `OK, accepted by ${this.sender.api === 'graph' ? 'Microsoft Graph' : 'the Gmail API'}`);
   }
 
   async abort(): Promise<void> {
