@@ -71,7 +71,7 @@ describe('shared mailboxes and send-as', () => {
     stack.sandbox.state.setSendAs(INFO, BOB, true);
   });
 
-  it('Microsoft Graph: the delegate sends with the shared From; without Send As, Graph’s ErrorSendAsDenied becomes a permanent 554 5.2.252', async () => {
+  it('Microsoft Graph: the delegate sends with the shared From; without Send As, Graph’s ErrorSendAsDenied becomes a permanent 554 5.7.1 SendAsDenied', async () => {
     const ok = await pipelined(stack.port, SALES, 'x@example.net', rawMessage(SALES, ['x@example.net'], 'graph-ok'));
     expect(ok.end).toMatch(/^250 /);
     expect(stack.sandbox.graph.messages.at(-1)).toMatchObject({ authUser: DAN });
@@ -79,7 +79,7 @@ describe('shared mailboxes and send-as', () => {
 
     stack.sandbox.state.setSendAs(SALES, DAN, false);
     const denied = await pipelined(stack.port, SALES, 'y@example.net', rawMessage(SALES, ['y@example.net'], 'graph-denied'));
-    expect(denied.end).toMatch(/^554 5\.2\.252 SendAsDenied: Microsoft Graph refused the From address \(ErrorSendAsDenied\)/);
+    expect(denied.end).toMatch(/^554 5\.7\.1 SendAsDenied: Microsoft Graph refused the From address \(ErrorSendAsDenied\)/);
     stack.sandbox.state.setSendAs(SALES, DAN, true);
   });
 
