@@ -17,6 +17,9 @@ installed libsasl2-modules || missing+=(libsasl2-modules)
 # Redis for the shared store (test/integration/redis-store.test.ts, fleet.test.ts); the tests
 # start their own redis-server on a free port, so the system service is not wanted.
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# Sentinel for the failover test (fleet.test.ts: a primary, a replica and three sentinels, run by
+# the test itself on free ports).
+installed redis-sentinel || missing+=(redis-sentinel)
 # Dovecot's submission service as an independently written XOAUTH2 provider
 # (test/interop/dovecot.test.ts); the test runs its own instance, never the system service.
 installed dovecot-core || missing+=(dovecot-core)
@@ -45,6 +48,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # here uses port 6379, and a test box should not keep a Redis listening.
   if [[ " ${missing[*]} " == *" redis-server "* ]]; then
     $SUDO service redis-server stop >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" redis-sentinel "* ]]; then
+    $SUDO service redis-sentinel stop >/dev/null 2>&1 || true
   fi
   if [[ " ${missing[*]} " == *" dovecot-core "* ]]; then
     $SUDO service dovecot stop >/dev/null 2>&1 || true

@@ -2,6 +2,7 @@
 // listener. `serve`, `demo` and the integration tests all run exactly this. The accounts are
 // relay.yaml's and the store's; reload() re-reads both while the relay runs.
 import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from './config/load.js';
 import { restartNeeded } from './config/reload-diff.js';
@@ -9,7 +10,7 @@ import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
 import { AccountAdmin, type ReloadReport } from './admin/accounts.js';
 import { AccountHealthBoard, isHealthy } from './admin/health.js';
-import { ensureAdminToken } from './admin/admin-token.js';
+import { adminTokenPath, ensureAdminToken } from './admin/admin-token.js';
 import { AdminServer } from './admin/http.js';
 import { InboundServer } from './inbound/server.js';
 import { effectiveLevel } from './obs/logger.js';
@@ -76,6 +77,8 @@ export class RelayApp {
       bearerToken: adminToken,
       storeHealth: () => store.health?.state,
     });
+    // Accounts added, changed or removed through another instance run here within a second or two.
+    store.accountChanges?.onAccountsChanged(() => this.accounts.followStore());
     store.health?.onChange((s) =>
       s.failing
         ? logger.error({ event: 'store_failing', error: s.error }, 'the store refuses writes (disk full?): running from memory, saving again until it works')
@@ -95,6 +98,7 @@ export class RelayApp {
       await store.close();
       throw e;
     }
+    logFiles(opts.logger, config, env);
     const stored = await AccountAdmin.readStore(store, opts.logger);
     const merged = AccountAdmin.merge(config, stored ?? [], opts.logger);
     const app = new RelayApp(config, store, opts.logger, env, stored ?? [], merged, adminToken);
@@ -183,4 +187,19 @@ export class RelayApp {
     })();
     return this.stopping;
   }
+}
+
+/**
+ * Where the relay keeps its files, said once at start: without relay.yaml they go to ./data/,
+ * and an operator must not find a credential somewhere they never chose without having been told.
+ * A Redis URL may carry a password, so the store is named by its key only.
+ */
+function logFiles(logger: Logger, config: Config, env: NodeJS.ProcessEnv): void {
+  const sqlite = 'path' in config.store ? config.store.path : null;
+  const files = {
+    store: sqlite ?? 'Redis (store.url)',
+    key: env.XOAUTH2_RELAY_KEY !== undefined || !sqlite ? 'XOAUTH2_RELAY_KEY' : join(dirname(sqlite), 'relay.key'),
+    admin_token: !config.http.enabled ? 'none (http.enabled: false)' : config.http.bearer_token ? 'http.bearer_token' : adminTokenPath(config),
+  };
+  logger.info({ event: 'files', ...files }, `files: store ${files.store}; encryption key ${files.key}; HTTP API credential ${files.admin_token}`);
 }

@@ -87,8 +87,11 @@ export class AccountAdmin {
   private queue: Promise<unknown> = Promise.resolve();
   /** Whether the store's accounts have been read since start (else they are retried). */
   private storeRead = false;
+  private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly tests = new TestGate();
+  /** A re-read for another instance's change is queued and not started yet: later news joins it. */
+  private followPending = false;
 
   constructor(
     private readonly deps: AccountAdminDeps,
@@ -133,7 +136,27 @@ export class AccountAdmin {
     this.retryTimer.unref();
   }
 
+  /**
+   * Another instance (or the CLI) changed the stored accounts: they are read again and run the
+   * way a reload runs them, with this instance's relay.yaml as last loaded (a reload elsewhere
+   * never applies another host's file). Queued behind any change in progress; news arriving
+   * while a re-read waits joins it.
+   */
+  followStore(): void {
+    if (this.followPending || this.stopped) return;
+    this.followPending = true;
+    this.serial(async () => {
+      this.followPending = false;
+      if (this.stopped) return;
+      const { changes } = await this.apply(this.config);
+      if (changes.added.length || changes.changed.length || changes.removed.length) {
+        this.deps.logger.info({ event: 'accounts_followed', ...changes }, 'stored accounts changed through another instance: running them');
+      }
+    }).catch((e: Error) => this.deps.logger.warn({ event: 'store_error', error: e.message }, 'could not run the stored accounts another instance changed'));
+  }
+
   stop(): void {
+    this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.storeRead = true;

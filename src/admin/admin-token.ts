@@ -3,18 +3,23 @@
 // host, run as the relay's user, reads it. Operators notice nothing; other local users and web
 // pages cannot use the API. Where the file lives:
 //  - SQLite store: beside the store (`<store dir>/admin.token`), with relay.key;
-//  - Redis store (no local data dir): beside relay.yaml, or in the current directory without one.
+//  - Redis store (no local data dir): beside relay.yaml; without one, in ./data/ (where the default
+//    store would be), never loose in the current directory.
+// A file another user owns or can read is refused, not adopted (store/credential-file.ts).
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/schema.js';
+import { assertPrivateCredential } from '../store/credential-file.js';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
+/** The default store's folder (schema.ts store.path), relative to the current directory. */
+const DEFAULT_DATA_DIR = 'data';
 
 export function adminTokenPath(config: Pick<Config, 'store' | 'source'>): string {
   if ('path' in config.store) return join(dirname(config.store.path), ADMIN_TOKEN_FILE);
-  return join(config.source ? dirname(config.source) : process.cwd(), ADMIN_TOKEN_FILE);
+  return config.source ? join(dirname(config.source), ADMIN_TOKEN_FILE) : resolve(DEFAULT_DATA_DIR, ADMIN_TOKEN_FILE);
 }
 
 /** The token in the file, or null when there is none yet. Throws (with the path) when it cannot be read. */
@@ -37,7 +42,7 @@ export function ensureAdminToken(config: Pick<Config, 'store' | 'source' | 'http
   const file = adminTokenPath(config);
   const existing = readAdminToken(file);
   if (existing) {
-    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    assertPrivateCredential(file, 'the HTTP API credential', 'http.bearer_token');
     return existing;
   }
   const token = randomBytes(32).toString('base64url');
@@ -52,7 +57,10 @@ export function ensureAdminToken(config: Pick<Config, 'store' | 'source' | 'http
     }
     // Another instance beside the same config made it first: use that one.
     const theirs = readAdminToken(file);
-    if (theirs) return theirs;
+    if (theirs) {
+      assertPrivateCredential(file, 'the HTTP API credential', 'http.bearer_token');
+      return theirs;
+    }
     // An empty or truncated file (a disk that filled up mid-write): replaced.
     writeFileSync(file, token + '\n', { mode: 0o600 });
     chmodSync(file, 0o600);

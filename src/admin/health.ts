@@ -67,6 +67,8 @@ export interface AccountHealth {
 export function storeProblem(store: Store): string | null {
   const s = store as Store & { connected?: boolean };
   if (s.connected === false) return 'the shared store (Redis) is unreachable';
+  // A shared store that refuses writes cannot count limits either (the embedded one counts in memory).
+  if (!store.localCounting && store.health?.failing) return `the shared store refuses writes (${store.health.state.error ?? 'unknown error'})`;
   return null;
 }
 

@@ -108,10 +108,19 @@ export const accountSchema = z.strictObject({
   password: z.string().min(1).optional(),
   senders: z.array(senderPattern).default([]),
   source_ip: z.ipv4().or(z.ipv6()).nullable().default(null),
-  /** Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google. */
+  /**
+   * Upstream connections of the mailbox for the whole fleet (counted in the shared store).
+   * Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google.
+   */
   max_connections: positiveInt.optional(),
   min_idle: z.number().int().min(0).default(1),
-  messages_per_connection: positiveInt.default(100),
+  /**
+   * Messages after which a connection is retired; 0: no such count. No provider publishes a
+   * per-connection cap (docs/configuration.md cites their limits): connections are retired by
+   * their token's expiry and idle time, and a provider that closes one (421) is answered by the
+   * pool without the MTA noticing.
+   */
+  messages_per_connection: z.number().int().min(0).default(0),
   limits: limitsSchema.optional(),
 }).superRefine(checkCredentialKeys);
 
@@ -247,6 +256,11 @@ export const configSchema = z
         idle_timeout_ms: millis.default(120_000),
         /** How long a message waits for a busy account's connection before 451 4.4.5. */
         acquire_timeout_ms: millis.default(30_000),
+        /**
+         * How long a mailbox's connection slot (max_connections, counted fleet-wide) outlives
+         * the instance holding it if that instance dies; renewed every third of it while held.
+         */
+        slot_ttl_ms: z.number().int().min(1_000).max(300_000).default(20_000),
         ehlo_name: z.string().min(1).optional(),
       })
       .default({
@@ -255,12 +269,22 @@ export const configSchema = z
         data_timeout_ms: 180_000,
         idle_timeout_ms: 120_000,
         acquire_timeout_ms: 30_000,
+        slot_ttl_ms: 20_000,
       }),
     store: z
       .union([
         z.strictObject({ path: z.string().min(1) }),
         z.strictObject({
-          url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+          /**
+           * One Redis (redis://, rediss://) or a Sentinel group:
+           * redis+sentinel://[:password@]host:26379,host:26379/master-name (src/store/redis-target.ts).
+           */
+          url: z
+            .string()
+            .regex(
+              /^(rediss?:\/\/|rediss?\+sentinel:\/\/([^@/]*@)?[^/]+\/[^/?#]+\/?$)/,
+              'must be a redis:// or rediss:// URL, or redis+sentinel://host:port,host:port/master-name',
+            ),
           /** Prepended to every key, so several fleets (or tests) can share one Redis. */
           key_prefix: z.string().min(1).default('xoauth2-relay:'),
         }),

@@ -11,7 +11,8 @@ import type { Metrics } from '../obs/metrics.js';
 import { SentCounts } from '../obs/sent-counts.js';
 import { sameAccount, sameConnections, type Account } from '../routing/account.js';
 import { Router, type SessionIdentity } from '../routing/router.js';
-import type { Store } from '../store/store.js';
+import { LocalConnectionSlots } from '../store/local-slots.js';
+import type { ConnectionSlots, Store } from '../store/store.js';
 import { TokenCache } from '../tokens/token-cache.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { connectorOptions, createConnector, type Connector } from '../upstream/connector.js';
@@ -100,6 +101,8 @@ export class Relay {
   private changing: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private sweeper: NodeJS.Timeout | null = null;
+  /** max_connections counted per mailbox: fleet-wide on a shared store, in this process otherwise. */
+  private readonly slots: ConnectionSlots;
   /** What each account's provider offered on its last connection (EHLO of the relay follows it). */
   private readonly learned = new Map<string, Capabilities>();
 
@@ -134,6 +137,8 @@ export class Relay {
     this.connect = deps.connector ?? createConnector(this.tokens, connectorOptions(config.upstream), deps.logger);
     const metrics = deps.metrics;
     this.onReply = metrics ? (account, command, code) => metrics.countUpstreamReply(account.email, command, code) : () => undefined;
+    this.slots = deps.store.connectionSlots ?? new LocalConnectionSlots();
+    this.slots.onWanted((email) => this.pools.get(email)?.wanted());
     for (const account of accounts) this.pools.set(account.email, this.newPool(account));
   }
 
@@ -163,6 +168,8 @@ export class Relay {
         acquireTimeoutMs: u.acquire_timeout_ms,
         idleTimeoutMs: u.idle_timeout_ms,
         tokenMarginMs: TOKEN_MARGIN_MS,
+        slots: this.slots,
+        slotTtlMs: u.slot_ttl_ms,
       },
       this.deps.logger,
     );

@@ -262,8 +262,15 @@ export class RelayTransaction {
     // DATA's own refusal (instead of 354) or the reply to the end of the message: the provider's answer to DATA.
     this.observe(this.account, 'DATA', reply.code);
     if (isPositive(reply)) lease.uses++;
-    // After its final reply the provider has reset the transaction: the connection is reusable.
-    this.pool.release(lease, reply.code !== 421 && lease.conn.isUsable);
+    if (result.stage === 'command' && reply.code !== 421) {
+      // DATA itself refused: the provider still holds MAIL and the RCPTs (only the end of the
+      // message or RSET ends a transaction), and the next MAIL on this connection would get
+      // "503 nested MAIL". Reset while the MTA already has its answer.
+      void this.resetAndRelease(lease);
+    } else {
+      // After its final reply the provider has reset the transaction: the connection is reusable.
+      this.pool.release(lease, reply.code !== 421 && lease.conn.isUsable);
+    }
     if (!isPositive(reply)) throw new UpstreamReplyError(reply);
     return reply;
   }
@@ -284,6 +291,11 @@ export class RelayTransaction {
         return;
       }
     }
+    await this.resetAndRelease(lease);
+  }
+
+  /** RSET upstream; the connection goes back to the pool only if the provider agreed. */
+  private async resetAndRelease(lease: Lease<UpstreamConnection>): Promise<void> {
     let reusable = false;
     if (lease.conn.isUsable) {
       try {

@@ -362,6 +362,11 @@ export class SandboxSubmissionServer {
   private readonly attempts: AuthAttempt[] = [];
   private readonly connections = new Map<string, ConnectionRecord>();
   private counters = { connectionsOpened: 0, messagesRejected: 0, messagesDropped: 0 };
+  /**
+   * Authenticated connections open now and at most so far, per mailbox: what a provider's
+   * per-mailbox connection cap (Exchange: 3) is judged by, updated at every login and close.
+   */
+  private readonly concurrent = new Map<string, { open: number; peak: number }>();
   private messageSeq = 0;
   private waiters: Array<{
     count: number;
@@ -517,6 +522,7 @@ export class SandboxSubmissionServer {
     this.rules = [];
     this.closeAfter = this.defaultCloseAfter;
     this.counters = { connectionsOpened: 0, messagesRejected: 0, messagesDropped: 0 };
+    for (const c of this.concurrent.values()) c.peak = c.open;
     for (const [id, record] of this.connections) if (record.closedAt) this.connections.delete(id);
     for (const record of this.connections.values()) {
       record.mailCommands = 0;
@@ -525,6 +531,11 @@ export class SandboxSubmissionServer {
   }
 
   // ---- observations --------------------------------------------------------------------------
+
+  /** Per mailbox: authenticated connections open now, and the most open at once since start (or reset). */
+  connectionConcurrency(): Map<string, { open: number; peak: number }> {
+    return new Map([...this.concurrent].map(([email, c]) => [email, { ...c }]));
+  }
 
   /** Accepted messages, oldest first. */
   get messages(): readonly AcceptedMessage[] {
@@ -652,7 +663,13 @@ export class SandboxSubmissionServer {
           : 'ok';
     this.attempts.push({ at: new Date(), connectionId: session.id, user, ok: outcome === 'ok', outcome, secure: session.secure });
     if (outcome === 'ok' && check) {
-      if (record) record.authUser = check.email;
+      if (record && record.authUser === null) {
+        record.authUser = check.email;
+        const c = this.concurrent.get(check.email) ?? { open: 0, peak: 0 };
+        c.open++;
+        c.peak = Math.max(c.peak, c.open);
+        this.concurrent.set(check.email, c);
+      }
       return callback(null, { user: check.email });
     }
     // A shared mailbox is Exchange's: its refusal in Exchange's words, whatever this server's style.
@@ -737,7 +754,10 @@ export class SandboxSubmissionServer {
 
   private onClose(session: SMTPServerSession): void {
     const record = this.connections.get(session.id);
-    if (record) record.closedAt = new Date();
+    if (!record || record.closedAt) return;
+    record.closedAt = new Date();
+    const c = record.authUser ? this.concurrent.get(record.authUser) : undefined;
+    if (c) c.open--;
   }
 
   // ---- command interception ------------------------------------------------------------------

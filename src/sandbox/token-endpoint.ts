@@ -268,9 +268,6 @@ export class SandboxTokenEndpoint {
     // A resource server asking about a token, not a client getting one: no latency, faults or log.
     if (path === INTROSPECTION_PATH) return this.introspect(req, res, body);
 
-    if (this.latencyMs > 0) await this.sleep(this.latencyMs);
-    if (this.stopped) return;
-
     const form = body === null ? null : parseForm(req, body);
     const basic = parseBasicAuth(req.headers.authorization);
     const refreshToken = form?.get('refresh_token') ?? null;
@@ -289,8 +286,11 @@ export class SandboxTokenEndpoint {
       fault: null,
       durationMs: null,
     };
-    // Recorded on arrival, not on answer, so a request held by a stall is already counted.
+    // Recorded on arrival, not on answer (nor after the latency), so a request held by a stall
+    // or given up by the client while it waited is already counted.
     this.state.recordTokenRequest(record);
+    if (this.latencyMs > 0) await this.sleep(this.latencyMs);
+    if (this.stopped) return;
     const kind = owner?.kind ?? pathKind;
     const answer = (status: number, payload: Record<string, unknown> | string): void => {
       record.status = status;

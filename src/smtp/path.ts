@@ -17,6 +17,20 @@ import { coded, type Reply } from './reply.js';
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
 
+// RFC 5321 §4.1.2: a path holds one Mailbox, Local-part "@" (Domain / address-literal). Checked
+// because what else the path holds is read by someone: `<a@x.example,b@y.example>` is one
+// recipient to the relay's limits and two to the Gmail API, which parses it as a list. Unquoted,
+// a local part is atext and dots (no "@", ",", ";", space); the dots are not checked further,
+// as real mailboxes with ".." exist. UTF-8 beyond ASCII is allowed (SMTPUTF8, RFC 6531).
+const DOT_STRING = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\u{80}-\u{10FFFF}]+$/u;
+const QUOTED_STRING = /^"(?:[^"\\]|\\.)*"$/u;
+const DOMAIN = /^[A-Za-z0-9\u{80}-\u{10FFFF}](?:[A-Za-z0-9\u{80}-\u{10FFFF}-]*[A-Za-z0-9\u{80}-\u{10FFFF}])?(?:\.[A-Za-z0-9\u{80}-\u{10FFFF}](?:[A-Za-z0-9\u{80}-\u{10FFFF}-]*[A-Za-z0-9\u{80}-\u{10FFFF}])?)*$/u;
+const ADDRESS_LITERAL = /^\[[^[\]\\]+\]$/u;
+
+function isMailbox(local: string, domain: string): boolean {
+  return (DOT_STRING.test(local) || QUOTED_STRING.test(local)) && (DOMAIN.test(domain) || ADDRESS_LITERAL.test(domain));
+}
+
 export interface Path {
   address: string;
   params: MailParams;
@@ -58,6 +72,7 @@ export function parsePath(arg: string, keyword: 'FROM' | 'TO', maxBytes: number)
     if (keyword === 'TO' && address.toLowerCase() === 'postmaster') {
       // RFC 5321 §4.5.1: the one address without a domain.
     } else if (at <= 0 || at === address.length - 1 || at > MAX_LOCAL) throw syntax(bad, 'address not local@domain');
+    else if (!isMailbox(address.slice(0, at), address.slice(at + 1))) throw syntax(bad, 'not one mailbox (RFC 5321 4.1.2)');
   }
   const rest = arg.slice(i + 1);
   if (rest !== '' && !rest.startsWith(' ')) throw syntax(bad, 'text after the address');

@@ -77,3 +77,39 @@ export const UNLOCK_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+// Connection slots (issue 22): one sorted set per mailbox, member = holder (instance:connection),
+// score = expiry on the server's clock. Expired members are dropped before counting, so the
+// slots of an instance that died free themselves at their expiry.
+const SLOTS_NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+`;
+
+/** KEYS[1]: the mailbox's slots; ARGV: holder, cap, ttlMs. 1 when the holder now has a slot. */
+export const SLOT_TAKE_LUA = `${SLOTS_NOW}
+local ttl = tonumber(ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+return 1
+`;
+
+/**
+ * KEYS[1]: the mailbox's slots; ARGV: cap, ttlMs, holder... Extends each holder's slot, or takes
+ * it again when it lapsed and there is room (a Redis that failed over without it); returns the
+ * holders that could not keep theirs.
+ */
+export const SLOT_RENEW_LUA = `${SLOTS_NOW}
+local cap, ttl, lost = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) or redis.call('ZCARD', KEYS[1]) < cap then
+    redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+return lost
+`;

@@ -2,9 +2,10 @@
 // AES-256-GCM with a random 96-bit nonce per write, and the record's key (the account email)
 // as additional authenticated data so a sealed blob cannot be moved to another account's row.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '../config/errors.js';
+import { assertPrivateCredential } from './credential-file.js';
 
 const VERSION = 1;
 const NONCE_BYTES = 12;
@@ -15,14 +16,14 @@ export class Sealer {
 
   /**
    * Key from XOAUTH2_RELAY_KEY (64 hex digits or base64 of 32 bytes); else from `keyFile`,
-   * generated on first use with mode 0600 so only the relay's user can read it.
+   * generated on first use with mode 0600 so only the relay's user can read it; an existing file
+   * another user owns or can read is refused (assertPrivateCredential).
    */
   static fromEnvOrFile(env: NodeJS.ProcessEnv, keyFile: string): Sealer {
     const fromEnv = env.XOAUTH2_RELAY_KEY;
     if (fromEnv !== undefined) return new Sealer(parseKey(fromEnv, 'XOAUTH2_RELAY_KEY'));
     if (existsSync(keyFile)) {
-      // An operator who loosened the mode by hand gets it tightened back.
-      if ((statSync(keyFile).mode & 0o077) !== 0) chmodSync(keyFile, 0o600);
+      assertPrivateCredential(keyFile, 'the store\'s encryption key', 'XOAUTH2_RELAY_KEY');
       return new Sealer(parseKey(readFileSync(keyFile, 'utf8').trim(), keyFile));
     }
     mkdirSync(dirname(keyFile), { recursive: true });

@@ -85,6 +85,32 @@ export interface FleetCoordination {
   loadRefreshFailure(email: string): Promise<RefreshFailure | null>;
 }
 
+/**
+ * A mailbox's upstream connections counted for the whole fleet (issue 22): an instance takes a
+ * slot before it opens a connection and gives it back when the connection closes. A slot is held
+ * until its expiry; the holder renews it while the connection lives, so the slots of an instance
+ * that dies free themselves within the TTL. `cap` is the account's max_connections, passed on
+ * every call so a changed setting applies at once.
+ */
+export interface ConnectionSlots {
+  /** Whether every instance counts here (Redis) or only this process (the embedded store). */
+  readonly shared: boolean;
+  /** Takes one slot of `email` for `holder` until now + ttlMs; false when `cap` are held. */
+  take(email: string, holder: string, cap: number, ttlMs: number): Promise<boolean>;
+  /** Extends the holders' slots; answers those no longer held (expired and taken by others). */
+  renew(email: string, holders: readonly string[], cap: number, ttlMs: number): Promise<string[]>;
+  give(email: string, holder: string): Promise<void>;
+  /** Tells the other instances that this one waits for a slot of `email` (they close an idle connection). */
+  want(email: string): void;
+  /** Called when another instance waits for a slot of `email`. */
+  onWanted(listener: (email: string) => void): void;
+}
+
+/** Stored accounts changed through another instance (or the CLI): re-read them. */
+export interface AccountChangeFeed {
+  onAccountsChanged(listener: () => void): void;
+}
+
 /** What the token cache needs. */
 export interface TokenStore {
   loadToken(email: string): Promise<TokenRecord | null>;
@@ -111,6 +137,10 @@ export interface Store extends TokenStore {
   release(email: string, charged: readonly Charged[]): Promise<void>;
   /** reserve() and release() answered synchronously, when the counting is this process's own. */
   readonly localCounting?: LocalCounting;
+  /** Upstream connections per mailbox, counted fleet-wide on a shared store (absent: counted in this process). */
+  readonly connectionSlots?: ConnectionSlots;
+  /** Present on a shared store: changes other instances made to the stored accounts. */
+  readonly accountChanges?: AccountChangeFeed;
   savePause(email: string, pause: AccountPause): Promise<void>;
   /** Pauses still in force, by account. */
   loadPauses(): Promise<Map<string, AccountPause>>;

@@ -2,10 +2,11 @@
 // integration tests. The relay is the same RelayApp `serve` runs, built from a config document
 // with the keys an operator writes.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
+import { stringify } from 'yaml';
 import { adminTokenPath, readAdminToken } from '../../src/admin/admin-token.js';
 import { RelayApp } from '../../src/app.js';
 import { buildConfig } from '../../src/config/load.js';
@@ -66,7 +67,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     return { account, password: a.password, senders: a.senders, credentials: a.credentials, extra: a.extra };
   });
   const doc = sandboxRelayConfig(sandbox, relayAccounts, { store: { path: join(dir, 'relay.db') }, ...opts.overrides });
-  const config = buildConfig(doc, null, { env: {} });
+  // The config as the file an operator writes, in the test's own folder: whatever the relay keeps
+  // beside relay.yaml (admin.token with a Redis store) lands there, never in the checkout.
+  const source = join(dir, 'relay.yaml');
+  writeFileSync(source, stringify(doc));
+  const config = buildConfig(doc, source, { env: {} });
   const app = await RelayApp.start(config, { logger: opts.logger ?? silentLogger(), env: opts.env ?? KEY_ENV });
   const stopRelay = () => app.stop();
   return {

@@ -1,7 +1,7 @@
 // Password guessing over AUTH from one address: each failure is answered a little later than the
 // one before (tarpit), then the address is locked out — even the right password gets 421 — until
 // the lockout ends. Other addresses (other loopback addresses here) are neither slowed nor locked.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { line, RawSmtp } from '../helpers/smtp-client.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { sleep } from '../helpers/wait.js';
@@ -99,11 +99,16 @@ describe('AUTH guessing', () => {
 
   it('guessing in parallel gets no more tries: only the allowed number of failures is even checked', async () => {
     const clients = await Promise.all(Array.from({ length: 20 }, () => from('127.0.0.4')));
+    // What a guess costs the attacker is a password compared: counted where the relay compares.
+    const checks = vi.spyOn(stack.app.relay.router, 'authenticate');
     try {
       const replies = await Promise.all(clients.map((c, i) => c.cmd(plain(`parallel-${i}`), 15_000).then(line)));
       expect(replies.filter((r) => r.startsWith('535 '))).toHaveLength(FAILURES);
       expect(replies.filter((r) => r.startsWith('421 4.7.0 '))).toHaveLength(20 - FAILURES);
+      const guessed = checks.mock.calls.filter(([, password]) => password.startsWith('parallel-'));
+      expect(guessed).toHaveLength(FAILURES);
     } finally {
+      checks.mockRestore();
       for (const c of clients) c.close();
     }
   });

@@ -1,6 +1,6 @@
 // The command line as SPEC fixes it: check-config output and exit codes, serve on a config
 // file, serve on built-in defaults, and a clean exit on SIGTERM.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -147,12 +147,26 @@ describe('xoauth2-relay command line', () => {
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
   });
 
-  it('serve without relay.yaml starts on built-in defaults (127.0.0.1:2525) and says how to add an account', async () => {
+  it('serve without relay.yaml starts on built-in defaults (127.0.0.1:2525), says how to add an account, and where its files went', async () => {
     const empty = mkdtempSync(join(dir, 'empty-'));
-    const relay = await startServe([], { cwd: empty, env: KEY_ENV });
+    // No XOAUTH2_RELAY_KEY: the key file is generated too (issue 18 item 1).
+    const relay = await startServe([], { cwd: empty, env: { XOAUTH2_RELAY_KEY: undefined } });
     try {
       expect(relay.port).toBe(2525);
       expect(relay.output()).toContain('no accounts configured');
+      // Nothing loose in the current directory: the store, its key and the API credential are in ./data/ ...
+      expect(readdirSync(empty)).toEqual(['data']);
+      const data = join(empty, 'data');
+      expect(readdirSync(data)).toEqual(expect.arrayContaining(['admin.token', 'relay.db', 'relay.key']));
+      expect(readdirSync(data).filter((f) => !f.startsWith('relay.db'))).toEqual(['admin.token', 'relay.key']);
+      // ... and the start-up log names each one where it is.
+      const files = relay
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"event":"files"'))
+        .map((l) => JSON.parse(l) as Record<string, string>);
+      expect(files).toHaveLength(1);
+      expect(files[0]).toMatchObject({ store: join(data, 'relay.db'), key: join(data, 'relay.key'), admin_token: join(data, 'admin.token') });
     } finally {
       relay.child.kill('SIGINT');
     }

@@ -149,6 +149,136 @@ describe('RedisStore accounts', () => {
   });
 });
 
+describe('RedisStore connection slots (fleet-wide max_connections)', () => {
+  let other: RedisStore;
+  beforeAll(async () => {
+    other = await RedisStore.open({ url: server.url, keyPrefix: PREFIX }, KEY_ENV, silentLogger());
+  });
+  afterAll(async () => {
+    await other?.close();
+  });
+
+  it('two instances share one cap: a slot freed by one is taken by the other; an unrenewed slot lapses at its TTL', async () => {
+    const mbox = 'slots@outlook.test';
+    expect(await store.take(mbox, 'a:1', 3, 10_000)).toBe(true);
+    expect(await other.take(mbox, 'b:1', 3, 10_000)).toBe(true);
+    expect(await other.take(mbox, 'b:2', 3, 400)).toBe(true);
+    expect(await store.take(mbox, 'a:2', 3, 10_000)).toBe(false);
+    // Taking a slot one already holds is a renewal, not a fourth.
+    expect(await other.take(mbox, 'b:1', 3, 10_000)).toBe(true);
+    await store.give(mbox, 'a:1');
+    expect(await store.take(mbox, 'a:2', 3, 10_000)).toBe(true);
+    expect(await store.take(mbox, 'a:3', 3, 10_000)).toBe(false);
+    // b:2 dies with its instance: nobody renews it, and its slot is free after its TTL.
+    await sleep(500);
+    expect(await store.take(mbox, 'a:3', 3, 10_000)).toBe(true);
+    // One sorted set per mailbox, its name carrying the mailbox in a hash tag (one Cluster slot).
+    expect(await raw.zrange(`${PREFIX}conn-slots:{${mbox}}`, '0', '-1')).toEqual(expect.arrayContaining(['a:2', 'a:3', 'b:1']));
+  });
+
+  it('renewal keeps held slots, takes a lapsed one back when there is room, and reports it lost when not', async () => {
+    const mbox = 'renew@outlook.test';
+    expect(await store.take(mbox, 'a:1', 2, 300)).toBe(true);
+    expect(await store.renew(mbox, ['a:1'], 2, 10_000)).toEqual([]);
+    await sleep(400);
+    expect(await store.take(mbox, 'x:1', 2, 300)).toBe(true); // a:1 kept: renewed past 300 ms
+    expect(await store.take(mbox, 'x:2', 2, 10_000)).toBe(false);
+    await sleep(400); // x:1 lapses
+    expect(await store.renew(mbox, ['x:1'], 2, 10_000)).toEqual([]); // room: taken back
+    await store.give(mbox, 'x:1');
+    expect(await other.take(mbox, 'b:1', 2, 10_000)).toBe(true);
+    expect(await store.renew(mbox, ['x:1'], 2, 10_000)).toEqual(['x:1']); // full: lost
+  });
+
+  it('a waiting instance is heard by the others, not by itself', async () => {
+    const heard: string[] = [];
+    const mine: string[] = [];
+    other.onWanted((email) => heard.push(email));
+    store.onWanted((email) => mine.push(email));
+    store.want('busy@outlook.test');
+    await until(() => heard.length > 0, 2_000, 'the want heard');
+    expect(heard).toEqual(['busy@outlook.test']);
+    await sleep(100);
+    expect(mine).toEqual([]);
+  });
+});
+
+describe('RedisStore account changes across instances', () => {
+  it('a change saved through one instance is announced to the others within 2 s (and by the version poll if the message is missed)', async () => {
+    const prefix = 'feed-test:';
+    const a = await RedisStore.open({ url: server.url, keyPrefix: prefix }, KEY_ENV, silentLogger());
+    const b = await RedisStore.open({ url: server.url, keyPrefix: prefix }, KEY_ENV, silentLogger());
+    const c = await RedisStore.open({ url: server.url, keyPrefix: prefix, pollMs: 200 }, KEY_ENV, silentLogger());
+    try {
+      let seenB = 0;
+      let seenA = 0;
+      b.onAccountsChanged(() => seenB++);
+      a.onAccountsChanged(() => seenA++);
+      await sleep(300); // b's subscription and first poll
+      const started = Date.now();
+      await a.saveAccount(GMAIL);
+      await until(() => seenB > 0, 2_000, 'b told of the change');
+      expect(Date.now() - started).toBeLessThan(2_000);
+      await a.deleteAccount(GMAIL.email);
+      await until(() => seenB > 1, 2_000, 'b told of the removal');
+      await sleep(1_200); // a's own poll must not take its own change for news
+      expect(seenA).toBe(0);
+      // A message nobody hears (as while a subscriber reconnects): the version poll still tells c.
+      let seenC = 0;
+      c.onAccountsChanged(() => seenC++);
+      await sleep(300);
+      await raw.incr(`${prefix}accounts-version`);
+      await until(() => seenC > 0, 2_000, 'c saw the version move');
+    } finally {
+      await Promise.all([a.close(), b.close(), c.close()]);
+    }
+  });
+});
+
+describe('RedisStore write health', () => {
+  it('writes refused (min-replicas-to-write with no replica): /readyz 503, the metric, the status; then recovery', async () => {
+    const stack = await startStack({
+      accounts: [{ email: 'health@gmail.test', kind: 'google', senders: ['health@gmail.test'], extra: { limits: { ...NO_LIMITS, messages_per_day: 100 } } }],
+      overrides: { store: { url: server.url, key_prefix: 'health-test:' }, http: { host: '127.0.0.1', port: 0 } },
+    });
+    const get = async (path: string) => {
+      const res = await fetch(`http://127.0.0.1:${stack.app.adminPort}${path}`, { headers: stack.adminAuth() });
+      return { status: res.status, text: await res.text() };
+    };
+    try {
+      expect((await get('/readyz')).status).toBe(200);
+      expect((await get('/metrics')).text).toMatch(/^xoauth2_relay_store_failing 0$/m);
+      await raw.config('SET', 'min-replicas-to-write', '1');
+      // A message with a counted limit writes at MAIL: refused as a 4xx, nothing sent.
+      const { client } = await RawSmtp.connect(stack.port);
+      await client.cmd('EHLO mta.test');
+      expect(line(await client.cmd('MAIL FROM:<health@gmail.test>'))).toMatch(/^451 4\.3\.0 /);
+      client.close();
+      const down = await get('/readyz');
+      expect(down.status).toBe(503);
+      expect(down.text).toMatch(/NOREPLICAS/);
+      expect((await get('/metrics')).text).toMatch(/^xoauth2_relay_store_failing 1$/m);
+      expect(JSON.parse((await get('/api/status')).text).store.failing).toBe(true);
+      // The status page shows it, and the account with a counted limit as unable to send.
+      const page = JSON.parse((await get('/status.json')).text) as { readiness: { store_problem: string | null; unable: Array<{ email: string; state: string }> } };
+      expect(page.readiness.store_problem).toMatch(/^the shared store refuses writes \(.*NOREPLICAS/);
+      expect(page.readiness.unable).toEqual([expect.objectContaining({ email: 'health@gmail.test', state: 'store_failing' })]);
+      await raw.config('SET', 'min-replicas-to-write', '0');
+      // No message needed: the store's probe write sees writes work again.
+      const deadline = Date.now() + 5_000;
+      while ((await get('/readyz')).status !== 200) {
+        if (Date.now() > deadline) throw new Error('not ready again within 5 s of writes working');
+        await sleep(100);
+      }
+      expect((await get('/metrics')).text).toMatch(/^xoauth2_relay_store_failing 0$/m);
+      expect(await sendOnce(stack.port, 'health@gmail.test', ['r@example.net'], rawMessage('health@gmail.test', ['r@example.net'], 'health'))).toMatch(/^250 /);
+    } finally {
+      await raw.config('SET', 'min-replicas-to-write', '0');
+      await stack.stop();
+    }
+  });
+});
+
 describe('a relay whose Redis is unreachable from the start', () => {
   it('starts anyway; limited accounts get 451 4.3.0 at MAIL, unlimited ones keep sending', async () => {
     const stack = await startStack({

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_LIMITS } from '../../src/config/account-limits.js';
 import type { Reply } from '../../src/smtp/reply.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { refusalCounts, refusedLines } from '../helpers/refusal-log.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';
 
@@ -14,13 +15,6 @@ const A = 'a@gmail.test';
 const B = 'b@gmail.test';
 const PASSWORD = 'pw-a-0123456789';
 
-interface Refused {
-  stage: string;
-  code: number;
-  reason: string;
-  account?: string;
-  reply: string;
-}
 
 describe('every refusal is logged and counted once', () => {
   let stack: Stack;
@@ -34,12 +28,7 @@ describe('every refusal is logged and counted once', () => {
     return r;
   }
 
-  async function refusalsMetric(): Promise<Map<string, number>> {
-    const text = await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/metrics`)).text();
-    const out = new Map<string, number>();
-    for (const m of text.matchAll(/^xoauth2_relay_refusals_total\{([^}]*)\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
-    return out;
-  }
+  const refusalsMetric = () => refusalCounts(stack.app.adminPort);
 
   beforeAll(async () => {
     stack = await startStack({
@@ -96,7 +85,7 @@ describe('every refusal is logged and counted once', () => {
     expect(refusedReplies).toHaveLength(7);
     // The log: one `refused` line per such reply, in order, with what it was.
     await new Promise((r) => setTimeout(r, 50));
-    const lines = log.lines.map((l) => JSON.parse(l) as Refused & { event?: string }).filter((l) => l.event === 'refused');
+    const lines = refusedLines(log);
     expect(lines.map((l) => l.code)).toEqual(refusedReplies.map((r) => r.code));
     expect(lines.map((l) => [l.stage, l.reason, l.account ?? null])).toEqual([
       ['mail', 'auth_required', null],

@@ -1,7 +1,7 @@
 // A lost relay.key (issue 10 item 4) and a second relay on the same SQLite store (issue 11
 // item 5), through the real command line: each is refused at start with exit 2 and a message
 // that says what to do, before a single token is fetched; and the store's files are 0600.
-import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +47,22 @@ describe('the store at start', () => {
     } finally {
       first.child.kill('SIGTERM');
       expect(await first.exited).toBe(0);
+    }
+  }, 90_000);
+
+  it('an admin.token other users can read (a copied or committed one): exit 2, why and chmod 600; not adopted, not changed', async () => {
+    const token = join(dir, 'data', 'admin.token');
+    chmodSync(token, 0o644);
+    try {
+      const grants = sandbox.state.tokenRequests(EMAIL);
+      const r = await runCliAsync(['serve', '--config', file], { env: { XOAUTH2_RELAY_KEY: undefined }, timeoutMs: 60_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr + r.stdout).toContain(`${token} (the HTTP API credential) has mode 0644: other users can read it`);
+      expect(r.stderr + r.stdout).toContain(`chmod 600 ${token}`);
+      expect(statSync(token).mode & 0o777).toBe(0o644);
+      expect(sandbox.state.tokenRequests(EMAIL)).toBe(grants);
+    } finally {
+      chmodSync(token, 0o600);
     }
   }, 90_000);
 

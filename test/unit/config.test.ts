@@ -184,11 +184,11 @@ describe('defaults', () => {
     expect(loadConfigFile(file).store).toEqual({ path: abs });
   });
 
-  it('account defaults: max_connections 5, min_idle 1, messages_per_connection 100, no senders, no source_ip', () => {
+  it('account defaults: max_connections 5, min_idle 1, messages_per_connection 0 (no count), no senders, no source_ip', () => {
     const a = build({ accounts: [account()] }).accounts[0]!;
     expect(a.max_connections).toBe(5);
     expect(a.min_idle).toBe(1);
-    expect(a.messages_per_connection).toBe(100);
+    expect(a.messages_per_connection).toBe(0);
     expect(a.senders).toEqual([]);
     expect(a.source_ip).toBeNull();
   });

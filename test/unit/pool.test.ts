@@ -4,6 +4,8 @@ import { RelayError } from '../../src/errors/registry.js';
 import { reply, enhancedCode, type Reply } from '../../src/smtp/reply.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { rejection } from '../helpers/thrown.js';
+import { LocalConnectionSlots } from '../../src/store/local-slots.js';
+import type { ConnectionSlots } from '../../src/store/store.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Lets queued microtasks and zero-delay timers run. */
@@ -433,5 +435,72 @@ describe('AccountPool', () => {
     await sleep(5);
     expect(h.pool.stats.idle).toBe(1);
     expect(h.conns).toHaveLength(2);
+  });
+});
+
+describe('AccountPool: max_connections shared by several instances (connection slots)', () => {
+  /**
+   * Two pools of one mailbox, as on two instances: one slot count between them, and a pool that
+   * waits reaches the other (as the Redis store's channel does).
+   */
+  function pair(cap: number, acquireTimeoutMs = DEFAULTS.acquireTimeoutMs) {
+    let live = 0;
+    let maxLive = 0;
+    let opened = 0;
+    const pools2: AccountPool<FakeConn>[] = [];
+    const counted = new LocalConnectionSlots();
+    const make = (): AccountPool<FakeConn> => {
+      const slots: ConnectionSlots = {
+        shared: true,
+        take: (email, holder, c, ttl) => counted.take(email, holder, c, ttl),
+        renew: (email, holders, c, ttl) => counted.renew(email, holders, c, ttl),
+        give: (email, holder) => counted.give(email, holder),
+        want: () => {
+          for (const p of pools2) if (p !== pool) p.wanted();
+        },
+        onWanted: () => undefined,
+      };
+      const open = async () => {
+        live++;
+        maxLive = Math.max(maxLive, live);
+        await Promise.resolve();
+        return { conn: new FakeConn(++opened, () => live--), tokenExpiresAt: Date.now() + 3_600_000 };
+      };
+      const pool: AccountPool<FakeConn> = new AccountPool<FakeConn>('m@outlook.test', open, { ...DEFAULTS, maxConnections: cap, acquireTimeoutMs, slots }, silentLogger());
+      pools2.push(pool);
+      pools.push(pool);
+      return pool;
+    };
+    return { a: make(), b: make(), live: () => live, maxLive: () => maxLive };
+  }
+
+  it('a pool waits while the other holds every slot; the other gives an idle one back when asked; the cap holds throughout', async () => {
+    const { a, b, maxLive, live } = pair(2);
+    const [x, y] = [await a.acquire(), await a.acquire()];
+    finish(a, x);
+    finish(a, y);
+    expect(a.stats).toMatchObject({ idle: 2 });
+    const started = Date.now();
+    const lease = await b.acquire();
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(a.stats.idle).toBe(1);
+    expect(live()).toBe(2);
+    // While b waits, a connection a finishes with goes back instead of idling there.
+    const z = a.ready()!;
+    const second = b.acquire();
+    finish(a, z);
+    finish(b, await second);
+    finish(b, lease);
+    expect(a.stats).toMatchObject({ idle: 0, busy: 0 });
+    expect(maxLive()).toBe(2);
+  });
+
+  it('no slot free within acquire_timeout_ms: POOL_BUSY, never a connection over the cap', async () => {
+    const { a, b, maxLive } = pair(1, 300);
+    const held = await a.acquire();
+    const busy = await rejection(b.acquire());
+    expect(busy.code).toBe('POOL_BUSY');
+    finish(a, held);
+    expect(maxLive()).toBe(1);
   });
 });

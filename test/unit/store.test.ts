@@ -85,12 +85,14 @@ describe('SqliteStore', () => {
     expect(await reopened.loadToken(EMAIL)).toEqual(RECORD);
   });
 
-  it('a key file whose mode was loosened is tightened back to 0600', async () => {
+  it('a key file whose mode was loosened is refused, not adopted: the error says chmod 600', async () => {
     const keyFile = join(dir, 'data', 'relay.key');
     await openStore({}).close();
     chmodSync(keyFile, 0o644);
-    openStore({});
-    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(() => openStore({})).toThrow(ConfigError);
+    expect(() => openStore({})).toThrow(/relay\.key \(the store's encryption key\) has mode 0644: other users can read it.*chmod 600 /);
+    // Left as found: the operator decides whether the key may have been copied.
+    expect(statSync(keyFile).mode & 0o777).toBe(0o644);
   });
 
   it('with XOAUTH2_RELAY_KEY (64 hex digits) no key file is created and the same key reads the record back', async () => {
