@@ -37,6 +37,9 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # HAProxy in mode tcp with send-proxy / send-proxy-v2 in front of the relay's PROXY protocol
 # listener (test/integration/proxy-protocol.test.ts); the test runs its own, never the service.
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# systemd-analyze verifies the installed unit (test/integration/system-install.test.ts); the
+# package's units (sysinit.target, ...) are what verify resolves the unit's dependencies against.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update

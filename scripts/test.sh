@@ -4,5 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
-npm ci
+# npm ci rebuilds the SQLite addon (minutes). npm itself records what it installed in
+# node_modules/.package-lock.json; when that matches package-lock.json's packages, node_modules is
+# what `npm ci` would make it, and it is not run again (README's first command was `npm ci`).
+if node scripts/node-modules-current.cjs; then
+  echo "node_modules matches package-lock.json: npm ci skipped"
+else
+  npm ci
+fi
 npm test

@@ -55,10 +55,25 @@ function authAdvice(e: UpstreamAuthError, a: Account): string {
   const belongsElsewhere =
     `The token belongs to another account: the refresh token was granted to a different mailbox than ${a.email}, and the provider checks that the XOAUTH2 user= (always the account's email) owns the token. ${consentAgain(a)}`;
   if (a.provider.kind === 'microsoft') {
-    // 535 5.7.3: Exchange says no more than "Authentication unsuccessful" for both causes.
-    return `Exchange refused a token its own endpoint had just issued (${formatReply(reply)}). Either SMTP AUTH is disabled for the mailbox or the tenant (Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false; Set-TransportConfig -SmtpClientAuthenticationDisabled $false), or the token belongs to another account. ${belongsElsewhere}`;
+    // 535 5.7.3: Exchange says no more than "Authentication unsuccessful" for all three causes.
+    return `Exchange refused a token its own endpoint had just issued (${formatReply(reply)}). Either SMTP AUTH is disabled for the mailbox or the tenant (Set-CASMailbox -Identity ${a.email} -SmtpClientAuthenticationDisabled $false; Set-TransportConfig -SmtpClientAuthenticationDisabled $false), or ${a.email} is a shared mailbox, or the token belongs to another account. ${SHARED_MAILBOX} ${belongsElsewhere}`;
   }
   return `Gmail refused a token Google had just issued (${formatReply(reply)}). ${belongsElsewhere} (Less often: the grant lacks the scope https://mail.google.com/.)`;
+}
+
+const SHARED_MAILBOX =
+  'A shared mailbox cannot log in: make the account the licensed user who has Send As on it (its email, its own consent) and list the shared address in its senders (docs/operations.md, "Shared mailboxes and send-as").';
+
+const SEND_AS =
+  'Log in as the delegate and grant it Send As on that address: Add-RecipientPermission -Identity SHARED -Trustee ACCOUNT -AccessRights SendAs (Exchange admin; it takes effect within an hour), or send with the account\'s own address. A shared mailbox never logs in itself (docs/operations.md, "Shared mailboxes and send-as").';
+
+/**
+ * What to do about a reply the provider gave to a message, when the operator can fix its cause:
+ * for the status page's recent refusals. Null when the reply is the recipient's business.
+ */
+export function refusalAdvice(reply: string): string | null {
+  if (/\b5\.2\.252\b|SendAsDenied/i.test(reply)) return SEND_AS;
+  return null;
 }
 
 const SWITCH_TO_GRAPH =

@@ -94,9 +94,17 @@ interface Finding {
 }
 
 export class AccountHealthBoard {
+  /**
+   * When the board first saw an account's current error, for findings whose source keeps no
+   * time (a pause read from the store, a limit, the store's outage): an error is never shown
+   * without a time beside it.
+   */
+  private readonly firstSeen = new Map<string, { key: string; at: number }>();
+
   constructor(
     private readonly relay: Relay,
     private readonly store: Store,
+    private readonly now: () => number = Date.now,
   ) {}
 
   of(account: Account): AccountHealth {
@@ -105,8 +113,20 @@ export class AccountHealthBoard {
     const top = findings.length < 2 ? findings[0] : findings.sort((a, b) => RANK[a.state] - RANK[b.state])[0];
     // A cold account sends: its message fetches the token (src/relay/warmth.ts).
     const canSend = (hasToken || top?.state === 'cold') && !findings.some((f) => f.blocks);
+    if (!top?.error) this.firstSeen.delete(account.email);
     if (!top) return { state: hasToken ? 'ok' : 'starting', can_send: canSend, error: null, error_at: null, advice: null, until: null };
-    return { state: top.state, can_send: canSend, error: top.error, error_at: top.errorAt ?? null, advice: top.advice ?? null, until: top.until ?? null };
+    return { state: top.state, can_send: canSend, error: top.error, error_at: this.errorTime(account.email, top), advice: top.advice ?? null, until: top.until ?? null };
+  }
+
+  private errorTime(email: string, f: Finding): number | null {
+    if (!f.error) return null;
+    if (f.errorAt != null) return f.errorAt;
+    const key = `${f.state}\0${f.error}`;
+    const seen = this.firstSeen.get(email);
+    if (seen?.key === key) return seen.at;
+    const at = this.now();
+    this.firstSeen.set(email, { key, at });
+    return at;
   }
 
   all(): Array<{ email: string; health: AccountHealth }> {
@@ -120,7 +140,7 @@ export class AccountHealthBoard {
     if (token?.lastFailure) {
       const state = CONSENT_STATES[token.lastFailure.kind] ?? 'token_endpoint_failing';
       // A token still cached keeps serving until it expires: tokens.current() decides sending.
-      out.push({ state, error: token.lastError, advice: adviceFor('token', token.lastFailure, account), blocks: false });
+      out.push({ state, error: token.lastError, errorAt: token.lastErrorAt, advice: adviceFor('token', token.lastFailure, account), blocks: false });
     } else if (!token || token.health === 'pending') {
       if (!tokens.current(account.email)) {
         out.push(this.relay.warmth.isWarm(account.email) ? { state: 'starting', error: null, blocks: true } : { state: 'cold', error: null, blocks: false });

@@ -102,7 +102,7 @@ function refusalRow(r) {
     cell('stage', r.stage),
     cell('account', r.account || '\\u2014', ...(r.mail_from ? [el('div', 'MAIL FROM ' + r.mail_from, 'small')] : []), ...(r.client ? [el('div', 'client ' + r.client, 'small')] : [])),
     cell('reason', r.reason),
-    cell('reply', el('div', r.reply, 'mono')),
+    cell('reply', el('div', r.reply, 'mono'), ...(r.advice ? [el('div', r.advice, 'small')] : [])),
   );
   return tr;
 }

@@ -10,6 +10,7 @@
 import type { Metrics, Totals } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
 import { VERSION } from '../obs/version.js';
+import { refusalAdvice } from './advice.js';
 import type { Relay } from '../relay/relay.js';
 import type { Account } from '../routing/account.js';
 import type { AccountAdmin } from './accounts.js';
@@ -80,7 +81,7 @@ export interface StatusSnapshot {
   readiness: Readiness;
   accounts: AccountStatus[];
   /** Newest first. */
-  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; client: string | null; reply: string }>;
+  recent_refusals: Array<{ at: string; stage: string; code: number; reason: string; account: string | null; mail_from: string | null; client: string | null; reply: string; advice: string | null }>;
 }
 
 const RECENT_REFUSALS = 20;
@@ -166,6 +167,7 @@ export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', p
       mail_from: r.mailFrom,
       client: r.client,
       reply: r.reply,
+      advice: refusalAdvice(r.reply),
     })),
   };
 }

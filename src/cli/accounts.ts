@@ -289,8 +289,18 @@ function describeReload(r: ReloadReport): string {
 
 /** POST /api/reload; exit 2 when the relay refuses the new config (it keeps the running one). */
 export async function reloadCommand(opts: ConfigOption, io: CliIo = processIo): Promise<number> {
-  // The relay re-reads the file itself, with its own environment.
-  const api = relayApi(relayConfig(opts));
+  // The relay re-reads the file itself, with its own environment. This command reads it only to
+  // find the relay's HTTP port; when it cannot, the relay was not asked and keeps running as it is.
+  let config: Config;
+  try {
+    config = relayConfig(opts);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    io.info(`xoauth2-relay: ${e.message}`);
+    io.info('xoauth2-relay: the running relay was not asked to reload (this command could not read the file to find it); it keeps its current config. Fix the file and run reload again.');
+    return 2;
+  }
+  const api = relayApi(config);
   const reply = await callRelay(api, 'POST', '/api/reload');
   if (!reply) {
     throw new Error(

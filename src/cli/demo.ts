@@ -118,8 +118,8 @@ export async function demoCommand(): Promise<number> {
       ...sandbox.graph.messages.map((m) => ({ ...m, upstream: 'Graph' })),
       ...sandbox.gmail.messages.map((m) => ({ ...m, upstream: 'Gmail API' })),
     ];
-    out('| # | via | MAIL FROM | RCPT (refused) | ms | relay reply | upstream | sent as | bytes identical |');
-    out('| - | --- | --------- | -------------- | -- | ----------- | -------- | ------- | --------------- |');
+    out('| # | via | MAIL FROM | RCPT accepted/sent (refused) | ms | relay reply | upstream | sent as | bytes identical |');
+    out('| - | --- | --------- | ---------------------------- | -- | ----------- | -------- | ------- | --------------- |');
     let ok = true;
     sent.forEach((s, i) => {
       const got = arrived.find((m) => m.sha256 === s.sha256);

@@ -17,6 +17,7 @@ import {
 } from './accounts.js';
 import { authGoogleCommand, authMicrosoftCommand, type AuthGoogleOptions, type AuthMicrosoftOptions } from './auth.js';
 import { checkConfigCommand } from './check-config.js';
+import type { SandboxOptions } from './sandbox.js';
 import { serveCommand } from './serve.js';
 
 export const EXIT_OK = 0;
@@ -56,6 +57,19 @@ program
   .action(() =>
     import('./demo.js')
       .then(({ demoCommand }) => demoCommand())
+      .then((code) => process.exit(code), fail),
+  );
+
+program
+  .command('sandbox')
+  .description('run the sandbox provider in the foreground and write a relay.yaml pointed at it, to try serve, accounts and an MTA without real mailboxes')
+  .option('--dir <folder>', 'where relay.yaml and the store go', 'xoauth2-relay-sandbox')
+  .option('--listen-port <port>', "the relay's SMTP port in the written relay.yaml", '2525')
+  .option('--http-port <port>', "the relay's HTTP port (status page, API) in the written relay.yaml", '9090')
+  .option('--token-latency <ms>', 'delay every token request, as the real endpoints do (~300)', '0')
+  .action((opts: SandboxOptions) =>
+    import('./sandbox.js')
+      .then(({ sandboxCommand }) => sandboxCommand(opts))
       .then((code) => process.exit(code), fail),
   );
 

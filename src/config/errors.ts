@@ -2,9 +2,12 @@
 export interface ConfigProblem {
   reason: string;
   path: string | null;
+  /** The line of relay.yaml the path is written on, when it came from a file. */
+  line?: number;
 }
 
-const describe = (p: ConfigProblem) => (p.path ? `at ${p.path}: ${p.reason}` : p.reason);
+const where = (p: ConfigProblem) => `${p.path}${p.line ? ` (line ${p.line})` : ''}`;
+const describe = (p: ConfigProblem) => (p.path ? `at ${where(p)}: ${p.reason}` : p.reason);
 
 
 /**
@@ -26,7 +29,7 @@ export class ConfigError extends Error {
       problems && problems.length > 1
         ? `${problems.length} config errors:\n  ${problems.map(describe).join('\n  ')}`
         : path
-          ? `config error at ${path}: ${reason}`
+          ? `config error at ${where(problems?.[0] ?? { reason, path })}: ${reason}`
           : `config error: ${reason}`,
     );
     this.name = 'ConfigError';
@@ -35,7 +38,7 @@ export class ConfigError extends Error {
 
   /** One error for every problem; with one, the same as `new ConfigError(reason, path)`. */
   static of(problems: readonly ConfigProblem[]): ConfigError {
-    if (problems.length === 1) return new ConfigError(problems[0]!.reason, problems[0]!.path);
+    if (problems.length === 1) return new ConfigError(problems[0]!.reason, problems[0]!.path, problems);
     // Callers that show `${path}: ${reason}` on one line get the first key, then the others named.
     const [first, ...rest] = problems;
     const reason = [first!.reason, ...rest.map((p) => (p.path ? `${p.path}: ${p.reason}` : p.reason))].join('; ');

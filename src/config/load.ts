@@ -1,16 +1,17 @@
 // Reading relay.yaml: YAML → ${ENV} expansion → schema validation → provider resolution and
 // checks that need the host (files readable, source_ip present). Every failure is a ConfigError
 // naming the key path, so `serve` and `check-config` can exit 2 with a message an operator can act on.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { BlockList, isIPv6 } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, userInfo } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { isLoopbackHost } from './networks.js';
-import { ConfigError, ConfigProblems } from './errors.js';
+import { ConfigError, ConfigProblems, type ConfigProblem } from './errors.js';
+import { knownKeys, suggestKey } from './key-hints.js';
+import { readYamlSource } from './yaml-source.js';
 import { API_UPSTREAM_KIND, MULTI_TENANT_NAMES, PROVIDER_DEFAULTS, isProviderKind, withTenant } from './providers.js';
 import { GENERIC_MAX_CONNECTIONS, NO_LIMITS, PROVIDER_LIMITS, PROVIDER_MAX_CONNECTIONS } from './account-limits.js';
 import { accountSchema, configSchema, type AccountConfig, type Config, type ProviderConfig, type RawConfig, type ResolvedAccountConfig } from './schema.js';
@@ -53,18 +54,25 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
-/** Every issue zod found, each with its key path (an unknown key names the key itself). */
-function issuesOf(error: z.ZodError, problems: ConfigProblems): void {
+/**
+ * Every issue zod found, each with its key path (an unknown key names the key itself, with the
+ * known key it is probably a typo of).
+ */
+function issuesOf(error: z.ZodError, schema: z.ZodType, problems: ConfigProblems): void {
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) problems.add('unknown key', formatPath([...issue.path, key]));
+      const known = knownKeys(schema, issue.path);
+      for (const key of issue.keys) {
+        const near = suggestKey(key, known);
+        problems.add(near ? `unknown key (did you mean ${near}?)` : 'unknown key', formatPath([...issue.path, key]));
+      }
     } else problems.add(issue.message, formatPath(issue.path));
   }
 }
 
 function describeIssues(error: z.ZodError): ConfigError {
   const problems = new ConfigProblems();
-  issuesOf(error, problems);
+  issuesOf(error, accountSchema, problems);
   return ConfigError.of(problems.list);
 }
 
@@ -92,59 +100,64 @@ export interface LoadOptions {
   withoutAccounts?: boolean;
 }
 
-/** Validates an already-parsed document; `file` anchors relative paths (null: the current directory). */
-export function buildConfig(doc: unknown, file: string | null, opts: LoadOptions = {}): Config {
+/**
+ * Validates an already-parsed document; `file` anchors relative paths (null: the current
+ * directory). `earlier`: what reading the file found (syntax errors), reported with the rest.
+ */
+export function buildConfig(doc: unknown, file: string | null, opts: LoadOptions = {}, earlier: readonly ConfigProblem[] = []): Config {
   const env = opts.env ?? process.env;
   const problems = new ConfigProblems();
+  problems.list.push(...earlier);
   const source = opts.withoutAccounts && doc && typeof doc === 'object' ? { ...doc, accounts: [] } : doc;
   const expanded = expandEnv(source ?? {}, env, [], problems);
   const parsed = configSchema.safeParse(expanded);
-  if (!parsed.success) issuesOf(parsed.error, problems);
+  if (!parsed.success) issuesOf(parsed.error, configSchema, problems);
   // Checks against the host need a valid document; what is wrong so far is all reported now.
   problems.throwIfAny();
   return resolveConfig(parsed.data!, file, opts.checkHost ?? true);
 }
 
+/**
+ * Syntax errors do not hide the rest: the parser's best-effort document is still checked against
+ * the schema, and every problem with a key path gets the line it is written on.
+ */
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
   const abs = resolve(file);
-  if (!existsSync(abs)) throw new ConfigError(`file ${abs} does not exist`);
-  return buildConfig(parseYaml(readable(abs, abs).toString('utf8'), abs), abs, opts);
+  const yaml = readYamlSource(readConfigFile(abs).toString('utf8'), abs);
+  try {
+    return buildConfig(yaml.data, abs, opts, yaml.problems);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw ConfigError.of(e.problems.map((p) => (p.path && p.line === undefined ? { ...p, line: yaml.lineOf(p.path) } : p)));
+  }
+}
+
+/** Who this process runs as, for "permission denied as user X" (a uid without a passwd entry has no name). */
+function runningAs(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}`;
+  }
 }
 
 /**
- * YAML → plain data. Every syntax error is a ConfigError with its line and column. Only the
- * parser's first line is kept: the rest quotes the file, secrets included.
+ * A folder the service user may not enter makes the file look absent to a plain existence test;
+ * under systemd that reads "does not exist" about a file that is there. The two are told apart.
  */
-export function parseYaml(text: string, name: string): unknown {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
-  const at = (offset: number) => {
-    const { line, col } = lines.linePos(offset);
-    return `${name}, line ${line}, column ${col}`;
-  };
-  const problems = new ConfigProblems();
-  for (const e of doc.errors) problems.add(e.message.split('\n')[0]!, at(e.pos[0]));
-  unresolvedAliases(doc, at, problems);
-  problems.throwIfAny();
-  return doc.toJS();
+function readConfigFile(abs: string): Buffer {
+  try {
+    statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ConfigError(`file ${abs} does not exist`);
+    if (code === 'EACCES') throw permissionDenied(abs);
+  }
+  return readable(abs, abs);
 }
 
-/**
- * `- *@example.com` is YAML for "the node anchored &@example.com", not a sender pattern: the
- * parser accepts it and fails only when building the data, without a position. Found here
- * first, with the fix.
- */
-function unresolvedAliases(doc: Document, at: (offset: number) => string, problems: ConfigProblems): void {
-  visit(doc, {
-    Alias(_, node) {
-      if (node.resolve(doc)) return;
-      problems.add(
-        `*${node.source} is read as a YAML alias to an anchor that does not exist; a value that starts with * must be quoted: "*${node.source}"`,
-        at(node.range?.[0] ?? 0),
-      );
-    },
-  });
-}
+const permissionDenied = (path: string) =>
+  new ConfigError(`cannot read ${path} (permission denied) as user ${runningAs()}: check the owner and mode of the file and of each folder above it`);
 
 /**
  * `--config FILE` if given (it must exist); else ./relay.yaml if present; else the built-in
@@ -191,7 +204,9 @@ function readable(path: string, at: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new ConfigError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, at);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') throw new ConfigError(permissionDenied(path).reason, at === path ? null : at);
+    throw new ConfigError(`cannot read ${path}: ${code ?? 'error'}`, at);
   }
 }
 

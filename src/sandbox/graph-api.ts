@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { fakeAddresses, MalformedHeader, withoutBcc, type FakeAddress } from './header-reader.js';
-import type { AcceptedMessage } from './submission-server.js';
+import { headerFrom, type AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
 import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE } from '../config/providers.js';
@@ -195,6 +195,11 @@ export class FakeGraphApi extends FakeApiServer {
       case 'send': {
         const recipients = [...new Set([...draft.to, ...draft.cc, ...draft.bcc].map((a) => a.address))];
         if (!recipients.length) throw new HttpError(400, graphError('ErrorInvalidRecipients', 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.'));
+        // Exchange's Send As check, made when the message is submitted (SandboxState.maySendAs).
+        const from = headerFrom(draft.mime);
+        if (from && !this.state.maySendAs(mailbox, from)) {
+          throw new HttpError(403, graphError('ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.'));
+        }
         if (draft.sending) return { status: 202 };
         const done = () => {
           this.drafts.delete(id);

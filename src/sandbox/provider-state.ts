@@ -170,6 +170,8 @@ export class SandboxState {
   private lifetimeSec: number;
   private readonly rotation: Record<ProviderKind, boolean>;
   private readonly accounts = new Map<string, AccountRecord>();
+  /** Shared mailbox → the users with Send As on it. */
+  private readonly shared = new Map<string, Set<string>>();
   /** Every refresh token ever issued, current or rotated away, to the account it belonged to. */
   private readonly refreshTokenOwners = new Map<string, string>();
   private readonly accessTokens = new Map<string, AccessTokenRecord>();
@@ -237,6 +239,38 @@ export class SandboxState {
   /** Undoes revokeGrant (as if the user consented again and kept the same refresh token). */
   restoreGrant(email: string): void {
     this.account(email).grantRevoked = false;
+  }
+
+  // ---- shared mailboxes (Exchange Online) ----------------------------------------------
+
+  /**
+   * A shared mailbox: it has no licence and no sign-in of its own, so it cannot be the XOAUTH2
+   * identity (535 5.7.3); a licensed user granted Send As on it logs in as themself and sends
+   * with it as From, else Exchange refuses the message at the end of DATA (554 5.2.252).
+   */
+  addSharedMailbox(address: string, sendAs: readonly string[] = []): void {
+    this.shared.set(normaliseEmail(address), new Set(sendAs.map(normaliseEmail)));
+  }
+
+  /** Grants (or, with `granted` false, removes) `delegate`'s Send As on a shared mailbox. */
+  setSendAs(shared: string, delegate: string, granted = true): void {
+    const grants = this.shared.get(normaliseEmail(shared));
+    if (!grants) throw new Error(`sandbox: ${shared} is not a shared mailbox`);
+    if (granted) grants.add(normaliseEmail(delegate));
+    else grants.delete(normaliseEmail(delegate));
+  }
+
+  isSharedMailbox(address: string): boolean {
+    return this.shared.has(normaliseEmail(address));
+  }
+
+  /**
+   * Whether `login` may send with `address` as the sender. Only shared mailboxes are checked:
+   * any other address passes, so tests may use senders the sandbox does not know.
+   */
+  maySendAs(login: string, address: string): boolean {
+    const grants = this.shared.get(normaliseEmail(address));
+    return !grants || grants.has(normaliseEmail(login));
   }
 
   // ---- access tokens -------------------------------------------------------------------

@@ -115,6 +115,11 @@ export class SandboxProvider {
     return { ...credentials, tokenUrl: this.tokenUrl(credentials.kind), smtpHost: this.smtpHost, smtpPort: this.smtpPort };
   }
 
+  /** An Exchange shared mailbox, with the users granted Send As on it (SandboxState.addSharedMailbox). */
+  addSharedMailbox(input: { address: string; sendAs?: readonly string[] }): void {
+    this.state.addSharedMailbox(input.address, input.sendAs);
+  }
+
   /** Users' consent (authorization page, device codes) and its test controls. */
   get consent(): SandboxConsent {
     return this.tokens.consent;

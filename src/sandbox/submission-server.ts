@@ -27,15 +27,24 @@ import type { SandboxState } from './provider-state.js';
 // ---- TLS material ----------------------------------------------------------------------------
 
 // src/sandbox/x.ts (run via tsx) and dist/sandbox/x.js (compiled) are both two levels below the
-// package root, so the same relative URL finds the committed fixtures from either.
+// package root, so the same relative URL finds the shipped test CA (assets/, in package.json
+// "files") from either: the installed command's `demo` and `sandbox` need it.
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Absolute paths of the committed sandbox TLS files (see test/fixtures/sandbox-tls/README.md). */
+/** Absolute paths of the committed sandbox TLS files (see assets/sandbox-tls/README.md). */
 export const SANDBOX_TLS_FILES = Object.freeze({
-  ca: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'ca.crt'),
-  cert: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.crt'),
-  key: join(PACKAGE_ROOT, 'test', 'fixtures', 'sandbox-tls', 'server.key'),
+  ca: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'ca.crt'),
+  cert: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.crt'),
+  key: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.key'),
 });
+
+/** The address of the From header (the first, unfolded), or '' when there is none. */
+export function headerFrom(body: Buffer): string {
+  const end = body.indexOf('\r\n\r\n');
+  const head = body.subarray(0, end < 0 ? Math.min(body.length, 65536) : end).toString('latin1').replace(/\r\n[ \t]+/g, ' ');
+  const value = /^From:(.*)$/im.exec(head)?.[1] ?? '';
+  return (/<([^<>@\s]+@[^<>\s]+)>/.exec(value)?.[1] ?? /([^\s<>",;:]+@[^\s<>",;]+)/.exec(value)?.[1] ?? '').toLowerCase();
+}
 
 // ---- public types ----------------------------------------------------------------------------
 
@@ -161,7 +170,7 @@ export interface AcceptedMessage {
   secure: boolean;
 }
 
-export type AuthOutcome = 'ok' | 'unknown-token' | 'expired' | 'user-mismatch' | 'fault';
+export type AuthOutcome = 'ok' | 'unknown-token' | 'expired' | 'user-mismatch' | 'shared-mailbox' | 'fault';
 
 /** One AUTH attempt. Never holds the token. */
 export interface AuthAttempt {
@@ -642,7 +651,10 @@ export class SandboxSubmissionServer {
     const check = auth.method === 'XOAUTH2' && auth.accessToken ? this.state.checkAccessToken(auth.accessToken, user) : null;
     // Gmail requires user= to name the token's account (SPEC "On the wire"); addresses compare
     // case-insensitively as the providers do.
-    const outcome: AuthOutcome = !check
+    // A shared mailbox cannot log in, whoever's token comes with it: Exchange's plain 535 5.7.3.
+    const outcome: AuthOutcome = this.state.isSharedMailbox(user)
+      ? 'shared-mailbox'
+      : !check
       ? 'unknown-token'
       : check.expired
         ? 'expired'
@@ -660,7 +672,8 @@ export class SandboxSubmissionServer {
       }
       return callback(null, { user: check.email });
     }
-    if (this.style === 'google') {
+    // A shared mailbox is Exchange's: its refusal in Exchange's words, whatever this server's style.
+    if (this.style === 'google' && outcome !== 'shared-mailbox') {
       // smtp-server sends this as `334 base64(JSON)` and routes the client's next line to its
       // own 535; `onCommand` answers that line instead, in Gmail's wording.
       if (record) record.awaitingAuthAck = true;
@@ -717,9 +730,26 @@ export class SandboxSubmissionServer {
         keep();
         return callback(null, lines.join('\n'));
       }
+      // Shared mailboxes are Exchange's; the check applies whatever wording the server uses.
+      const denied = this.sendAsDenied(userOf(session) ?? '', sender, body);
+      if (denied) {
+        this.counters.messagesRejected++;
+        return callback(smtpError(554, [denied]));
+      }
       const message = keep();
       callback(null, this.acceptedText(message));
     });
+  }
+
+  /**
+   * Exchange checks Send As when it submits the message, so the refusal is the reply to the end
+   * of DATA, not to MAIL FROM; it looks at the envelope sender and the From header alike.
+   */
+  private sendAsDenied(login: string, mailFrom: string, body: Buffer): string | null {
+    const from = headerFrom(body);
+    const address = [mailFrom, from].find((a) => a && !this.state.maySendAs(login, a));
+    if (!address) return null;
+    return `5.2.252 SendAsDenied; ${login} not allowed to send as ${address}; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message. [Hostname=SANDBOX.prod.outlook.com]`;
   }
 
   private onClose(session: SMTPServerSession): void {

@@ -33,6 +33,8 @@ export interface TokenStatus {
   health: TokenHealth;
   expiresAt: number | null;
   lastError: string | null;
+  /** Epoch ms of lastError. */
+  lastErrorAt: number | null;
   lastRefreshAt: number | null;
   consecutiveFailures: number;
   /** Why the last refresh failed (null after a success): the operator's action depends on it. */
@@ -108,6 +110,7 @@ class Entry {
   retryAt = 0;
   health: TokenHealth = 'pending';
   lastError: string | null = null;
+  lastErrorAt: number | null = null;
   lastFailure: TokenGrantError | null = null;
   lastRefreshAt: number | null = null;
   /** The token the provider refused (535): never taken back from the store. */
@@ -127,6 +130,7 @@ const statusOfEntry = (e: Entry): TokenStatus => ({
   health: e.health,
   expiresAt: e.token?.expiresAt ?? null,
   lastError: e.lastError,
+  lastErrorAt: e.lastErrorAt,
   lastRefreshAt: e.lastRefreshAt,
   consecutiveFailures: e.failures,
   lastFailure: e.lastFailure,
@@ -479,6 +483,7 @@ export class TokenCache {
     entry.retryAt = 0;
     entry.health = 'healthy';
     entry.lastError = null;
+    entry.lastErrorAt = null;
     entry.lastFailure = null;
     entry.lastRefreshAt = this.now();
     entry.rejected = null;
@@ -490,6 +495,7 @@ export class TokenCache {
     const err = e instanceof TokenGrantError ? e : new TokenGrantError('network', (e as Error).message);
     entry.failures++;
     entry.lastError = err.message;
+    entry.lastErrorAt = this.now();
     entry.lastFailure = err;
     entry.health = err.needsConsent ? 'needs_consent' : 'failing';
     // A dead grant is retried at the slowest pace: only the operator's new consent fixes it, but

@@ -190,6 +190,24 @@ describe('accounts commands', () => {
     }
   }, CLI_TEST_MS);
 
+  it('reload with a file this command cannot read says the running relay was never asked', async () => {
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, readFileSync(file, 'utf8') + 'inbound: { max_conections: 5\n');
+    const asked = new Date().toISOString();
+    const r = await runCliAsync(['reload', '--config', broken], { env: KEY_ENV });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/line \d+, column \d+/);
+    expect(r.stderr).toContain('the running relay was not asked to reload');
+    expect(r.stdout).toBe('');
+    // And indeed it was not: no reload of any kind in its log since (the previous test's last
+    // line may still be arriving, so lines are told apart by their time, not their place).
+    const since = relay!
+      .output()
+      .split('\n')
+      .filter((l) => /"event":"reload/.test(l) && (/"time":"([^"]+)"/.exec(l)?.[1] ?? '') >= asked);
+    expect(since).toEqual([]);
+  }, CLI_TEST_MS);
+
   it('test says what to do: consent again, or enable SMTP AUTH at Microsoft', async () => {
     sandbox.state.revokeGrant(b.email);
     const revoked = await cli(['accounts', 'test', b.email]);

@@ -104,6 +104,16 @@ describe('xoauth2-relay command line', () => {
     expect(r.stderr).toContain('must be quoted: "*@newsletter.example"');
   });
 
+  it('check-config: a syntax error does not hide the rest; key problems have their line and a misspelt key its suggestion', () => {
+    const file = join(dir, 'several.yaml');
+    writeFileSync(file, ['listen: { host: 127.0.0.1, prot: 2525 }', 'inbound:', '  max_conections: 5', 'log: { level: [ }', ''].join('\n'));
+    const r = runCli(['check-config', '--config', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/line 4, column \d+: /);
+    expect(r.stderr).toContain('at listen.prot (line 1): unknown key (did you mean port?)');
+    expect(r.stderr).toContain('at inbound.max_conections (line 3): unknown key (did you mean max_connections?)');
+  });
+
   it('every missing environment variable is named in one run', () => {
     const file = writeYaml(dir, { accounts: [{ email: 'a@b.test', provider: 'google', client_id: '${CID_UNSET}', client_secret: '${CS_UNSET}', refresh_token: '${RT_UNSET}' }] }, 'envs.yaml');
     const r = runCli(['check-config', '--config', file]);

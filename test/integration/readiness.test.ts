@@ -64,6 +64,12 @@ describe('/readyz and account health', () => {
     ]);
     const listed = await get(stack, '/api/accounts');
     expect(listed.body.accounts[0]).toMatchObject({ email: A, health: 'token_endpoint_failing', can_send: false, last_error: expect.stringMatching(/HTTP 500/) });
+    // An error never stands without its time, on the accounts list and on the status page's data.
+    expect(Date.parse(listed.body.accounts[0].last_error_at)).toBeGreaterThan(Date.now() - 60_000);
+    const status = await get(stack, '/api/status');
+    const shown = (status.body.accounts as Array<{ email: string; last_error: string | null; last_error_at: string | null }>).find((a) => a.email === A)!;
+    expect(shown.last_error).toMatch(/HTTP 500/);
+    expect(shown.last_error_at).toBe(listed.body.accounts[0].last_error_at);
     expect(await metrics(stack)).toMatch(/xoauth2_relay_account_healthy\{account="a@gmail\.test"\} 0/);
     expect(await metrics(stack)).toMatch(/xoauth2_relay_account_state\{account="a@gmail\.test",state="token_endpoint_failing"\} 1/);
 

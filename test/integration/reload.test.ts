@@ -75,7 +75,7 @@ describe('reload on SIGHUP', () => {
     const file = join(dir, 'relay.yaml');
     writeFileSync(file, 'listen: { host: 127.0.0.1, prot: 25 }\n');
     await hup('reload_failed');
-    expect(relay.output()).toMatch(/"event":"reload_failed"[^\n]*"error":"config error at listen\.prot: unknown key"/);
+    expect(relay.output()).toMatch(/"event":"reload_failed"[^\n]*"error":"config error at listen\.prot \(line 1\): unknown key \(did you mean port\?\)"/);
     expect(await sendOnce(relay.port, STEADY, ['w@example.net'], rawMessage(STEADY, ['w@example.net'], 'old-config'))).toMatch(/^250 /);
     expect(await sendOnce(relay.port, JOINING, ['v@example.net'], rawMessage(JOINING, ['v@example.net'], 'old-config-2'))).toMatch(/^250 /);
     expect(relay.child.exitCode).toBeNull();

@@ -11,7 +11,7 @@ import { UpstreamAuthError, UpstreamConnection, UnsafeArgumentError, type Upstre
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
 import { rejection } from '../helpers/thrown.js';
 
-const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/sandbox-tls/${name}`, import.meta.url));
+const fixture = (name: string): Buffer => readFileSync(new URL(`../../assets/sandbox-tls/${name}`, import.meta.url));
 const CA = fixture('ca.crt');
 const KEY = fixture('server.key');
 const CERT = fixture('server.crt');

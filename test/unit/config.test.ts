@@ -492,8 +492,43 @@ describe('YAML errors are config errors with line and column', () => {
   it('every syntax error is reported with its position', () => {
     const file = writeConfig('listen: { port: 2525\nhttp:\n\tport: 1\n');
     const err = configError(() => loadConfigFile(file));
-    expect(err.problems.length).toBeGreaterThanOrEqual(2);
-    for (const p of err.problems) expect(p.path).toMatch(/, line \d+, column \d+$/);
+    const syntax = err.problems.filter((p) => /, line \d+, column \d+$/.test(p.path ?? ''));
+    expect(syntax.length).toBeGreaterThanOrEqual(2);
+    // What the parser still made of the rest is checked too; each such problem has its line.
+    for (const p of err.problems.filter((q) => !syntax.includes(q))) expect(p.line).toBeGreaterThan(0);
+  });
+
+  it('a syntax error does not hide the schema errors elsewhere in the file; each has its line', () => {
+    const file = writeConfig(
+      [
+        'listen: { host: 127.0.0.1, port: 2525 }',
+        'inbound:',
+        '  max_conections: 5',
+        'accounts:',
+        '  - email: a@gmail.com',
+        '    provider: google',
+        '    client_id: x',
+        '    refresh_token: y',
+        '    limits:',
+        '      messages_per_dya: 3',
+        'http:',
+        '  port: "abc"',
+        'log: { level: [ }',
+        '',
+      ].join('\n'),
+    );
+    const err = configError(() => loadConfigFile(file));
+    const byPath = new Map(err.problems.map((p) => [p.path, p]));
+    expect([...byPath.keys()].some((p) => p?.startsWith(`${file}, line 13, column `))).toBe(true);
+    expect(byPath.get('inbound.max_conections')).toEqual({ path: 'inbound.max_conections', line: 3, reason: 'unknown key (did you mean max_connections?)' });
+    expect(byPath.get('accounts[0].limits.messages_per_dya')).toMatchObject({ line: 10, reason: 'unknown key (did you mean messages_per_day?)' });
+    expect(byPath.get('http.port')).toMatchObject({ line: 12 });
+    expect(err.message).toContain('at inbound.max_conections (line 3): unknown key (did you mean max_connections?)');
+  });
+
+  it('an unknown key far from any known one gets no suggestion', () => {
+    const err = configError(() => buildConfig({ listen: { colour: 'blue' } }, null, { env: {} }));
+    expect(err.problems).toEqual([{ path: 'listen.colour', reason: 'unknown key' }]);
   });
 });
 

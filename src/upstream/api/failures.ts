@@ -77,6 +77,14 @@ export function apiFailure(api: ApiName, res: ApiResponse, step: string): RelayE
   const detail = `${api} ${step}: HTTP ${res.status} ${said}`;
   const opts = { notSent: true };
   if (res.status === 401) return new RelayError('UPSTREAM_AUTH_REJECTED', detail, opts);
+  // Exchange's Send As refusal: permanent until an admin grants it, as SMTP's 554 5.2.252 is
+  // (an Exchange-only code; the relay's own reply says it with the standard 5.7.1).
+  if (code === 'ErrorSendAsDenied') {
+    return new RelayError('API_REFUSED', detail, {
+      ...opts,
+      reply: coded(C554TransactionFailed, SePol7DeliveryUnauthorized1, `SendAsDenied: ${LABEL[api]} refused the From address (${code}); grant the account Send As on that mailbox`),
+    });
+  }
   if (res.status === 403 || res.status === 404) {
     const why = res.status === 404 ? `${LABEL[api]} does not know the mailbox (${code})` : `${LABEL[api]} refused (${code})`;
     return new RelayError('API_FORBIDDEN', detail, { ...opts, reply: coded(C454TempAuthFailure, SePol7Other0, `${why}: ${GRANT_ADVICE[api]}`) });
