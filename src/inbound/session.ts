@@ -691,7 +691,7 @@ export class Session {
     // The user is logged only when it names an account: an MTA with the fields swapped would
     // otherwise log its password.
     const named = relay.router.account(user.trim().toLowerCase()) ? user : `sha256:${createHash('sha256').update(user).digest('hex').slice(0, 8)}`;
-    logger.warn({ event: 'auth_failed', remote: this.remote, user: named, locked_out: lockedOut }, 'inbound AUTH failed');
+    logger.warn({ event: 'auth_failed', client: this.remote, user: named, locked_out: lockedOut }, 'inbound AUTH failed');
     const refuse = () => {
       throw new RelayError('AUTH_FAILED');
     };

@@ -30,11 +30,26 @@ export class SentinelGroup {
     for (const bin of [SERVER, SENTINEL]) {
       if (!existsSync(bin)) throw new Error(`${bin} not found: the Sentinel test needs redis-server and redis-sentinel (scripts/test-deps.sh installs them)`);
     }
+    // Five fixed ports from one random base: below Linux's ephemeral range (32768-60999), where
+    // other tests' outgoing connections take ports, and tried again on another base when one of
+    // them is taken all the same (the process then exits at once with "Address already in use").
+    for (let attempt = 1; ; attempt++) {
+      const base = 20_000 + Math.floor(Math.random() * 12_000);
+      const started: Proc[] = [];
+      try {
+        return await SentinelGroup.startOn(base, started);
+      } catch (e) {
+        await Promise.all(started.map((p) => halt(p.child)));
+        if (attempt >= 5 || !/Address already in use/.test((e as Error).message)) throw e;
+      }
+    }
+  }
+
+  private static async startOn(base: number, started: Proc[]): Promise<SentinelGroup> {
     const dir = mkdtempSync(join(tmpdir(), 'relay-sentinel-'));
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
     const data = (name: string) => ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `${name}.rdb`];
-    const primary = await run(SERVER, ['--port', String(base), ...data('primary')], base);
-    const replica = await run(SERVER, ['--port', String(base + 1), ...data('replica'), '--replicaof', '127.0.0.1', String(base)], base + 1);
+    const primary = await run(SERVER, ['--port', String(base), ...data('primary')], base, started);
+    const replica = await run(SERVER, ['--port', String(base + 1), ...data('replica'), '--replicaof', '127.0.0.1', String(base)], base + 1, started);
     const sentinels: Proc[] = [];
     for (let i = 0; i < 3; i++) {
       const port = base + 10 + i;
@@ -53,7 +68,7 @@ export class SentinelGroup {
           '',
         ].join('\n'),
       );
-      sentinels.push(await run(SENTINEL, [conf], port));
+      sentinels.push(await run(SENTINEL, [conf], port, started));
     }
     const group = new SentinelGroup(dir, primary, replica, sentinels);
     await group.settled();
@@ -103,20 +118,24 @@ export class SentinelGroup {
   async stop(): Promise<void> {
     const all = [this.primary, this.replica, ...this.sentinels].map((p) => p.child);
     await Promise.all(
-      all.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGKILL');
-        await exited;
-      }),
+      all.map(halt),
     );
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
-async function run(bin: string, args: string[], port: number): Promise<Proc> {
+async function halt(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Starts one process and records it in `started` (so a failed group start can stop what it began). */
+async function run(bin: string, args: string[], port: number, started: Proc[]): Promise<Proc> {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const proc: Proc = { port, child, output: '' };
+  started.push(proc);
   const keep = (b: Buffer) => (proc.output = (proc.output + b.toString()).slice(-4000));
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
