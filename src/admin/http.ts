@@ -92,7 +92,7 @@ export class AdminServer {
         return send(res, r.ready ? 200 : 503, r);
       }
       case '/metrics': {
-        const body = await this.deps.metrics.registry.metrics();
+        const body = await this.deps.metrics.exposition();
         res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
         res.end(body);
         return;

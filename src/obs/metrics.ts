@@ -9,6 +9,7 @@
 // gauges only for accounts that are warm or need the operator, and the histograms without the
 // account label; `none` drops the account label everywhere. Counts by state
 // (xoauth2_relay_accounts) are always there, whatever the setting.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from './version.js';
 
@@ -250,6 +251,22 @@ export class Metrics {
     for (const m of this.registry.getMetricsAsArray()) {
       if (m.name.endsWith('_total') && m instanceof Gauge) this.registry.removeSingleMetric(m.name);
     }
+  }
+
+  /**
+   * The exposition GET /metrics serves, the same text as registry.metrics(), but one metric at a
+   * time with the event loop free between them: registry.metrics() collects and formats every
+   * metric before it yields, which with 500 active accounts of 5,000 (≈ 5,500 series) held every
+   * SMTP reply ≈ 50 ms per scrape (issue 22). Now the longest hold is the largest single metric
+   * (at the default per_account, one per-account gauge: a few ms).
+   */
+  async exposition(): Promise<string> {
+    const parts: string[] = [];
+    for (const { name } of this.registry.getMetricsAsArray()) {
+      parts.push(await this.registry.getSingleMetricAsString(name));
+      await nextTurn();
+    }
+    return `${parts.join('\n\n')}\n`;
   }
 
   /** Seconds since the relay started. */
