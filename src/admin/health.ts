@@ -93,7 +93,27 @@ interface Finding {
   blocks: boolean;
 }
 
+/** One pass over every account: what the views that need all of them at once share. */
+export interface HealthPass {
+  /** Epoch ms it was taken. */
+  readonly at: number;
+  /** The relay's accounts it covers (replaced whole when they change: a reload, a live change). */
+  readonly of: readonly Account[];
+  /** Each account with its health, in the relay's order. */
+  readonly accounts: ReadonlyArray<{ account: Account; email: string; health: AccountHealth }>;
+  /** Every account by state. */
+  readonly counts: Readonly<Partial<Record<AccountState, number>>>;
+}
+
+/**
+ * How long the status page's pass over every account is reused (see pass()): at 5,000 accounts
+ * a pass is a few ms of CPU, and every open status page asks for one every 2 s.
+ */
+export const PASS_MAX_AGE_MS = 1_000;
+
 export class AccountHealthBoard {
+  private lastPass: HealthPass | null = null;
+
   /**
    * When the board first saw an account's current error, for findings whose source keeps no
    * time (a pause read from the store, a limit, the store's outage): an error is never shown
@@ -131,6 +151,27 @@ export class AccountHealthBoard {
 
   all(): Array<{ email: string; health: AccountHealth }> {
     return this.relay.accounts.map((a) => ({ email: a.email, health: this.of(a) }));
+  }
+
+  /**
+   * Every account's health and the counts by state, from a pass at most `maxAgeMs` old over the
+   * same accounts: the status page's counts, problems-first order and banner need all of them,
+   * and several viewers (or one polling every 2 s beside a scrape) then share one pass instead of
+   * one each. /readyz and the metrics take their own pass (all()): a load balancer and an alert
+   * act on them, and they must not be a second behind.
+   */
+  pass(maxAgeMs = PASS_MAX_AGE_MS): HealthPass {
+    const of = this.relay.accounts;
+    const last = this.lastPass;
+    const now = this.now();
+    if (last && last.of === of && now - last.at < maxAgeMs && now >= last.at) return last;
+    const counts: Partial<Record<AccountState, number>> = {};
+    const accounts = of.map((account) => {
+      const health = this.of(account);
+      counts[health.state] = (counts[health.state] ?? 0) + 1;
+      return { account, email: account.email, health };
+    });
+    return (this.lastPass = { at: now, of, accounts, counts });
   }
 
   private findings(account: Account): Finding[] {
