@@ -49,6 +49,8 @@ export interface ScaleResult {
   metricsCpuMs: number;
   readyzCpuMs: number;
   statusJsonCpuMs: number;
+  /** The same, each fetch more than a second after the one before (no health pass to share). */
+  statusJsonAloneCpuMs: number;
   statusJsonBytes: number;
   /** Worst and p99 reply time of a message stream while /metrics, /readyz and /status.json are fetched in a loop, and without. */
   maxReplyDuringScrapesMs: number;
@@ -70,13 +72,20 @@ function fetchText(port: number, path: string): Promise<string> {
   });
 }
 
-/** The relay's CPU for `n` fetches of `path`, ms per fetch, and the last body. */
-async function cpuPerFetch(relay: RelayProcess, path: string, n: number): Promise<{ cpuMs: number; wallMs: number; body: string }> {
+/** The relay's CPU for `n` fetches of `path` (`gapMs` apart, not counted), ms per fetch, and the last body. */
+async function cpuPerFetch(relay: RelayProcess, path: string, n: number, gapMs = 0): Promise<{ cpuMs: number; wallMs: number; body: string }> {
   let body = '';
-  const cpu0 = relay.cpuSeconds();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) body = await fetchText(relay.httpPort, path);
-  return { cpuMs: ((relay.cpuSeconds() - cpu0) * 1000) / n, wallMs: (performance.now() - t0) / n, body };
+  let cpu = 0;
+  let wall = 0;
+  for (let i = 0; i < n; i++) {
+    if (gapMs) await sleep(gapMs);
+    const cpu0 = relay.cpuSeconds();
+    const t0 = performance.now();
+    body = await fetchText(relay.httpPort, path);
+    wall += performance.now() - t0;
+    cpu += relay.cpuSeconds() - cpu0;
+  }
+  return { cpuMs: (cpu * 1000) / n, wallMs: wall / n, body };
 }
 
 /** Every active account holding a token and a ready connection, as /metrics counts them. */
@@ -184,6 +193,8 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
     const metrics = await cpuPerFetch(relay, '/metrics', 10);
     const readyz = await cpuPerFetch(relay, '/readyz', 50);
     const status = await cpuPerFetch(relay, '/status.json', 20);
+    // One status page polling every 2 s shares no health pass (they live a second): its cost.
+    const statusAlone = await cpuPerFetch(relay, '/status.json', 10, 1_100);
 
     ctx.progress('scale: reply delay while scraping');
     const replies = async (scraping: boolean): Promise<number[]> => {
@@ -253,6 +264,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
       metricsCpuMs: round(metrics.cpuMs, 1),
       readyzCpuMs: round(readyz.cpuMs, 2),
       statusJsonCpuMs: round(status.cpuMs, 2),
+      statusJsonAloneCpuMs: round(statusAlone.cpuMs, 2),
       statusJsonBytes: status.body.length,
       maxReplyDuringScrapesMs: round(Math.max(...busy), 1),
       p99ReplyDuringScrapesMs: round(percentile(busy, 99), 1),
@@ -281,7 +293,7 @@ export function scaleTable(r: ScaleResult): string {
     row('CPU per message, 500 of 5,000 accounts vs one', '≤ 1.1×', `${r.cpuPerMessageManyUs} µs vs ${r.cpuPerMessageOneUs} µs (${round(r.cpuPerMessageManyUs / r.cpuPerMessageOneUs, 2)}×)`, r.cpuPerMessageManyUs <= 1.1 * r.cpuPerMessageOneUs),
     row('/metrics scrape', '< 200 ms, < 2 MB', `${r.metricsMs} ms (${r.metricsCpuMs} ms CPU), ${round(r.metricsBytes / 1024, 0)} KB`, r.metricsMs < 200 && r.metricsBytes < 2_000_000),
     row('/readyz CPU', '< 5 ms', `${r.readyzCpuMs} ms`, r.readyzCpuMs < 5),
-    row('/status.json CPU (first page of 50)', '< 5 ms', `${r.statusJsonCpuMs} ms, ${round(r.statusJsonBytes / 1024, 0)} KB`, r.statusJsonCpuMs < 5),
+    row('/status.json CPU (first page of 50): fetched in a loop (one second alone)', '< 5 ms', `${r.statusJsonCpuMs} ms (${r.statusJsonAloneCpuMs} ms), ${round(r.statusJsonBytes / 1024, 0)} KB`, Math.max(r.statusJsonCpuMs, r.statusJsonAloneCpuMs) < 5),
     // Judged on the p99s: one outlier (a handshake, a GC) in either stream decides a max.
     row('SMTP reply during scrapes: max, p99 (without scrapes: max, p99)', '≤ 10 ms added', `${r.maxReplyDuringScrapesMs} ms, ${r.p99ReplyDuringScrapesMs} ms (${r.maxReplyQuietMs} ms, ${r.p99ReplyQuietMs} ms)`, r.p99ReplyDuringScrapesMs - r.p99ReplyQuietMs <= 10),
   ].join('\n');
