@@ -20,6 +20,8 @@ import { INSTANCE_ID } from '../store/instance.js';
 import { LocalConnectionSlots } from '../store/local-slots.js';
 import type { ConnectionSlots } from '../store/store.js';
 
+/** The longest a closing connection's QUIT is waited for before it is cut and its slot given back. */
+const QUIT_WAIT_MS = 3_000;
 /** How long a slot is held without renewal: the longest an instance that died keeps its slots. */
 export const SLOT_TTL_MS = 20_000;
 /** A pool asked for a slot closes, rather than keeps idle, the connections it finishes with for this long. */
@@ -288,7 +290,7 @@ export class AccountPool<C extends PoolableConnection> {
   release(lease: Lease<C>, reusable: boolean): void {
     if (!this.busy.delete(lease)) return;
     if (!reusable || this.closing || !this.isFresh(lease)) {
-      this.discard(lease);
+      this.discard(lease, reusable);
       this.dispatch();
       this.scheduleReplenish(0);
       return;
@@ -616,22 +618,32 @@ export class AccountPool<C extends PoolableConnection> {
     return Math.min(60_000, 500 * 2 ** Math.min(this.openFailures, 7));
   }
 
-  private discard(lease: Lease<C>): void {
+  /** `graceful`: the connection is between transactions and may say QUIT; else its state is unknown and it is cut. */
+  private discard(lease: Lease<C>, graceful = true): void {
     lease.closed = true;
-    this.quit(lease).catch(() => undefined);
+    this.quit(lease, graceful).catch(() => undefined);
   }
 
-  private async quit(lease: Lease<C>): Promise<void> {
+  private async quit(lease: Lease<C>, graceful = true): Promise<void> {
     lease.closed = true;
     // The slot goes back once the provider has seen the connection close, not before: another
     // instance's login must not overlap it (Exchange refuses the mailbox's fourth).
     const slot = this.detachSlot(lease);
-    if (lease.conn.isUsable) {
-      await lease.conn.quit().catch(() => lease.conn.destroy());
-    } else {
+    try {
+      // A connection whose transaction failed midway may still owe replies (or be inside DATA,
+      // where a QUIT would be message text): it is cut, never asked to QUIT. A QUIT is bounded
+      // too: the fuzz run found connections whose QUIT never settled, each keeping its slot
+      // (and so a message path waiting for it) until the slot's TTL.
+      if (graceful && lease.conn.isUsable) {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_WAIT_MS)));
+        await Promise.race([lease.conn.quit().catch(() => undefined), late]);
+        clearTimeout(timer);
+      }
+    } finally {
       lease.conn.destroy();
+      this.giveSlot(slot);
     }
-    this.giveSlot(slot);
     this.logger.debug({ event: 'upstream_close', pool: this.name, uses: lease.uses }, 'upstream connection closed');
   }
 }

@@ -110,6 +110,19 @@ describe('AccountPool', () => {
     expect(h.pool.stats).toMatchObject({ idle: 1, busy: 0, opened: 1 });
   });
 
+  it('a connection given back in an unknown state is cut, not asked to QUIT, and its slot is free at once', async () => {
+    // The 60 s fuzz run: connections whose QUIT never settled kept their slots, and every
+    // message waited for a connection until the slots' TTL.
+    const h = harness({ maxConnections: 1 });
+    const first = await h.pool.acquire();
+    first.conn.quit = () => new Promise<void>(() => undefined); // a QUIT that never settles
+    finish(h.pool, first, false);
+    const second = await Promise.race([h.pool.acquire(), sleep(1_000).then(() => null)]);
+    expect(second?.conn.id).toBe(2);
+    expect(first.conn.quits).toBe(0);
+    expect(first.conn.destroyed).toBe(true);
+  });
+
   it('ready() hands out an idle connection at once, else null (none idle, or closing: acquire() says why)', async () => {
     const h = harness();
     expect(h.pool.ready()).toBeNull();
