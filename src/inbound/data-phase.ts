@@ -22,11 +22,13 @@ export class DataPhase {
   readonly startedAt = performance.now();
   /** The Message-ID for the log line, read from the header block as it streams (never buffered). */
   readonly messageId = new MessageIdSniffer();
-  private done!: () => void;
+  private resolveReceived!: () => void;
   private readonly received: Promise<void>;
+  /** The client's part is over (the final dot, or abandoned). */
+  private finished = false;
 
   constructor(host: DataPhaseHost) {
-    this.received = new Promise<void>((resolve) => (this.done = resolve));
+    this.received = new Promise<void>((resolve) => (this.resolveReceived = resolve));
     this.body = new BodyStream(host.ready, host.caughtUp);
   }
 
@@ -66,5 +68,15 @@ export class DataPhase {
   /** Settles when the client's part is over, if the provider ever asked for it (null: it did not). */
   clientDone(): Promise<void> | null {
     return this.body.started ? this.received : null;
+  }
+
+  /** Nothing is owed by the client any more: clientDone() would not wait (the common case at the final reply). */
+  get clientOver(): boolean {
+    return this.finished || !this.body.started;
+  }
+
+  private done(): void {
+    this.finished = true;
+    this.resolveReceived();
   }
 }

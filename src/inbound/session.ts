@@ -554,12 +554,9 @@ export class Session {
     return tx
       .data(data.body, this.ctx.config.max_message_bytes)
       .then(
-        async (r) => {
-          await data.clientDone();
-          this.guard.delivered();
-          this.logTransaction(tx, data, r.code, r);
-          return r;
-        },
+        // Without a promise of its own when the client's part is over (the usual case: the
+        // provider answers the final dot after the client sent it).
+        (r) => (data.clientOver ? this.delivered(tx, data, r) : data.clientDone()!.then(() => this.delivered(tx, data, r))),
         async (e: unknown) => {
           const wasStarted = data.clientDone();
           await wasStarted;
@@ -567,10 +564,16 @@ export class Session {
           // A session already closing (timeout, client gone) gave its one reply: the log line says the rest.
           const r = this.over ? toReply(err) : this.fail('data', err, tx.account.email);
           this.logTransaction(tx, data, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
-          return r;
+          return this.dataOver(r);
         },
-      )
-      .then((r) => this.dataOver(r));
+      );
+  }
+
+  /** The provider accepted the message and the client's part is over. */
+  private delivered(tx: SessionTransaction, data: DataPhase, r: Reply): Reply {
+    this.guard.delivered();
+    this.logTransaction(tx, data, r.code, r);
+    return this.dataOver(r);
   }
 
   /** The provider asked for the body: the client hears 354 now and sends it. */

@@ -117,6 +117,24 @@ describe('TransactionLog.record', () => {
     expect(JSON.stringify(line)).not.toMatch(/bob@|gone@/i);
   });
 
+  it('writes, field by field, what pino writes for the same object (escapes and all)', () => {
+    vi.useFakeTimers({ now: new Date('2026-01-02T03:04:05.678Z'), toFake: ['Date'] });
+    const odd = 'odd "quoted" \\ <s>@münchen.example\t\u0000\u2028\ud800';
+    const rec = { ...record('2.0.0 OK  1700000000 d2-x.1 - gsmtp'), mailFrom: odd, recipients: [{ to: odd, reply: { code: 250, lines: ['2.1.5 "OK"'] } }], ms: 1.25 };
+    const viaPino = capture();
+    viaPino.logger.info(
+      { event: 'transaction', session: 's1', client: '192.0.2.7', account: 'a@x.test', mail_from: odd, rcpts: [{ to: odd, reply: '250 2.1.5 "OK"' }], rcpt_count: 1, message_id: '<m1@x.test>', size: 10, reply: 250, upstream: '250 2.0.0 OK  1700000000 d2-x.1 - gsmtp', queue_id: 'd2-x.1', ms: 1.25 },
+      'transaction',
+    );
+    const byHand = capture();
+    new TransactionLog(byHand.logger).record(rec);
+    expect(byHand.lines[0]).toBe(viaPino.lines[0]);
+    const noUpstream = capture();
+    new TransactionLog(noUpstream.logger, 'drop').record({ ...rec, upstream: undefined, messageId: undefined, error: 'x' });
+    expect(JSON.parse(noUpstream.lines[0]!)).toMatchObject({ rcpts: [{ reply: '250 2.1.5 "OK"' }], error: 'x' });
+    expect(noUpstream.lines[0]).not.toMatch(/upstream|queue_id|message_id/);
+  });
+
   it('queue_id from the providers\' 250 replies; absent when the reply has none', () => {
     expect(one('full', '2.0.0 OK  1700000000 d2-20020a05600c0c4100b0040b4b9c8a5asm123456wmq.1 - gsmtp').queue_id).toBe('d2-20020a05600c0c4100b0040b4b9c8a5asm123456wmq.1');
     expect(one('full', '2.0.0 OK <AM0PR01MB1234ABCD@AM0PR01MB1234.eurprd01.prod.exchangelabs.com> [Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com]').queue_id).toBe(
