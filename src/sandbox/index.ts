@@ -1,6 +1,6 @@
 // The sandbox mail provider: a local stand-in for Google's and Microsoft's token endpoints and
 // submission servers, for `xoauth2-relay demo` and the integration tests. Not for production use:
-// its TLS key is public (assets/sandbox-tls/README.md).
+// its TLS material is a throwaway CA made at run time (./tls-material.ts).
 export { SandboxProvider, type SandboxAccount, type SandboxProviderOptions, type ServiceAccountKeyFile } from './provider.js';
 export { SandboxConsent, DEVICE_VERIFICATION_URI, type AuthorizeOutcome, type DevicePollAnswer, type DeviceTiming } from './consent.js';
 export { SandboxApps, type AppInput, type SandboxApp, type SandboxServiceAccount, type ServiceAccountInput } from './app-grants.js';

@@ -10,8 +10,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   SMTPServer,
   type SMTPServerAddress,
@@ -23,20 +21,15 @@ import {
 } from 'smtp-server';
 import { GOOGLE_MAIL_SCOPE } from '../config/providers.js';
 import type { SandboxState } from './provider-state.js';
+import { makeSandboxTls, type SandboxTlsFiles } from './tls-material.js';
 
 // ---- TLS material ----------------------------------------------------------------------------
 
-// src/sandbox/x.ts (run via tsx) and dist/sandbox/x.js (compiled) are both two levels below the
-// package root, so the same relative URL finds the shipped test CA (assets/, in package.json
-// "files") from either: the installed command's `demo` and `sandbox` need it.
-const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** Absolute paths of the committed sandbox TLS files (see assets/sandbox-tls/README.md). */
-export const SANDBOX_TLS_FILES = Object.freeze({
-  ca: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'ca.crt'),
-  cert: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.crt'),
-  key: join(PACKAGE_ROOT, 'assets', 'sandbox-tls', 'server.key'),
-});
+/**
+ * Paths of this process's sandbox TLS files (./tls-material.ts): made once, when the sandbox is
+ * first loaded (the CLI loads it only for `demo` and `sandbox`), about 0.4 s.
+ */
+export const SANDBOX_TLS_FILES: Readonly<SandboxTlsFiles> = Object.freeze(await makeSandboxTls());
 
 /** The address of the From header (the first, unfolded), or '' when there is none. */
 export function headerFrom(body: Buffer): string {

@@ -9,12 +9,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/errors/registry.js';
 import { UpstreamAuthError, UpstreamConnection, UnsafeArgumentError, type UpstreamOpenOptions } from '../../src/upstream/connection.js';
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
+import { SANDBOX_TLS_FILES } from '../../src/sandbox/index.js';
 import { rejection } from '../helpers/thrown.js';
 
-const fixture = (name: string): Buffer => readFileSync(new URL(`../../assets/sandbox-tls/${name}`, import.meta.url));
-const CA = fixture('ca.crt');
-const KEY = fixture('server.key');
-const CERT = fixture('server.crt');
+const fixture = (name: keyof typeof SANDBOX_TLS_FILES): Buffer => readFileSync(SANDBOX_TLS_FILES[name]);
+const CA = fixture('ca');
+const KEY = fixture('key');
+const CERT = fixture('cert');
 
 const USER = 'sender@example.com';
 const TOKEN = 'ya29.a0-recognisable-access-token-Zq81';

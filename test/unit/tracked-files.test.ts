@@ -16,6 +16,18 @@ describe('the repository', () => {
     expect(tracked.filter((f) => GENERATED(basename(f)))).toEqual([]);
   });
 
+  it('tracks no private key: the sandbox makes its TLS material at run time (src/sandbox/tls-material.ts)', () => {
+    // `git grep -l` exits 1 when nothing matches; the marker is split so this file does not match itself.
+    const marker = ['PRIVATE', 'KEY-----'].join(' ');
+    let found = '';
+    try {
+      found = execFileSync('git', ['grep', '-l', '-F', marker], { cwd: ROOT, encoding: 'utf8' });
+    } catch (e) {
+      if ((e as { status?: number }).status !== 1) throw e;
+    }
+    expect(found.split('\n').filter(Boolean)).toEqual([]);
+  });
+
   it('ignores them, so a relay or test run in the checkout cannot add one by `git add .`', () => {
     const names = ['admin.token', 'data/admin.token', 'x/other.token', 'relay.key', 'data/relay.db'];
     const ignored = execFileSync('git', ['check-ignore', '--no-index', ...names], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
