@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig } from './config/load.js';
+import { loadConfigOffThread } from './config/load-off-thread.js';
 import { restartNeeded } from './config/reload-diff.js';
 import type { MergedAccounts } from './config/stored-accounts.js';
 import type { Config } from './config/schema.js';
@@ -139,7 +139,7 @@ export class RelayApp {
   async reload(next?: Config): Promise<ReloadReport> {
     let config: Config;
     try {
-      config = next ?? loadConfig(this.config.source ?? undefined, { env: this.env });
+      config = next ?? (await loadConfigOffThread(this.config.source ?? undefined, { env: this.env }));
     } catch (e) {
       this.logger.error({ event: 'reload_failed', error: (e as Error).message }, 'new config refused; the running one stays');
       throw e;

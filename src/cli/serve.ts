@@ -1,5 +1,5 @@
 import { RelayApp } from '../app.js';
-import { loadConfig } from '../config/load.js';
+import { loadConfigOffThread } from '../config/load-off-thread.js';
 import { isDefaultTrustedNetworks } from '../config/networks.js';
 import type { Config } from '../config/schema.js';
 import { configWarnings, describeWarning } from '../config/warnings.js';
@@ -19,7 +19,7 @@ Get a refresh token with: xoauth2-relay auth google|microsoft --email ADDRESS --
 then run: xoauth2-relay check-config && xoauth2-relay serve`;
 
 export async function serveCommand(file: string | undefined): Promise<void> {
-  const config = loadConfig(file);
+  const config = await loadConfigOffThread(file);
   const logger = createLogger(config.log.level);
   if (!config.source) logger.info({ event: 'config' }, 'no relay.yaml found: running on built-in defaults');
   // "No accounts" is said after start-up, knowing the store's accounts too (HOW_TO_ADD_AN_ACCOUNT).
