@@ -2,12 +2,12 @@
 // from the accounts (docs/benchmarks.md, table 9): these tests hold the cuts in place, on the
 // built CLI (dist/), as an operator runs it.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { buildDist, ROOT } from '../helpers/cli.js';
+import { buildDist, ROOT, startServe, writeYaml } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'relay-startup-memory-'));
 beforeAll(() => buildDist(), 180_000);
@@ -82,4 +82,38 @@ describe('relay.yaml is loaded off the relay thread', () => {
     expect(r.off.message).toMatch(/line \d+/);
     expect(r.off).toEqual(r.inThread);
   }, 60_000);
+});
+
+describe('what a relay without API accounts or a shared store does not load', () => {
+  it('serve (SQLite store, SMTP accounts) starts without the API, Redis and sandbox libraries', async () => {
+    // The relay's own thread's CommonJS modules, written as it exits (a worker has its own list).
+    const probe = join(dir, 'loaded-probe.mjs');
+    const list = join(dir, 'loaded.json');
+    writeFileSync(
+      probe,
+      `import { createRequire } from 'node:module';
+      import { writeFileSync } from 'node:fs';
+      import { isMainThread } from 'node:worker_threads';
+      const cache = createRequire(import.meta.url).cache;
+      if (isMainThread) process.on('exit', () => writeFileSync(${JSON.stringify(list)}, JSON.stringify(Object.keys(cache))));`,
+    );
+    const config = writeYaml(dir, {
+      listen: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      store: { path: join(dir, 'relay.db') },
+      accounts: [{ email: 'sender@example.com', provider: 'google', client_id: 'app', client_secret: 's', refresh_token: 'rt' }],
+      // Cold: no token request to a provider this test does not run.
+      warm: { all_up_to: 0 },
+    });
+    const relay = await startServe(['--config', config], { dist: true, cwd: dir, env: { XOAUTH2_RELAY_KEY: 'a'.repeat(64), NODE_OPTIONS: `--import=${probe}` } });
+    relay.child.kill('SIGTERM');
+    expect(await relay.exited).toBe(0);
+    const packages = new Set((JSON.parse(readFileSync(list, 'utf8')) as string[]).map((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1]).filter(Boolean));
+    // The probe sees what the relay does load.
+    expect(packages).toContain('better-sqlite3');
+    expect(packages).toContain('pino');
+    for (const unused of ['libmime', '@zone-eu/mailsplit', 'iconv-lite', 'nodemailer', 'ioredis', 'undici', 'smtp-server', 'selfsigned']) {
+      expect(packages, `${unused} loaded at start-up`).not.toContain(unused);
+    }
+  }, 90_000);
 });

@@ -5,12 +5,24 @@
 // address lists (groups, comments, quoted local parts), libmime decodes RFC 2047 display names.
 // This module only refuses what no reader can take without guessing, and decodes as UTF-8
 // (RFC 6532): the libraries work on binary strings.
-import mailsplit from '@zone-eu/mailsplit';
-import libmime from 'libmime';
-import addressparser from 'nodemailer/lib/addressparser';
+import { createRequire } from 'node:module';
+import type mailsplit from '@zone-eu/mailsplit';
+import type libmime from 'libmime';
+import type addressparser from 'nodemailer/lib/addressparser';
 import { RelayError } from '../../errors/registry.js';
 import { C554TransactionFailed, SeMsg6Other0 } from '../../smtp/codes.js';
 import { coded } from '../../smtp/reply.js';
+
+// Required at the first API message, not at start-up: with iconv-lite's tables behind libmime
+// they are ≈ 6 MB of a relay's memory, which a relay whose accounts all send by SMTP never uses.
+const require = createRequire(import.meta.url);
+let loaded: { mailsplit: typeof mailsplit; libmime: typeof libmime; addressparser: typeof addressparser } | null = null;
+const libs = () =>
+  (loaded ??= {
+    mailsplit: require('@zone-eu/mailsplit') as typeof mailsplit,
+    libmime: require('libmime') as typeof libmime,
+    addressparser: require('nodemailer/lib/addressparser') as typeof addressparser,
+  });
 
 export interface HeaderAddress {
   /** The display name, RFC 2047 words decoded; '' when none. */
@@ -77,10 +89,10 @@ function addresses(fields: InstanceType<typeof mailsplit.Headers>, key: string):
         throw unreadable(`the ${key} field is not UTF-8`);
       }
       const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n/g, '');
-      return addressparser(value, { flatten: true });
+      return libs().addressparser(value, { flatten: true });
     })
     .filter((a) => a.address.includes('@'))
-    .map((a) => ({ name: a.name ? libmime.decodeWords(a.name) : '', address: a.address.toLowerCase() }));
+    .map((a) => ({ name: a.name ? libs().libmime.decodeWords(a.name) : '', address: a.address.toLowerCase() }));
 }
 
 /** The header block read, or API_HEADER_UNREADABLE (554 5.6.0) saying what is wrong with it. */
@@ -88,7 +100,7 @@ export function readHeader(mime: Buffer): MessageHeader {
   const { end, bodyStart } = headerEnd(mime);
   const header = mime.subarray(0, end);
   checkReadable(header);
-  const fields = new mailsplit.Headers(header);
+  const fields = new (libs().mailsplit.Headers)(header);
   return { fields, bodyStart, recipients: { to: addresses(fields, 'to'), cc: addresses(fields, 'cc'), bcc: addresses(fields, 'bcc') } };
 }
 
