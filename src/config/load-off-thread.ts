@@ -34,7 +34,10 @@ export async function loadConfigOffThread(file: string | undefined, opts: LoadOp
   const outcome = await new Promise<LoadOutcome>((resolve, reject) => {
     // No inherited node flags: the loader needs none, and some break it or do not belong in it
     // (--input-type refuses a file entry; --cpu-prof would write a profile of the loader).
-    const worker = new Worker(WORKER_ENTRY, { workerData: request, execArgv: [] });
+    // A small young generation (8 MB; V8's default grows to several times that): the parser's
+    // objects live until the parse ends, so a larger one only copies more of them around (peak
+    // RSS of the load 177 → 155 MB at 5,000 accounts, measured; the same CPU).
+    const worker = new Worker(WORKER_ENTRY, { workerData: request, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     let answered = false;
     worker.once('message', (m: LoadOutcome) => {
       answered = true;
