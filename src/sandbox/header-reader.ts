@@ -1,5 +1,6 @@
-// How the fakes (the APIs' and the SMTP submission server's Send As check) read a message's header: their own strict RFC 5322 field splitter (§2.2,
-// §2.2.3; §4.5.3's obsolete space before the colon) and postal-mime's address parser, which is
+// How the fakes (the APIs, and the SMTP submission server's Send As check) read a message's
+// header: their own strict RFC 5322 field splitter (§2.2, §2.2.3; §4.5.3's obsolete space
+// before the colon) and postal-mime's address parser, which is
 // not the library the relay reads headers with (src/upstream/api/headers.ts), so a relay bug
 // cannot hide behind the same bug in the fake. A header a strict reader cannot take (a first
 // line that continues nothing, a bare CR, a NUL, a line that is no field) is refused: the
