@@ -99,7 +99,7 @@ export function markdown(r: BenchResult): string {
       `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per path, alternating; the relay is the one of table 2 (log level info, limits counted). ` +
       'CPU is the process in the path (pipe, minimal relay or relay); connections opened are counted by the provider over each path\'s runs. ' +
       'The minimal relay (bench/lib/minimal-relay.ts) parses, pipelines and passes replies like the relay, with no routing, limits, timeouts, pool or metrics; ' +
-      'the retiring one also opens a new upstream connection (connect, STARTTLS, AUTH) every 100 messages, as the contract\'s default messages_per_connection makes the relay do.',
+      'the retiring one also opens a new upstream connection (connect, STARTTLS, AUTH) every 100 messages, as SPEC\'s messages_per_connection of 100 would (the relay\'s own default is 0, no count: docs/configuration.md).',
     `### 7. A provider ${r.roundTrip.rttMs} ms away, ${r.roundTrip.connections} connections, 2 KB`,
     table(
       ['client', 'path', 'msg/s', 'round trips per message'],
