@@ -238,7 +238,8 @@ export class Relay {
     await (this.warmth.allWarm ? everything : Promise.race([everything, oneReady]));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
-    const failing = this.tokens.status().filter((s) => s.health !== 'healthy');
+    // A cold account has no token on purpose: not something for the operator to look at.
+    const failing = this.tokens.status().filter((s) => s.health !== 'healthy' && (s.health !== 'pending' || this.warmth.isWarm(s.email)));
     this.deps.logger.info(
       { event: 'relay_ready', accounts: this.current.length, unhealthy: failing.map((s) => s.email), ms: Date.now() - started },
       'relay ready',

@@ -4,6 +4,7 @@
 // endpoint's 429: it backs off for Retry-After and still ends with every account ready.
 import { afterEach, describe, expect, it } from 'vitest';
 import { SandboxProvider } from '../../src/sandbox/provider.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { sendPipelined } from '../helpers/smtp-client.js';
 import { rawMessage, startStack, type Stack } from '../helpers/stack.js';
 
@@ -28,6 +29,7 @@ const logins = (email: string) => stack!.sandbox.smtp.authAttempts().filter((a) 
 
 describe('warmth: accounts that cost nothing while idle', () => {
   it("a cold account's first message makes one token request and one login, then the account is warm", async () => {
+    const log = captureLog('info');
     stack = await startStack({
       accounts: [
         { email: PINNED, kind: 'google', senders: [PINNED] },
@@ -36,7 +38,11 @@ describe('warmth: accounts that cost nothing while idle', () => {
       ],
       // Three accounts over a threshold of one: only the pinned one is warmed.
       overrides: { warm: { all_up_to: 1, pinned: [PINNED] } },
+      logger: log.logger,
     });
+    // Cold is not unhealthy: start-up's summary names no account (with thousands it named them all).
+    const readyLine = log.lines.map((l) => JSON.parse(l) as { event?: string; unhealthy?: string[] }).find((l) => l.event === 'relay_ready');
+    expect(readyLine?.unhealthy).toEqual([]);
     const { sandbox } = stack;
     expect(sandbox.state.tokenRequests(PINNED)).toBe(1);
     expect(sandbox.state.tokenRequests(COLD)).toBe(0);
