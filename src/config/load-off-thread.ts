@@ -1,5 +1,5 @@
 // relay.yaml loaded on a worker thread, for the long-running relay (`serve` and its reloads).
-// Parsing YAML allocates about 45 times the file: yaml's CST and Document for a 1.7 MB file of
+// Parsing YAML allocates about 50 times the file: yaml's CST and Document for a 1.7 MB file of
 // 5,000 accounts came to ≈ 75 MB, the schema and the resolving ≈ 20 MB more, all garbage a moment
 // later. On the relay's own thread V8 grows the heap to hold that peak and keeps the pages: a
 // relay with 5,000 idle accounts sat at 190 MB RSS with 31 MB live. On a worker the peak lives in
