@@ -32,23 +32,33 @@ export interface MetricSources {
  * Counts made on the message path, added to their counter when it is collected (a scrape, or
  * get()). A prom-client inc() hashes its labels and validates them on every call; the relay
  * counts four times per message (the message and the provider's replies to MAIL, RCPT and
- * DATA), which a CPU profile showed at about 1 % of the relay's CPU. Here a count is a map
- * lookup by a string key.
+ * DATA), which a CPU profile showed at about 1 % of the relay's CPU. Here a count is three map
+ * lookups by values the caller already holds (the account, a constant, a number): a key joined
+ * from them was built, flattened and hashed again at every count, 0.9 % of the relay's CPU at
+ * 50 connections.
  */
 class PendingCounts<L extends string> {
-  private readonly counts = new Map<string, { labels: Partial<Record<L, string>>; n: number }>();
+  private readonly series = new Map<string, Map<string, Map<number, { labels: Partial<Record<L, string>>; n: number }>>>();
 
-  add(key: string, labels: () => Partial<Record<L, string>>): void {
-    const c = this.counts.get(key);
-    if (c) c.n++;
-    else this.counts.set(key, { labels: labels(), n: 1 });
+  add(a: string, b: string, c: number, labels: () => Partial<Record<L, string>>): void {
+    let byB = this.series.get(a);
+    if (byB === undefined) this.series.set(a, (byB = new Map()));
+    let byC = byB.get(b);
+    if (byC === undefined) byB.set(b, (byC = new Map()));
+    const count = byC.get(c);
+    if (count) count.n++;
+    else byC.set(c, { labels: labels(), n: 1 });
   }
 
   flushInto(counter: Counter<L>): void {
-    for (const c of this.counts.values()) {
-      if (c.n === 0) continue;
-      counter.inc(c.labels, c.n);
-      c.n = 0;
+    for (const byB of this.series.values()) {
+      for (const byC of byB.values()) {
+        for (const c of byC.values()) {
+          if (c.n === 0) continue;
+          counter.inc(c.labels, c.n);
+          c.n = 0;
+        }
+      }
     }
   }
 }
@@ -94,14 +104,14 @@ export class Metrics {
   countMessage(account: string, code: number): void {
     const outcome = Metrics.outcome(code);
     if (outcome === 'accepted') this.totals.accepted++;
-    if (this.perAccount === 'none') this.pendingMessages.add(outcome, () => ({ outcome }));
-    else this.pendingMessages.add(`${outcome} ${account}`, () => ({ account, outcome }));
+    if (this.perAccount === 'none') this.pendingMessages.add('', outcome, 0, () => ({ outcome }));
+    else this.pendingMessages.add(account, outcome, 0, () => ({ account, outcome }));
   }
 
   /** One reply of the provider to MAIL, RCPT or DATA (see PendingCounts). */
   countUpstreamReply(account: string, command: string, code: number): void {
-    if (this.perAccount === 'none') this.pendingReplies.add(`${command} ${code}`, () => ({ command, code: String(code) }));
-    else this.pendingReplies.add(`${command} ${code} ${account}`, () => ({ account, command, code: String(code) }));
+    if (this.perAccount === 'none') this.pendingReplies.add('', command, code, () => ({ command, code: String(code) }));
+    else this.pendingReplies.add(account, command, code, () => ({ account, command, code: String(code) }));
   }
 
   constructor(sources: MetricSources, perAccount: PerAccountSeries = 'active') {
