@@ -1,6 +1,9 @@
 // Counts made on the message path wait in src/obs/metrics.ts's PendingCounts until a scrape adds
 // them to their prom-client counter: the scrape must show the same series and totals as counting
-// straight into prom-client would, under per_account active (the default) and none.
+// straight into prom-client would, under per_account active (the default) and none. Latencies go
+// into prom-client's histograms by a quicker path: the scrape must be what prom-client's own
+// observe() gives for the same values.
+import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Metrics, type PerAccountSeries } from '../../src/obs/metrics.js';
 
@@ -63,5 +66,29 @@ describe('Metrics: counts kept until a scrape', () => {
       [`${UP}{command="RCPT",code="550"}`]: 1,
     });
     expect(text).not.toContain('x.test');
+  });
+});
+
+describe('Metrics: latency histograms', () => {
+  // Bounds themselves, between them, above the last one, zero, a repeat.
+  const values = [0, 0.0004, 0.001, 0.0010001, 0.0025, 0.003, 0.007, 0.2, 0.2, 1, 4.9, 29.99, 30, 31, 120];
+
+  it.each<PerAccountSeries>(['all', 'active', 'none'])('per_account %s: the scrape prom-client gives for the same observations', async (per) => {
+    const m = new Metrics(sources, per);
+    for (const name of ['xoauth2_relay_data_seconds', 'xoauth2_relay_token_refresh_seconds']) {
+      const ours = m.registry.getSingleMetric(name) as Histogram<string> & { help: string; upperBounds: number[]; labelNames: string[] };
+      const reference = new Registry();
+      const plain = new Histogram({ name, help: ours.help, labelNames: ours.labelNames, buckets: ours.upperBounds, registers: [reference] });
+      const observed = name === 'xoauth2_relay_data_seconds' ? m.relayLatency : m.tokenRefreshLatency;
+      values.forEach((v, i) => {
+        const account = ['a@x.test', 'b@x.test', 'c@x.test'][i % 3]!;
+        observed.observe({ account }, v);
+        if (per === 'all') plain.observe({ account }, v);
+        else plain.observe(v);
+      });
+      expect(await m.registry.getSingleMetricAsString(name)).toBe(await reference.getSingleMetricAsString(name));
+      expect(await ours.get()).toEqual(await plain.get());
+      expect(() => observed.observe({ account: 'a@x.test' }, Number.NaN)).toThrow();
+    }
   });
 });
