@@ -146,6 +146,12 @@ describe('TransactionLog.record', () => {
     }
     const times = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { time: string }).time);
     expect(times(byHand.lines)).toEqual(['2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.679Z', '2026-01-02T03:04:06.678Z']);
+    for (const at of ['2026-12-31T23:59:59.998Z', '2026-12-31T23:59:59.999Z', '2027-01-01T00:00:00.000Z', '2027-01-01T00:00:00.001Z', '2027-01-01T00:00:01.000Z']) {
+      vi.setSystemTime(new Date(at));
+      log.record(record('2.0.0 OK'), 3);
+      viaPino.logger.info({ event: 'transaction' }, 'transaction');
+      expect(times(byHand.lines).at(-1)).toBe(at);
+    }
     expect(times(byHand.lines)).toEqual(times(viaPino.lines));
   });
 
