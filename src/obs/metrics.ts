@@ -10,7 +10,7 @@
 // account label; `none` drops the account label everywhere. Counts by state
 // (xoauth2_relay_accounts) are always there, whatever the setting.
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { VERSION } from './version.js';
 
 export type Outcome = 'accepted' | 'rejected' | 'deferred';
@@ -86,6 +86,14 @@ class QuickHistogram extends Histogram<string> {
   private readonly bounds = (this as unknown as { upperBounds: readonly number[] }).upperBounds;
   /** Their keys in a series' bucketValues, made once (a number made a key is printed anew each time). */
   private readonly keys = this.bounds.map(String);
+
+  /** A removed series must not be added to here any more (nothing removes them today). */
+  override remove(...values: string[]): void;
+  override remove(labels: LabelValues<string>): void;
+  override remove(...args: [LabelValues<string>] | string[]): void {
+    this.byValue.clear();
+    (super.remove as (...a: unknown[]) => void)(...args);
+  }
 
   /** `key`: the value of the one label, '' without labels. */
   observeAs(key: string, labels: Record<string, string>, value: number): void {
