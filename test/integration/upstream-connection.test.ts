@@ -590,6 +590,27 @@ describe('UpstreamConnection against scripted servers', () => {
     expect(conn.isUsable).toBe(false);
   });
 
+  it('times out the unanswered DATA of a pipelined group, counting from the reply before it', async () => {
+    // The group leaves in one write; MAIL is answered at once, RCPT 120 ms later, DATA never.
+    const script: Script = (line, sock) => {
+      if (line.startsWith('RCPT')) setTimeout(() => sock.write('250 ok\r\n'), 120);
+      else if (line !== 'DATA') plainSmtp(line, sock);
+    };
+    const port = await rawServer(script);
+    const conn = await open(port, { security: 'none', timeouts: { connectMs: 3000, commandMs: 200, dataMs: 3000 } });
+    const t0 = Date.now();
+    const mail = conn.mail('a@b');
+    const rcpt = conn.rcpt('c@d');
+    const data = conn.dataCommand();
+    expect((await mail).code).toBe(250);
+    expect((await rcpt).code).toBe(250);
+    const err = await rejection(data);
+    const waited = Date.now() - t0;
+    expect(err.message).toContain('no reply to DATA');
+    expect(waited).toBeGreaterThanOrEqual(120 + 190);
+    expect(waited).toBeLessThan(1200);
+  });
+
   it('destroys the connection when the body stream fails, and rethrows its error', async () => {
     const port = await rawServer(plainSmtp, { onBody: () => {} });
     const conn = await open(port, { security: 'none' });
