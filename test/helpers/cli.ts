@@ -1,6 +1,6 @@
 // Runs the real command line (from source, through tsx, or as built into dist/) as a child process.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -14,9 +14,32 @@ const CLI = ['--import', TSX, join(ROOT, 'src', 'cli', 'main.ts')];
 /** The CLI as `npm ci` builds it and an operator runs it (buildDist() first). */
 const DIST_CLI = [join(ROOT, 'dist', 'cli', 'main.js')];
 
-/** `npm run build`: dist/ from the current sources, for tests that run the built CLI. */
+/**
+ * `npm run build` when dist/ is older than the sources, for tests that run the built CLI. The
+ * suite's global setup (test/global-setup.ts) builds once before any worker starts: tsc rewrites
+ * dist/ in place, and a build racing a relay another test file is starting from dist/ would hand
+ * it half-written modules.
+ */
 export function buildDist(): void {
+  if (builtAt() >= newestSource()) return;
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
+}
+
+function builtAt(): number {
+  try {
+    return statSync(join(ROOT, 'dist', 'cli', 'main.js')).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+function newestSource(dir = join(ROOT, 'src')): number {
+  let newest = Math.max(statSync(join(ROOT, 'tsconfig.json')).mtimeMs, statSync(join(ROOT, 'package.json')).mtimeMs);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(path) : statSync(path).mtimeMs);
+  }
+  return newest;
 }
 
 export interface CliResult {
