@@ -1,8 +1,9 @@
 // Relay processes (the built CLI, as operators run it) sharing one real redis-server and one
 // sandbox provider: they refresh each token once between them, count a daily limit exactly
 // across both, and ride out Redis going away and coming back without losing a message. Four of
-// them keep every mailbox's max_connections for the fleet while one is killed mid-run, and an
-// account added through one is used by another within 2 s.
+// them keep every mailbox's max_connections for the fleet while one is killed mid-run, two keep
+// the Graph and Gmail API mailboxes' caps for the fleet, and an account added through one is used
+// by another within 2 s.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -247,6 +248,48 @@ describe('a fleet of four relays: max_connections holds for the fleet', () => {
       await Promise.all(relays.map(stop));
     }
   }, 150_000);
+});
+
+describe('a fleet of two relays: the API upstreams\' max_connections holds for the fleet', () => {
+  it('Graph and Gmail API mailboxes sent to through both at once: never more requests in flight per mailbox than its cap, every message delivered once', async () => {
+    // Answers held back 25 ms, so a mailbox's requests overlap: with a cap per instance each
+    // mailbox would see up to twice its cap (two relays).
+    sandbox.graph.latencyMs = 25;
+    sandbox.gmail.latencyMs = 25;
+    const CAP = { graph: 3, gmail_api: 5 } as const;
+    const api = (email: string, upstream: keyof typeof CAP) =>
+      account(email, upstream === 'graph' ? 'microsoft' : 'google', {}, { upstream, max_connections: CAP[upstream] });
+    const boxes = [api('api1@outlook.test', 'graph'), api('api2@outlook.test', 'graph'), api('api3@gmail.test', 'gmail_api'), api('api4@gmail.test', 'gmail_api')];
+    const emails = boxes.map((b) => b.account.email);
+    const relays = await fleet('api-caps', boxes, 2, { upstream: { acquire_timeout_ms: 15_000 } });
+    try {
+      const ledger = new Ledger('fleet-api', 480, emails, 300);
+      // Every mailbox through both relays (messages go to the relays in runs of four, one per
+      // mailbox), 12 MTA connections each: each mailbox has more messages waiting than its cap on each.
+      const opts = { connections: 12, timeLimitMs: 40_000 };
+      await Promise.all(relays.map((r, k) => drive(r.port, ledger.entries.filter((_, i) => Math.floor(i / emails.length) % 2 === k), opts)));
+      await resendPending(relays[0].port, ledger, { connections: 6, timeLimitMs: 30_000 });
+      const delivered = [...sandbox.graph.messages, ...sandbox.gmail.messages];
+      const c = ledger.report('fleet-api', delivered);
+      expect(c.refused).toBe(0);
+      expect(ledger.problems(delivered)).toEqual([]);
+      for (const r of relays) expect(r.output()).not.toContain('"event":"slot_lost"');
+      const seen = new Map([...sandbox.graph.requestConcurrency(), ...sandbox.gmail.requestConcurrency()]);
+      const peaks = Object.fromEntries(emails.map((e) => [e, seen.get(e)?.peak ?? 0]));
+      console.log(`[fleet] peak API requests in flight per mailbox: ${JSON.stringify(peaks)}`);
+      for (const b of boxes) {
+        const cap = CAP[b.extra!.upstream as keyof typeof CAP];
+        expect({ email: b.account.email, peak: peaks[b.account.email]! <= cap }).toEqual({ email: b.account.email, peak: true });
+        expect(peaks[b.account.email]).toBeGreaterThan(1);
+      }
+      // The load was enough to reach the cap: Graph's three requests a message keep it there.
+      expect(peaks['api1@outlook.test']).toBe(CAP.graph);
+    } finally {
+      sandbox.graph.latencyMs = 0;
+      sandbox.gmail.latencyMs = 0;
+      await Promise.all(relays.map(stop));
+    }
+  }, 120_000);
 });
 
 describe('live account changes across the fleet', () => {
