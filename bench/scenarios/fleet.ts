@@ -61,6 +61,7 @@ export function fleetTable(r: FleetResult): string {
   const c = r.firstAttempts;
   const row = (what: string, target: string, measured: string, met: boolean | null) => `| ${what} | ${target} | ${measured} | ${met === null ? '-' : met ? 'yes' : '**no**'} |`;
   const over = r.peaks.filter((p) => p.peak > p.cap).length;
+  const atCap = r.peaks.filter((p) => p.peak === p.cap).length;
   return [
     `### 10. Fleet: ${r.relays} relays on one Redis, ${r.mailboxes} mailboxes (caps 3 Microsoft, 5 Google), ${r.messages.toLocaleString('en')} messages over ${r.connectionsPerRelay} MTA connections per relay, one relay kill -9'd a third of the way`,
     '| | target | measured | met |',
@@ -80,7 +81,7 @@ export function fleetTable(r: FleetResult): string {
     row(
       'max concurrent authenticated connections per mailbox (sandbox, at every login and close): worst mailbox',
       '≤ cap',
-      `${r.worst.peak} for a cap of ${r.worst.cap} (${r.worst.email}); ${over} mailboxes over their cap`,
+      `${r.worst.peak} for a cap of ${r.worst.cap} (${r.worst.email}); ${over} mailboxes over their cap, ${atCap} of ${r.mailboxes} at it`,
       over === 0,
     ),
     // The slots lapse within the TTL of the kill; the waiting pool asks again at most every second.
