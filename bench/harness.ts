@@ -22,6 +22,7 @@ import {
 import { floorScenario, type FloorRow } from './scenarios/floor.js';
 import { roundTripScenario, type RoundTripResult } from './scenarios/round-trip.js';
 import { scaleScenario, type ScaleResult } from './scenarios/scale.js';
+import { fleetScenario, type FleetResult } from './scenarios/fleet.js';
 import { tokenScenario, type TokenResult } from './scenarios/tokens.js';
 
 export interface BenchOptions {
@@ -58,6 +59,8 @@ export interface BenchResult {
   roundTrip: RoundTripResult;
   /** Table 9, 5,000 accounts (issue 22); null in the quick mode, which the test suite runs. */
   manyAccounts: ScaleResult | null;
+  /** Table 10, 6 relays on one Redis (issue 22); null in the quick mode. */
+  fleet: FleetResult | null;
   targets: Target[];
   profile: HotFunction[] | null;
 }
@@ -97,6 +100,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const roundTrip = await roundTripScenario(ctx, from!);
     const upstreams = await apiUpstreamScenario(ctx);
     const manyAccounts = opts.quick ? null : await scaleScenario(ctx);
+    const fleet = opts.quick ? null : await fleetScenario(progress);
 
     const result: Omit<BenchResult, 'targets'> = {
       mode: opts.quick ? 'quick' : 'full',
@@ -121,6 +125,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       floor,
       roundTrip,
       manyAccounts,
+      fleet,
       profile,
     };
     return { ...result, targets: targets(result) };

@@ -2,6 +2,7 @@
 import type { BenchResult } from './harness.js';
 import { FLOOR_SIDES, type FloorRow, type FloorSideName } from './scenarios/floor.js';
 import { scaleTable } from './scenarios/scale.js';
+import { fleetTable } from './scenarios/fleet.js';
 
 const table = (head: string[], rows: Array<Array<string | number>>): string =>
   [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
@@ -99,6 +100,7 @@ export function markdown(r: BenchResult): string {
       r.upstreams.map((u) => [u.upstream, u.p50Ms, u.p99Ms, u.connections, u.perSecond, u.relayCpuUsPerMessage]),
     ),
     ...(r.manyAccounts ? [scaleTable(r.manyAccounts)] : []),
+    ...(r.fleet ? [fleetTable(r.fleet)] : []),
     '### The generator is not the bottleneck',
     table(
       ['connections', 'message', 'generator → sink msg/s', 'generator CPU (of one core)'],

@@ -126,7 +126,7 @@ export const accountSchema = z.strictObject({
   max_connections: positiveInt.optional().meta({
     unset: '`5` for Google, `3` for Microsoft (`5` for other servers)',
     description:
-      'upstream connections the mailbox may hold, **for the whole fleet** when instances share a Redis store (each connection takes a slot in the store first; `docs/scaling.md`). The default per provider kind follows the providers: 3 is Exchange Online\'s SMTP AUTH limit',
+      'upstream connections the mailbox may hold, **for the whole fleet** when instances share a Redis store (each connection takes a slot in the store first; `docs/scaling.md`). With `upstream: graph` or `gmail_api`: the mailbox\'s messages at the API at once, for the fleet likewise (each message holds a slot from its first request to its last). The default per provider kind follows the providers: 3 is Exchange Online\'s SMTP AUTH limit',
   }),
   min_idle: z.number().int().min(0).default(1).describe(
     'authenticated connections opened at start-up and kept ready (at most `max_connections`); taking one opens its replacement in the background. Raise it when a connection carries its `messages_per_connection` faster than a new one opens (about half a second at Google and Microsoft), or a message now and then waits for a handshake',

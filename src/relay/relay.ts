@@ -144,11 +144,11 @@ export class Relay {
     );
     this.pauses = new AccountPauses(deps.store, deps.logger);
     this.limiter = new Limiter({ store: deps.store, pauses: this.pauses, health: (email) => this.tokens.healthOf(email), logger: deps.logger });
-    this.api = new ApiUpstreams(config.upstream, this.tokens, this.pauses);
     this.connect = deps.connector ?? createConnector(this.tokens, connectorOptions(config.upstream), deps.logger);
     const metrics = deps.metrics;
     this.onReply = metrics ? (account, command, code) => metrics.countUpstreamReply(account.email, command, code) : () => undefined;
     this.slots = deps.store.connectionSlots ?? new LocalConnectionSlots();
+    this.api = new ApiUpstreams(config.upstream, this.tokens, this.pauses, this.slots, deps.logger);
     this.slots.onWanted((email) => this.pools.get(email)?.wanted());
     for (const account of accounts) this.pools.set(account.email, this.newPool(account));
   }

@@ -66,6 +66,12 @@ export abstract class FakeApiServer {
   readonly requests = new Map<string, number>();
   /** TCP connections accepted since start (not reset): keep-alive reuse shows as no new ones. */
   connectionsOpened = 0;
+  /** How long each answer is held back: a provider some way off, so a mailbox's requests overlap. */
+  latencyMs = 0;
+  /** Per mailbox: requests in flight now and the most at once (issue 22: the fleet's cap, as the provider sees it). */
+  private readonly concurrent = new Map<string, { open: number; peak: number }>();
+  private readonly counted = new WeakSet<IncomingMessage>();
+  private readonly answers = new WeakMap<IncomingMessage, ServerResponse>();
 
   protected constructor(
     protected readonly state: SandboxState,
@@ -117,6 +123,13 @@ export abstract class FakeApiServer {
     this.faultsFired.length = 0;
     this.messages.length = 0;
     this.requests.clear();
+    this.latencyMs = 0;
+    for (const c of this.concurrent.values()) c.peak = c.open;
+  }
+
+  /** Per mailbox: authenticated requests in flight now, and the most at once since start (or reset). */
+  requestConcurrency(): Map<string, { open: number; peak: number }> {
+    return new Map([...this.concurrent].map(([email, c]) => [email, { ...c }]));
   }
 
   async stop(): Promise<void> {
@@ -134,7 +147,19 @@ export abstract class FakeApiServer {
     const check = m ? this.state.checkAccessToken(m[1]!, mailbox) : null;
     if (!check) throw new HttpError(401, this.errorBody(401, 'InvalidAuthenticationToken', 'Access token is empty or invalid.', 'authError'));
     if (check.expired) throw new HttpError(401, this.errorBody(401, 'InvalidAuthenticationToken', 'Lifetime validation failed, the token is expired.', 'authError'));
+    this.inFlight(req, mailbox);
     return check;
+  }
+
+  /** Counts the request as the mailbox's until its answer is sent (or its socket closes). */
+  protected inFlight(req: IncomingMessage, mailbox: string): void {
+    const res = this.answers.get(req);
+    if (!res || this.counted.has(req)) return;
+    this.counted.add(req);
+    let c = this.concurrent.get(mailbox);
+    if (!c) this.concurrent.set(mailbox, (c = { open: 0, peak: 0 }));
+    c.peak = Math.max(c.peak, ++c.open);
+    res.once('close', () => c.open--);
   }
 
   /** Records a delivery the way the submission server does. */
@@ -207,7 +232,13 @@ export abstract class FakeApiServer {
     }
     if (size > limit) throw new HttpError(413, this.errorBody(413, 'RequestEntityTooLarge', `The request is larger than ${limit} bytes.`, 'uploadTooLarge'));
     if (req.method === 'HEAD' || url.pathname === '/') return this.send(res, 200, null);
-    const answer = await this.handle(req, Buffer.concat(chunks), url.pathname, url.searchParams);
+    this.answers.set(req, res);
+    let answer: Awaited<ReturnType<FakeApiServer['handle']>>;
+    try {
+      answer = await this.handle(req, Buffer.concat(chunks), url.pathname, url.searchParams);
+    } finally {
+      if (this.latencyMs) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
+    }
     if (answer === 'hold' || this.losing.has(req)) {
       this.held.add(res);
       res.on('close', () => this.held.delete(res));

@@ -117,6 +117,8 @@ export class FakeGraphApi extends FakeApiServer {
     if (upload) {
       const draft = this.drafts.get(this.uploads.draftOf(upload[1]!, query.get('authtoken')));
       if (!draft) throw new HttpError(404, graphError('ErrorItemNotFound', 'The specified object was not found in the store.'));
+      // Authenticated by its URL, not a token: still one of the mailbox's requests.
+      this.inFlight(req, draft.mailbox);
       if (this.step('upload', draft.mailbox) === 'hold') return 'hold';
       const { answer, attachment } = this.uploads.put(req, upload[1]!, body, this.url);
       if (attachment) draft.attachments.push(attachment);

@@ -13,9 +13,11 @@
 // close instead of keeping idle the ones their transactions finish with.
 //
 // The connection factory is injected (as undici's Pool does) so tests can hand in their own.
+// It need not open a socket: the HTTP API upstreams pool request permits
+// (src/upstream/api/permits.ts), so their concurrency is counted, queued and leased for the
+// fleet by this same code.
 import type { Logger } from 'pino';
 import { RelayError } from '../errors/registry.js';
-import type { Reply } from '../smtp/reply.js';
 import { INSTANCE_ID } from '../store/instance.js';
 import { LocalConnectionSlots } from '../store/local-slots.js';
 import type { ConnectionSlots } from '../store/store.js';
@@ -37,7 +39,6 @@ class NoSlot extends Error {}
 export interface PoolableConnection {
   readonly isUsable: boolean;
   onClose(listener: () => void): void;
-  rset(): Promise<Reply>;
   quit(): Promise<void>;
   destroy(): void;
 }
@@ -69,6 +70,11 @@ export interface PoolOptions {
   idleTimeoutMs: number;
   /** A connection is retired this long before its token expires. */
   tokenMarginMs: number;
+  /**
+   * false: a connection given back with no waiter closes at once instead of idling (a permit
+   * costs nothing to reopen, and one kept idle would hold a slot the fleet may want). Default true.
+   */
+  keepIdle?: boolean;
   /** Where the mailbox's connections are counted; default: this process's memory. */
   slots?: ConnectionSlots;
   slotTtlMs?: number;
@@ -312,8 +318,8 @@ export class AccountPool<C extends PoolableConnection> {
       waiter.resolve(lease);
       return;
     }
-    if (this.now() < this.wantedUntil) {
-      // Another instance waits for this mailbox: the slot goes back rather than idle here.
+    if (this.opts.keepIdle === false || this.now() < this.wantedUntil) {
+      // Another instance waits for this mailbox (or nothing is kept idle): the slot goes back.
       this.discard(lease);
       return;
     }

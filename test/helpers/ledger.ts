@@ -136,8 +136,7 @@ export class Ledger {
 
   /** Counts over the first attempt of each message, and lost/duplicated over everything upstream. */
   counts(upstream: readonly AcceptedMessage[]): LedgerCounts {
-    const arrivals = new Map<string, number>();
-    for (const m of upstream) arrivals.set(m.sha256, (arrivals.get(m.sha256) ?? 0) + 1);
+    const arrivals = arrivalsOf(upstream);
     const c: LedgerCounts = { sent: 0, accepted: 0, deferred: 0, refused: 0, noReply: 0, unknown: 0, lost: 0, duplicated: 0, duplicatedAfterSilence: 0 };
     for (const e of this.entries) {
       const first = e.attempts[0];
@@ -163,8 +162,7 @@ export class Ledger {
    * not a problem here but is counted in `duplicatedAfterSilence`, which each test asserts.
    */
   problems(upstream: readonly AcceptedMessage[]): string[] {
-    const arrivals = new Map<string, number>();
-    for (const m of upstream) arrivals.set(m.sha256, (arrivals.get(m.sha256) ?? 0) + 1);
+    const arrivals = arrivalsOf(upstream);
     const out: string[] = [];
     this.entries.forEach((e, i) => {
       const n = arrivals.get(e.sha) ?? 0;
@@ -174,6 +172,19 @@ export class Ledger {
       else if (n > 1 && !e.attempts.some(silenceAfterFinalDot)) out.push(`#${i} upstream ${n} times`);
     });
     return out;
+  }
+
+  /** How many of the messages arrived upstream once, more than once (`twice`) and never. */
+  deliveries(upstream: readonly AcceptedMessage[]): { once: number; twice: number; never: number } {
+    const arrivals = arrivalsOf(upstream);
+    const d = { once: 0, twice: 0, never: 0 };
+    for (const e of this.entries) {
+      const n = arrivals.get(e.sha) ?? 0;
+      if (n === 0) d.never++;
+      else if (n === 1) d.once++;
+      else d.twice++;
+    }
+    return d;
   }
 
   /** Every 5xx any attempt got, as "stage code text", for a failure message. */
@@ -188,6 +199,13 @@ export class Ledger {
     );
     return c;
   }
+}
+
+/** Arrivals upstream by the message's SHA-256. */
+function arrivalsOf(upstream: readonly AcceptedMessage[]): Map<string, number> {
+  const arrivals = new Map<string, number>();
+  for (const m of upstream) arrivals.set(m.sha256, (arrivals.get(m.sha256) ?? 0) + 1);
+  return arrivals;
 }
 
 /**

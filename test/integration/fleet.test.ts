@@ -1,18 +1,19 @@
 // Relay processes (the built CLI, as operators run it) sharing one real redis-server and one
 // sandbox provider: they refresh each token once between them, count a daily limit exactly
 // across both, and ride out Redis going away and coming back without losing a message. Four of
-// them keep every mailbox's max_connections for the fleet while one is killed mid-run, and an
-// account added through one is used by another within 2 s.
+// them keep every mailbox's max_connections for the fleet while one is killed mid-run, two keep
+// the Graph and Gmail API mailboxes' caps for the fleet, and an account added through one is used
+// by another within 2 s.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_LIMITS } from '../../src/config/account-limits.js';
 import { SandboxProvider, type SandboxAccount } from '../../src/sandbox/index.js';
 import { sandboxRelayConfig, type SandboxRelayAccount } from '../../src/sandbox/relay-config.js';
 import { buildDist, freePort, startServe, writeYaml, type ServeProcess } from '../helpers/cli.js';
 import { drive, Ledger, resendPending, type LedgerEntry } from '../helpers/ledger.js';
+import { fleetRun } from '../helpers/fleet-caps.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { SentinelGroup } from '../helpers/redis-sentinel.js';
 import { KEY_ENV } from '../helpers/stack.js';
@@ -148,105 +149,100 @@ describe('a fleet of two relays on one Redis', () => {
   });
 });
 
-/** The instance id a relay logged when it reached Redis: the prefix of the connection slots it holds. */
-const instanceOf = (p: ServeProcess) => /"event":"store_connected"[^\n]*"instance":"([0-9a-f]+)"/.exec(p.output())?.[1] ?? null;
-
 describe('a fleet of four relays: max_connections holds for the fleet', () => {
-  // Microsoft's published cap is 3 connections per mailbox, Google's default here 5 (docs/configuration.md).
-  const CAP = { microsoft: 3, google: 5 } as const;
   const SLOT_TTL_MS = 4_500;
 
   it('2,000 messages over 4 x 4 MTA connections, one relay kill -9ed mid-run: never more than the cap per mailbox, its slots reused within the TTL, every accepted message delivered once', async () => {
-    const kinds = Array.from({ length: 20 }, (_, i) => (i % 2 ? 'google' : 'microsoft') as 'google' | 'microsoft');
-    const mailboxes = kinds.map((kind, i) => account(`fleet${i}@${kind === 'google' ? 'gmail' : 'outlook'}.test`, kind, {}, { max_connections: CAP[kind] }));
-    // One mailbox only the doomed relay sends through before it dies, so it holds all three slots.
-    const hot = account('hot@outlook.test', 'microsoft', {}, { max_connections: CAP.microsoft });
-    const all = [...mailboxes, hot];
-    const relays = await fleet('caps', all, 4, { upstream: { acquire_timeout_ms: 15_000, slot_ttl_ms: SLOT_TTL_MS } });
-    const doomed = relays[0]!;
-    const survivors = relays.slice(1);
-    const redisClient = new Redis(redis.url);
+    // The run is shared with the bench's big version (bench/scenarios/fleet.ts).
+    const relays: ServeProcess[] = [];
+    const r = await fleetRun({
+      sandbox,
+      redisUrl: redis.url,
+      dir,
+      name: 'caps',
+      relays: 4,
+      mailboxes: 20,
+      messages: 2_000,
+      connectionsPerRelay: 4,
+      slotTtlMs: SLOT_TTL_MS,
+      acquireTimeoutMs: 15_000,
+      timeLimitMs: 45_000,
+      started: (p) => {
+        running.add(p);
+        relays.push(p);
+      },
+    }).finally(() => Promise.all(relays.map(stop)));
+    expect(r.doomedInstance).toMatch(/^[0-9a-f]{12}$/);
+    // The doomed relay held the hot mailbox's three slots.
+    expect(r.hotHoldersBeforeKill).toHaveLength(3);
+    for (const h of r.hotHoldersBeforeKill) expect(h.startsWith(`${r.doomedInstance}:`)).toBe(true);
+
+    // The dead relay's slots lapsed by themselves, no sooner than its last renewal allowed and
+    // within the TTL: the first hot message through a survivor was accepted in that window.
+    console.log(`[fleet] hot mailbox: first message through a survivor ${r.slotsReusedMs} ms after the kill (slot TTL ${SLOT_TTL_MS} ms)`);
+    expect(r.slotsReusedMs).toBeGreaterThanOrEqual((SLOT_TTL_MS * 2) / 3 - 300);
+    expect(r.slotsReusedMs).toBeLessThanOrEqual(SLOT_TTL_MS + 2_500);
+    expect(r.deadSlotsAfterTtl).toEqual([]);
+
+    expect(r.firstAttempts.refused).toBe(0);
+    expect(r.firstAttempts.duplicated).toBe(0);
+    expect(r.problems).toEqual([]);
+    expect(r.refusals).toEqual([]);
+    // Twice only where the kill cut the MTA's session after its final dot (RFC 1047).
+    expect(r.delivered.never).toBe(0);
+    expect(r.delivered.twice).toBe(r.delivered.afterSilence);
+    expect(r.delivered.once + r.delivered.twice).toBe(r.messages);
+
+    // The provider's view, at every login and close: never more than the cap, and the cap was reached.
+    console.log(`[fleet] peak authenticated connections per mailbox: ${JSON.stringify(Object.fromEntries(r.peaks.map((p) => [p.email, p.peak])))}`);
+    for (const p of r.peaks) {
+      expect({ email: p.email, peak: p.peak <= p.cap }).toEqual({ email: p.email, peak: true });
+      expect(p.peak).toBeGreaterThan(0);
+    }
+    expect(r.peaks.find((p) => p.email === 'caps-hot@outlook.test')?.peak).toBe(3);
+  }, 150_000);
+});
+
+describe('a fleet of two relays: the API upstreams\' max_connections holds for the fleet', () => {
+  it('Graph and Gmail API mailboxes sent to through both at once: never more requests in flight per mailbox than its cap, every message delivered once', async () => {
+    // Answers held back 25 ms, so a mailbox's requests overlap: with a cap per instance each
+    // mailbox would see up to twice its cap (two relays).
+    sandbox.graph.latencyMs = 25;
+    sandbox.gmail.latencyMs = 25;
+    const CAP = { graph: 3, gmail_api: 5 } as const;
+    const api = (email: string, upstream: keyof typeof CAP) =>
+      account(email, upstream === 'graph' ? 'microsoft' : 'google', {}, { upstream, max_connections: CAP[upstream] });
+    const boxes = [api('api1@outlook.test', 'graph'), api('api2@outlook.test', 'graph'), api('api3@gmail.test', 'gmail_api'), api('api4@gmail.test', 'gmail_api')];
+    const emails = boxes.map((b) => b.account.email);
+    const relays = await fleet('api-caps', boxes, 2, { upstream: { acquire_timeout_ms: 15_000 } });
     try {
-      const id = instanceOf(doomed);
-      expect(id).toMatch(/^[0-9a-f]{12}$/);
-      // Slots still in force (scored by expiry on Redis's clock; lapsed members linger until the next script touches the key).
-      const holders = async (email: string) => {
-        const [s, us] = await redisClient.time();
-        return redisClient.zrangebyscore(`caps:conn-slots:{${email}}`, `(${Number(s) * 1000 + Math.floor(Number(us) / 1000)}`, '+inf');
-      };
-
-      // Three transactions left open on the doomed relay (MAIL and RCPT answered, no DATA) hold
-      // the hot mailbox's three upstream connections, and so its three slots, when it dies.
-      const hotLedger = new Ledger('fleet-hot', 20, [hot.account.email], 300);
-      const open: RawSmtp[] = [];
-      for (let i = 0; i < 3; i++) {
-        const { client } = await RawSmtp.connect(doomed.port);
-        open.push(client);
-        await client.cmd('EHLO mta.test');
-        expect((await client.cmd(`MAIL FROM:<${hot.account.email}>`)).code).toBe(250);
-        expect((await client.cmd('RCPT TO:<held@example.net>')).code).toBe(250);
-      }
-      const hotHeld = await holders(hot.account.email);
-      expect(hotHeld).toHaveLength(3);
-      for (const h of hotHeld) expect(h.startsWith(`${id}:`)).toBe(true);
-
-      const ledger = new Ledger('fleet-caps', 2_000, mailboxes.map((m) => m.account.email), 300);
-      const accepted = () => ledger.entries.filter((e) => e.attempts.some((o) => o.code === 250)).length;
-      let killedAt = 0;
-      let hotAfterKill: Promise<void> = Promise.resolve();
-      const onOutcome = () => {
-        if (killedAt || accepted() < ledger.entries.length / 3) return;
-        killedAt = Date.now();
-        doomed.child.kill('SIGKILL');
-        // The hot mailbox through a survivor: it must wait for the dead relay's slots to lapse.
-        hotAfterKill = drive(survivors[0]!.port, hotLedger.entries, { connections: 3, timeLimitMs: 25_000, replyTimeoutMs: 30_000 });
-      };
-      const share = (k: number) => ledger.entries.filter((_, i) => i % relays.length === k);
-      await Promise.all(relays.map((r, k) => drive(r.port, share(k), { connections: 4, timeLimitMs: 45_000, onOutcome })));
-      await hotAfterKill;
-      for (const c of open) c.close();
-      expect(killedAt).toBeGreaterThan(0);
-      await doomed.exited;
-
-      // The dead relay's slots lapsed by themselves, no sooner than its last renewal allowed and
-      // within the TTL: the first hot message through a survivor was accepted in that window.
-      const firstHot = Math.min(...hotLedger.entries.flatMap((e) => e.attempts.filter((o) => o.code === 250).map((o) => o.at)));
-      const waited = firstHot - killedAt;
-      console.log(`[fleet] hot mailbox: first message through a survivor ${waited} ms after the kill (slot TTL ${SLOT_TTL_MS} ms)`);
-      expect(waited).toBeGreaterThanOrEqual((SLOT_TTL_MS * 2) / 3 - 300);
-      expect(waited).toBeLessThanOrEqual(SLOT_TTL_MS + 2_500);
-      // Once the TTL has passed since the kill, no mailbox has a slot of the dead relay left.
-      await sleep(Math.max(0, killedAt + SLOT_TTL_MS + 200 - Date.now()));
-      for (const email of all.map((a) => a.account.email)) {
-        for (const h of await holders(email)) expect(h.startsWith(`${id}:`), `${email} still holds a slot of the dead relay`).toBe(false);
-      }
-
-      // What the MTA would still hold goes again, to the survivors.
-      await resendPending(survivors[1]!.port, ledger, { connections: 6, timeLimitMs: 30_000 });
-      await resendPending(survivors[2]!.port, hotLedger, { connections: 3, timeLimitMs: 20_000 });
-      const c = ledger.report('fleet-caps', sandbox.messages);
-      hotLedger.report('fleet-hot', sandbox.messages);
+      const ledger = new Ledger('fleet-api', 480, emails, 300);
+      // Every mailbox through both relays (messages go to the relays in runs of four, one per
+      // mailbox), 12 MTA connections each: each mailbox has more messages waiting than its cap on each.
+      const opts = { connections: 12, timeLimitMs: 40_000 };
+      await Promise.all(relays.map((r, k) => drive(r.port, ledger.entries.filter((_, i) => Math.floor(i / emails.length) % 2 === k), opts)));
+      await resendPending(relays[0]!.port, ledger, { connections: 6, timeLimitMs: 30_000 });
+      const delivered = [...sandbox.graph.messages, ...sandbox.gmail.messages];
+      const c = ledger.report('fleet-api', delivered);
       expect(c.refused).toBe(0);
-      expect(c.duplicated).toBe(0);
-      expect(ledger.problems(sandbox.messages)).toEqual([]);
-      expect(hotLedger.problems(sandbox.messages)).toEqual([]);
-      expect(ledger.refusals()).toEqual([]);
-
-      // The provider's view, at every login and close: never more than the cap, and the cap was reached.
-      const seen = sandbox.smtp.connectionConcurrency();
-      const peaks = Object.fromEntries(all.map((a) => [a.account.email, seen.get(a.account.email)?.peak ?? 0]));
-      console.log(`[fleet] peak authenticated connections per mailbox: ${JSON.stringify(peaks)}`);
-      for (const a of all) {
-        const cap = CAP[a.account.kind];
-        expect({ email: a.account.email, peak: peaks[a.account.email]! <= cap }).toEqual({ email: a.account.email, peak: true });
-        expect(peaks[a.account.email]).toBeGreaterThan(0);
+      expect(ledger.problems(delivered)).toEqual([]);
+      for (const r of relays) expect(r.output()).not.toContain('"event":"slot_lost"');
+      const seen = new Map([...sandbox.graph.requestConcurrency(), ...sandbox.gmail.requestConcurrency()]);
+      const peaks = Object.fromEntries(emails.map((e) => [e, seen.get(e)?.peak ?? 0]));
+      console.log(`[fleet] peak API requests in flight per mailbox: ${JSON.stringify(peaks)}`);
+      for (const b of boxes) {
+        const cap = CAP[b.extra!.upstream as keyof typeof CAP];
+        expect({ email: b.account.email, peak: peaks[b.account.email]! <= cap }).toEqual({ email: b.account.email, peak: true });
+        expect(peaks[b.account.email]).toBeGreaterThan(1);
       }
-      expect(peaks[hot.account.email]).toBe(3);
+      // The load was enough to reach the cap: Graph's three requests a message keep it there.
+      expect(peaks['api1@outlook.test']).toBe(CAP.graph);
     } finally {
-      redisClient.disconnect();
+      sandbox.graph.latencyMs = 0;
+      sandbox.gmail.latencyMs = 0;
       await Promise.all(relays.map(stop));
     }
-  }, 150_000);
+  }, 120_000);
 });
 
 describe('live account changes across the fleet', () => {

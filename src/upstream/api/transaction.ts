@@ -12,17 +12,16 @@ import { coded, type Reply } from '../../smtp/reply.js';
 import { apiFailure, isThrottle, retryAfterMs, throttled } from './failures.js';
 import type { ApiHttp, ApiResponse } from './http.js';
 import type { ApiCalls, ApiSender } from './sender.js';
-import type { Slots } from './slots.js';
+import type { ApiPermits } from './permits.js';
 
 export interface ApiTransactionDeps {
   http: ApiHttp;
   tokens: TokenCache;
   pauses: AccountPauses;
-  slots: Slots;
+  permits: ApiPermits;
   /** For small requests, and for those carrying the message. */
   commandTimeoutMs: number;
   dataTimeoutMs: number;
-  acquireTimeoutMs: number;
   observe: UpstreamReplyObserver;
 }
 
@@ -79,7 +78,12 @@ export class ApiTransaction {
     const { mime, bytes, over } = await collect(body, limit);
     this.bytes = bytes;
     if (over) throw new RelayError('MESSAGE_TOO_BIG', `${bytes} bytes over ${limit} (${this.sender.api} takes at most ${this.sender.maxMessageBytes})`);
-    const release = await this.deps.slots.acquire(this.deps.acquireTimeoutMs);
+    let release: () => void;
+    try {
+      release = await this.deps.permits.acquire();
+    } catch (e) {
+      throw beforeSending(e);
+    }
     try {
       await this.sender.send(await this.calls(), this.account.email, mime, this.envelope.rcptTo);
     } catch (e) {

@@ -1,18 +1,20 @@
 // The HTTP API upstreams of the accounts configured with `upstream: graph | gmail_api`: the
 // shared keep-alive connections, each account's concurrency, and a transaction per message.
 // The relay asks for a transaction at MAIL FROM (Relay.begin), as it asks the SMTP pool.
+import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { AccountPauses } from '../../limits/pauses.js';
 import { RelayError } from '../../errors/registry.js';
 import type { MailParams } from '../../smtp/envelope.js';
 import type { UpstreamReplyObserver } from '../observer.js';
 import type { Account } from '../../routing/account.js';
+import type { ConnectionSlots } from '../../store/store.js';
 import type { TokenCache } from '../../tokens/token-cache.js';
 import { GmailSender } from './gmail.js';
 import { GraphSender } from './graph.js';
 import { ApiHttp } from './http.js';
 import type { ApiSender } from './sender.js';
-import { Slots } from './slots.js';
+import { ApiPermits } from './permits.js';
 import { ApiTransaction } from './transaction.js';
 
 /** At most this many connections are opened ahead per API origin at start-up. */
@@ -36,19 +38,26 @@ export function senderFor(account: Account, confirmWithinMs = MAX_CONFIRM_MS): A
 export class ApiUpstreams {
   readonly http: ApiHttp;
   /** Per Account object: a changed account (a new object) starts afresh, a removed one is collected. */
-  private readonly perAccount = new WeakMap<Account, { sender: ApiSender; slots: Slots }>();
+  private readonly perAccount = new WeakMap<Account, { sender: ApiSender; permits: ApiPermits }>();
 
   constructor(
     private readonly upstream: Config['upstream'],
     private readonly tokens: TokenCache,
     private readonly pauses: AccountPauses,
+    /** Where each mailbox's max_connections is counted: the fleet's store, or this process. */
+    private readonly slots: ConnectionSlots,
+    private readonly logger: Logger,
   ) {
     this.http = new ApiHttp({ connectTimeoutMs: upstream.connect_timeout_ms, idleTimeoutMs: upstream.idle_timeout_ms });
   }
 
-  private of(account: Account): { sender: ApiSender; slots: Slots } {
+  private of(account: Account): { sender: ApiSender; permits: ApiPermits } {
     let it = this.perAccount.get(account);
-    if (!it) this.perAccount.set(account, (it = { sender: senderFor(account, Math.min(this.upstream.data_timeout_ms, MAX_CONFIRM_MS)), slots: new Slots(account.email, account.maxConnections) }));
+    if (!it) {
+      const u = this.upstream;
+      const permits = new ApiPermits(account.email, { maxConnections: account.maxConnections, acquireTimeoutMs: u.acquire_timeout_ms, slots: this.slots, slotTtlMs: u.slot_ttl_ms }, this.logger);
+      this.perAccount.set(account, (it = { sender: senderFor(account, Math.min(u.data_timeout_ms, MAX_CONFIRM_MS)), permits }));
+    }
     return it;
   }
 
@@ -57,7 +66,7 @@ export class ApiUpstreams {
    * the account needs a token (454 now rather than after the whole message).
    */
   async begin(account: Account, mailFrom: string, params: MailParams, observe: UpstreamReplyObserver): Promise<ApiTransaction> {
-    const { sender, slots } = this.of(account);
+    const { sender, permits } = this.of(account);
     const declared = typeof params.SIZE === 'string' ? Number(params.SIZE) : 0;
     if (declared > sender.maxMessageBytes) {
       throw new RelayError('MESSAGE_TOO_BIG', `SIZE=${declared} over ${sender.maxMessageBytes} (${sender.api})`, { notSent: true });
@@ -67,10 +76,9 @@ export class ApiUpstreams {
       http: this.http,
       tokens: this.tokens,
       pauses: this.pauses,
-      slots,
+      permits,
       commandTimeoutMs: this.upstream.command_timeout_ms,
       dataTimeoutMs: this.upstream.data_timeout_ms,
-      acquireTimeoutMs: this.upstream.acquire_timeout_ms,
       observe,
     });
   }
