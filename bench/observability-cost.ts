@@ -59,6 +59,8 @@ try {
   const runs = 21;
   const status = Array.from({ length: runs }, () => cpuMs(() => JSON.stringify(statusSnapshot(deps))));
   const readyz = Array.from({ length: runs }, () => cpuMs(() => JSON.stringify(app.health.readiness(true))));
+  // The health pass alone (what a status request that shares none, /readyz and a scrape each take).
+  const passes = Array.from({ length: 101 }, () => cpuMs(() => app.health.pass(0)));
   // One viewer polling every 2 s finds no pass of the last second to share: what it pays.
   const statusAlone: number[] = [];
   for (let i = 0; i < 7; i++) {
@@ -66,7 +68,7 @@ try {
     statusAlone.push(cpuMs(() => JSON.stringify(statusSnapshot(deps))));
   }
   process.stderr.write(`status snapshot alone ${median(statusAlone)} ms CPU, `);
-  process.stderr.write(`status snapshot ${median(status)} ms CPU (first ${round(status[0]!, 2)} ms), readiness ${median(readyz)} ms\n`);
+  process.stderr.write(`status snapshot ${median(status)} ms CPU (first ${round(status[0]!, 2)} ms), readiness ${median(readyz)} ms, health pass ${median(passes)} ms\n`);
   // prom-client's registry.metrics() (everything in one go) against the relay's exposition().
   const scrape = async (how: () => Promise<string>) => {
     const runs: Array<{ wallMs: number; blockMs: number; blockCpuMs: number; bytes: number }> = [];
@@ -87,6 +89,7 @@ try {
     statusJsonCpuMs: median(status),
     statusJsonAloneCpuMs: median(statusAlone),
     readyzCpuMs: median(readyz),
+    healthPassCpuMs: median(passes),
     metricsOneGo: oneGo,
     metricsExposition: sliced,
     loadavg: loadavg().map((x) => round(x, 2)),

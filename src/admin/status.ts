@@ -7,14 +7,14 @@
 // thousands of accounts one document of all of them cost half a second and 800 KB (issue 22).
 // The counts by state, the order and the readiness banner come from the health board's pass over
 // every account (AccountHealthBoard.pass(): shared by the requests of the same second, the order
-// and the banner computed once per pass); a request itself costs the page's accounts, which get
-// their full view, live (plus, with `q`, one filter over the ordered list).
+// and the banner computed once per pass, none of them allocating per account); a request itself
+// costs the page's accounts, which get their full view, live (plus, with `q`, one filter over
+// the ordered list).
 import type { Metrics, Totals } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
 import { VERSION } from '../obs/version.js';
 import { refusalAdvice } from './advice.js';
 import type { Relay } from '../relay/relay.js';
-import type { Account } from '../routing/account.js';
 import type { AccountAdmin } from './accounts.js';
 import { ACCOUNT_STATES, isHealthy, STATE_WORDS, type AccountHealth, type AccountHealthBoard, type AccountState, type HealthPass, type Readiness } from './health.js';
 
@@ -90,28 +90,27 @@ const RECENT_REFUSALS = 20;
 
 const RANK = Object.fromEntries(ACCOUNT_STATES.map((s, i) => [s, i])) as Record<AccountState, number>;
 
-interface Listed {
-  account: Account;
-  health: AccountHealth;
-}
-
+const KEYS = 4 * ACCOUNT_STATES.length;
 const sortKey = (h: AccountHealth): number => (isHealthy(h) ? 2 * ACCOUNT_STATES.length : 0) + (h.can_send ? ACCOUNT_STATES.length : 0) + RANK[h.state];
 
 /**
- * By sortKey, in the accounts' own order within a key: a pass per bucket, not a sort. With
- * thousands of accounts nearly all share one key (ok, or cold), and comparing their emails was
- * most of a /status.json's CPU.
+ * The accounts' indices in the pass, by sortKey and in the accounts' own order within a key: a
+ * counting sort into one typed array, not a comparison sort (with thousands of accounts nearly
+ * all share one key, ok or cold) and no object per account.
  */
-function problemsFirst(listed: readonly Listed[]): Listed[] {
-  const buckets: Listed[][] = Array.from({ length: 4 * ACCOUNT_STATES.length }, () => []);
-  for (const l of listed) buckets[sortKey(l.health)]!.push(l);
-  // concat, not flat(): flat() was a sixth of a fresh pass's CPU at 5,000 accounts.
-  return ([] as Listed[]).concat(...buckets);
+function problemsFirst({ healths }: HealthPass): Uint32Array {
+  const keys = new Uint8Array(healths.length);
+  const starts = new Uint32Array(KEYS + 1);
+  for (let i = 0; i < healths.length; i++) starts[(keys[i] = sortKey(healths[i]!)) + 1]!++;
+  for (let k = 1; k <= KEYS; k++) starts[k]! += starts[k - 1]!;
+  const order = new Uint32Array(healths.length);
+  for (let i = 0; i < healths.length; i++) order[starts[keys[i]!]!++] = i;
+  return order;
 }
 
 /** What every request reading the same pass shares: its order, and its readiness by listener state. */
 interface PassViews {
-  ordered: Listed[];
+  ordered: Uint32Array;
   readiness: Map<boolean, Readiness>;
 }
 
@@ -119,34 +118,42 @@ const passViews = new WeakMap<HealthPass, PassViews>();
 
 function viewsOf(pass: HealthPass): PassViews {
   let views = passViews.get(pass);
-  if (!views) passViews.set(pass, (views = { ordered: problemsFirst(pass.accounts), readiness: new Map() }));
+  if (!views) passViews.set(pass, (views = { ordered: problemsFirst(pass), readiness: new Map() }));
   return views;
 }
 
-const matches = (q: string, { account: a, health }: Listed): boolean =>
-  a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || health.state.includes(q);
+/** The ordered indices of the accounts matching `q` (part of an email, a provider or a state). */
+function matching({ of, healths }: HealthPass, ordered: Uint32Array, q: string): Uint32Array {
+  if (!q) return ordered;
+  const found: number[] = [];
+  for (const i of ordered) {
+    const a = of[i]!;
+    if (a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || healths[i]!.state.includes(q)) found.push(i);
+  }
+  return Uint32Array.from(found);
+}
 
 export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', page: 1, perPage: DEFAULT_PER_PAGE }): StatusSnapshot {
   const listening = deps.isListening();
   const pass = deps.health.pass();
   const views = viewsOf(pass);
   let readiness = views.readiness.get(listening);
-  if (!readiness) views.readiness.set(listening, (readiness = deps.health.readinessOf(listening, pass.accounts)));
-  const matching = query.q ? views.ordered.filter((l) => matches(query.q, l)) : views.ordered;
-  const pages = Math.max(1, Math.ceil(matching.length / query.perPage));
+  if (!readiness) views.readiness.set(listening, (readiness = deps.health.readinessOf(listening, pass)));
+  const found = matching(pass, views.ordered, query.q);
+  const pages = Math.max(1, Math.ceil(found.length / query.perPage));
   const number = Math.min(query.page, pages);
-  const shown = matching.slice((number - 1) * query.perPage, number * query.perPage);
+  const shown = Array.from(found.subarray((number - 1) * query.perPage, number * query.perPage), (i) => pass.of[i]!);
   return {
     generated_at: new Date().toISOString(),
     version: VERSION,
     uptime_s: deps.metrics?.uptimeSeconds ?? 0,
     totals: deps.metrics ? { ...deps.metrics.totals } : null,
     account_states: { ...pass.counts },
-    page: { q: query.q, number, per_page: query.perPage, pages, matching: matching.length, total: pass.accounts.length },
+    page: { q: query.q, number, per_page: query.perPage, pages, matching: found.length, total: pass.of.length },
     listening,
     inbound_sessions: deps.inboundSessions(),
     readiness,
-    accounts: shown.map(({ account }) => deps.accounts.get(account.email)).map((v) => {
+    accounts: shown.map((account) => deps.accounts.get(account.email)).map((v) => {
       const limits = deps.relay.router.account(v.email)?.limits;
       return {
         email: v.email,

@@ -17,12 +17,16 @@ export type Outcome = 'accepted' | 'rejected' | 'deferred';
 export type PerAccountSeries = 'all' | 'active' | 'none';
 
 export interface MetricSources {
-  tokenExpiries(): Array<{ email: string; expiresAt: number | null }>;
-  /** Each account's health (src/admin/health.ts): its state's name, and whether nothing needs fixing. */
-  accountHealth(): Array<{ email: string; state: string; healthy: boolean }>;
+  /** When the account's cached access token expires (epoch ms); null: none, or none to alert on. */
+  tokenExpiry(email: string): number | null;
+  /**
+   * Each account's health (src/admin/health.ts), one call each: its state's name, and whether
+   * nothing needs fixing. A callback, not an array: thousands of accounts, one scrape each.
+   */
+  accountHealth(visit: (email: string, state: string, healthy: boolean) => void): void;
   /** Whether the account's own gauges are kept under per_account `active`: warm, or needing the operator. */
   isActive?(email: string, healthy: boolean): boolean;
-  pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
+  pool(email: string): { idle: number; busy: number; waiting: number } | undefined;
   inboundSessions(): number;
   /** Whether the store refuses writes (src/store/store-health.ts); absent: not known. */
   storeFailing?(): boolean;
@@ -66,6 +70,71 @@ const withoutAccount = <L extends string>(labels: Record<L, string>): Record<str
   const { account: _dropped, ...rest } = labels as Record<string, string>;
   return rest;
 };
+
+/**
+ * How long the exposition runs before it lets the event loop take what waits (an SMTP reply):
+ * the target is no reply delayed more than 10 ms by a scrape (issue 22).
+ */
+const SLICE_MS = 1;
+
+/** A registered metric as the exposition reads it (prom-client's registry reads the same). */
+interface ExposedMetric {
+  get(): Promise<ExposedValues>;
+  /** Histograms: their values with the bucket's `le` apart from the labels they share. */
+  getForPromString?(): Promise<ExposedValues>;
+}
+interface ExposedValues {
+  name: string;
+  help: string;
+  type: string;
+  values?: Array<{ metricName?: string; labels: Record<string, string | number>; sharedLabels?: Record<string, string | number>; value: number }>;
+}
+
+/** The labels of one account's series, one object per series for as long as the account is shown (see labelText). */
+class AccountLabels {
+  readonly account: { account: string };
+  private readonly states = new Map<string, { account: string; state: string }>();
+
+  constructor(email: string) {
+    this.account = { account: email };
+  }
+
+  state(state: string): { account: string; state: string } {
+    let labels = this.states.get(state);
+    if (!labels) this.states.set(state, (labels = { account: this.account.account, state }));
+    return labels;
+  }
+}
+
+// Prometheus text as prom-client's registry writes it (lib/registry.js), byte for byte:
+// `test/unit/metrics-exposition.test.ts` compares the two.
+const escapeString = (s: string): string => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const escapeLabelValue = (v: string | number): string | number => (typeof v === 'string' ? escapeString(v).replace(/"/g, '\\"') : v);
+const valueText = (v: number): string => (Number.isNaN(v) ? 'Nan' : Number.isFinite(v) ? `${v}` : v < 0 ? '-Inf' : '+Inf');
+const formatLabels = (labels: Record<string, string | number>, except?: Record<string, unknown>): string[] => {
+  const out: string[] = [];
+  for (const name in labels) if (!except || !Object.hasOwn(except, name)) out.push(`${name}="${escapeLabelValue(labels[name]!)}"`);
+  return out;
+};
+
+/** The `{...}` of a series by its labels object: counters keep theirs for life, AccountLabels for a shown account. */
+const labelTexts = new WeakMap<object, string>();
+function labelText(labels: Record<string, string | number>, shared?: Record<string, string | number>): string {
+  // A histogram's bucket: a fresh `le` object each time, and the labels its series share.
+  if (shared) {
+    let sharedText = labelTexts.get(shared);
+    if (sharedText === undefined) labelTexts.set(shared, (sharedText = formatLabels(shared).join(',')));
+    const parts = formatLabels(labels, shared);
+    if (sharedText) parts.push(sharedText);
+    return parts.length ? `{${parts.join(',')}}` : '';
+  }
+  let text = labelTexts.get(labels);
+  if (text === undefined) {
+    const parts = formatLabels(labels);
+    labelTexts.set(labels, (text = parts.length ? `{${parts.join(',')}}` : ''));
+  }
+  return text;
+}
 
 /** Messages by outcome and MTA refusals by class since start, for the status page. */
 export interface Totals {
@@ -142,9 +211,12 @@ export class Metrics {
     // The per-account gauges: every account, only the active ones, or none.
     const shown = (email: string, healthy: boolean): boolean =>
       perAccount === 'all' || (perAccount === 'active' && (sources.isActive?.(email, healthy) ?? true));
-    let health: Array<{ email: string; state: string; healthy: boolean }> = [];
-    let active = new Set<string>();
-    // Health is built once per scrape (this gauge is registered first, so collected first) and read by the others.
+    // The accounts whose gauges are shown, with their health: built once per scrape (this gauge
+    // is registered first, so collected first) and read by the others. Only the shown ones are
+    // kept (≈ 500 of 5,000 at the default), each with one labels object per series that lives as
+    // long as the account is shown: the exposition formats a labels object once (see SeriesText).
+    let shownNow: Array<{ email: string; state: string; healthy: boolean; labels: AccountLabels }> = [];
+    const labelsOf = new Map<string, AccountLabels>();
     new Gauge({
       name: 'xoauth2_relay_accounts',
       help: 'Accounts by health state (ok, cold, starting, needs_consent, ...), whatever metrics.per_account says',
@@ -152,10 +224,15 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        health = sources.accountHealth();
-        active = new Set(health.filter((a) => shown(a.email, a.healthy)).map((a) => a.email));
         const counts = new Map<string, number>();
-        for (const a of health) counts.set(a.state, (counts.get(a.state) ?? 0) + 1);
+        const next: typeof shownNow = [];
+        sources.accountHealth((email, state, healthy) => {
+          counts.set(state, (counts.get(state) ?? 0) + 1);
+          if (shown(email, healthy)) next.push({ email, state, healthy, labels: labelsOf.get(email) ?? new AccountLabels(email) });
+        });
+        shownNow = next;
+        labelsOf.clear();
+        for (const a of next) labelsOf.set(a.email, a.labels);
         for (const [state, n] of counts) this.set({ state }, n);
       },
     });
@@ -167,7 +244,10 @@ export class Metrics {
       collect() {
         this.reset();
         const now = Date.now();
-        for (const t of sources.tokenExpiries()) if (t.expiresAt !== null && active.has(t.email)) this.set({ account: t.email }, (t.expiresAt - now) / 1000);
+        for (const a of shownNow) {
+          const expiresAt = sources.tokenExpiry(a.email);
+          if (expiresAt !== null) this.set(a.labels.account, (expiresAt - now) / 1000);
+        }
       },
     });
     new Gauge({
@@ -177,7 +257,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const a of health) if (active.has(a.email)) this.set({ account: a.email }, a.healthy ? 1 : 0);
+        for (const a of shownNow) this.set(a.labels.account, a.healthy ? 1 : 0);
       },
     });
     new Gauge({
@@ -187,7 +267,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const a of health) if (active.has(a.email)) this.set({ account: a.email, state: a.state }, 1);
+        for (const a of shownNow) this.set(a.labels.state(a.state), 1);
       },
     });
     new Gauge({
@@ -197,10 +277,11 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const p of sources.pools()) {
-          if (!active.has(p.email)) continue;
-          this.set({ account: p.email, state: 'idle' }, p.idle);
-          this.set({ account: p.email, state: 'busy' }, p.busy);
+        for (const a of shownNow) {
+          const p = sources.pool(a.email);
+          if (!p) continue;
+          this.set(a.labels.state('idle'), p.idle);
+          this.set(a.labels.state('busy'), p.busy);
         }
       },
     });
@@ -211,7 +292,10 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const p of sources.pools()) if (active.has(p.email)) this.set({ account: p.email }, p.waiting);
+        for (const a of shownNow) {
+          const p = sources.pool(a.email);
+          if (p) this.set(a.labels.account, p.waiting);
+        }
       },
     });
     new Gauge({
@@ -254,17 +338,35 @@ export class Metrics {
   }
 
   /**
-   * The exposition GET /metrics serves, the same text as registry.metrics(), but one metric at a
-   * time with the event loop free between them: registry.metrics() collects and formats every
-   * metric before it yields, which with 500 active accounts of 5,000 (≈ 5,500 series) held every
-   * SMTP reply ≈ 50 ms per scrape (issue 22). Now the longest hold is the largest single metric
-   * (at the default per_account, one per-account gauge: a few ms).
+   * The exposition GET /metrics serves, the same bytes as registry.metrics(), written here a
+   * slice at a time with the event loop free between slices: registry.metrics() collects and
+   * formats every metric before it yields, which with 500 active accounts of 5,000 (≈ 5,500
+   * series) held every SMTP reply ≈ 50 ms per scrape (issue 22), and one metric at a time still
+   * held it for the largest metric (a few ms, plus the collection's garbage). A slice ends when
+   * it has run SLICE_MS, within a metric too; a series' label text is formatted once per labels
+   * object (see labelText), so the series of an account that stays shown cost a lookup.
    */
   async exposition(): Promise<string> {
     const parts: string[] = [];
-    for (const { name } of this.registry.getMetricsAsArray()) {
-      parts.push(await this.registry.getSingleMetricAsString(name));
-      await nextTurn();
+    let sliceStart = performance.now();
+    for (const metric of this.registry.getMetricsAsArray() as unknown as ExposedMetric[]) {
+      const m = await (metric.getForPromString?.() ?? metric.get());
+      const name = escapeString(m.name);
+      let text = `# HELP ${name} ${escapeString(m.help)}\n# TYPE ${name} ${m.type}`;
+      const values = m.values ?? [];
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]!;
+        text += `\n${v.metricName ?? name}${labelText(v.labels, v.sharedLabels)} ${valueText(v.value)}`;
+        if ((i & 63) === 63 && performance.now() - sliceStart >= SLICE_MS) {
+          await nextTurn();
+          sliceStart = performance.now();
+        }
+      }
+      parts.push(text);
+      if (performance.now() - sliceStart >= SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
     }
     return `${parts.join('\n\n')}\n`;
   }
