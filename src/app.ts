@@ -57,7 +57,10 @@ export class RelayApp {
     this.metrics = new Metrics({
       // A cold account's token lapses on purpose: no expiry to alert on.
       tokenExpiry: (email) => (this.relay.warmth.isWarm(email) ? this.relay.tokens.expiresAt(email) : null),
-      accountHealth: (visit) => this.health.each((email, health) => visit(email, health.state, isHealthy(health))),
+      accountHealth: () => {
+        const { of, healths, counts } = this.health.pass(0);
+        return { size: of.length, counts, email: (i) => of[i]!.email, state: (i) => healths[i]!.state, healthy: (i) => isHealthy(healths[i]!) };
+      },
       pool: (email) => this.relay.pools.get(email)?.stats,
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,

@@ -180,12 +180,6 @@ export class AccountHealthBoard {
     return at;
   }
 
-  /** Every account's health from a fresh pass, one call each (the metrics: no array of them is built). */
-  each(visit: (email: string, health: AccountHealth) => void): void {
-    const { of, healths } = this.pass(0);
-    for (let i = 0; i < of.length; i++) visit(of[i]!.email, healths[i]!);
-  }
-
   /**
    * Every account's health and the counts by state, from a pass at most `maxAgeMs` old over the
    * same accounts: the status page's counts, problems-first order and banner need all of them,

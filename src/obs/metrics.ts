@@ -19,11 +19,8 @@ export type PerAccountSeries = 'all' | 'active' | 'none';
 export interface MetricSources {
   /** When the account's cached access token expires (epoch ms); null: none, or none to alert on. */
   tokenExpiry(email: string): number | null;
-  /**
-   * Each account's health (src/admin/health.ts), one call each: its state's name, and whether
-   * nothing needs fixing. A callback, not an array: thousands of accounts, one scrape each.
-   */
-  accountHealth(visit: (email: string, state: string, healthy: boolean) => void): void;
+  /** Every account's health from one fresh pass (src/admin/health.ts). */
+  accountHealth(): HealthTable;
   /** Whether the account's own gauges are kept under per_account `active`: warm, or needing the operator. */
   isActive?(email: string, healthy: boolean): boolean;
   pool(email: string): { idle: number; busy: number; waiting: number } | undefined;
@@ -31,6 +28,23 @@ export interface MetricSources {
   /** Whether the store refuses writes (src/store/store-health.ts); absent: not known. */
   storeFailing?(): boolean;
 }
+
+/**
+ * Every account's health, read by index: the scrape reads thousands of them a slice at a time,
+ * and the pass they come from allocates nothing per account.
+ */
+export interface HealthTable {
+  readonly size: number;
+  /** Accounts by state. */
+  readonly counts: Readonly<Partial<Record<string, number>>>;
+  email(i: number): string;
+  state(i: number): string;
+  /** Nothing about the account needs fixing. */
+  healthy(i: number): boolean;
+}
+
+/** Accounts read between two turns of the event loop while a scrape picks the shown ones. */
+const ACCOUNTS_PER_TURN = 1_000;
 
 /**
  * Counts made on the message path, added to their counter when it is collected (a scrape, or
@@ -136,6 +150,36 @@ function labelText(labels: Record<string, string | number>, shared?: Record<stri
   return text;
 }
 
+type SeriesOut = (labels: Record<string, string>, value: number) => void;
+
+/**
+ * A gauge with a series per shown account, read from the relay at scrape time. Not a
+ * prom-client Gauge: that one hashes each series' labels into a map at every set() and keeps the
+ * map until the next scrape (≈ 3,000 series at 500 shown accounts); this one hands the registry
+ * (and the exposition) its values straight from the shown accounts, with their lasting labels
+ * objects. The registry reads it like any metric (get()).
+ */
+class AccountGauge<A> {
+  readonly type = 'gauge';
+  readonly aggregator = 'sum';
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly accounts: () => Promise<readonly A[]>,
+    private readonly series: (account: A, out: SeriesOut) => void,
+  ) {}
+
+  async get(): Promise<ExposedValues> {
+    const values: NonNullable<ExposedValues['values']> = [];
+    const out: SeriesOut = (labels, value) => values.push({ labels, value });
+    for (const a of await this.accounts()) this.series(a, out);
+    return { name: this.name, help: this.help, type: this.type, values };
+  }
+
+  reset(): void {}
+}
+
 /** Messages by outcome and MTA refusals by class since start, for the status page. */
 export interface Totals {
   accepted: number;
@@ -217,6 +261,20 @@ export class Metrics {
     // long as the account is shown: the exposition formats a labels object once (see SeriesText).
     let shownNow: Array<{ email: string; state: string; healthy: boolean; labels: AccountLabels }> = [];
     const labelsOf = new Map<string, AccountLabels>();
+    // registry.metrics() collects every metric at once: the per-account gauges wait for the pick.
+    let shownReady: Promise<void> = Promise.resolve();
+    const pickShown = async (table: HealthTable): Promise<void> => {
+      const next: typeof shownNow = [];
+      for (let i = 0; perAccount !== 'none' && i < table.size; i++) {
+        if (i % ACCOUNTS_PER_TURN === ACCOUNTS_PER_TURN - 1) await nextTurn();
+        const email = table.email(i);
+        const healthy = table.healthy(i);
+        if (shown(email, healthy)) next.push({ email, state: table.state(i), healthy, labels: labelsOf.get(email) ?? new AccountLabels(email) });
+      }
+      shownNow = next;
+      labelsOf.clear();
+      for (const a of next) labelsOf.set(a.email, a.labels);
+    };
     new Gauge({
       name: 'xoauth2_relay_accounts',
       help: 'Accounts by health state (ok, cold, starting, needs_consent, ...), whatever metrics.per_account says',
@@ -224,79 +282,36 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        const counts = new Map<string, number>();
-        const next: typeof shownNow = [];
-        sources.accountHealth((email, state, healthy) => {
-          counts.set(state, (counts.get(state) ?? 0) + 1);
-          if (shown(email, healthy)) next.push({ email, state, healthy, labels: labelsOf.get(email) ?? new AccountLabels(email) });
-        });
-        shownNow = next;
-        labelsOf.clear();
-        for (const a of next) labelsOf.set(a.email, a.labels);
-        for (const [state, n] of counts) this.set({ state }, n);
+        const table = sources.accountHealth();
+        for (const [state, n] of Object.entries(table.counts)) if (n) this.set({ state }, n);
+        return (shownReady = pickShown(table));
       },
     });
-    new Gauge({
-      name: 'xoauth2_relay_token_expiry_seconds',
-      help: 'Seconds until the cached access token of each account expires (negative or absent: none)',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        const now = Date.now();
-        for (const a of shownNow) {
-          const expiresAt = sources.tokenExpiry(a.email);
-          if (expiresAt !== null) this.set(a.labels.account, (expiresAt - now) / 1000);
-        }
-      },
+    const accountGauge = (name: string, help: string, series: (a: (typeof shownNow)[number], out: SeriesOut) => void) =>
+      this.registry.registerMetric(new AccountGauge(name, help, async () => (await shownReady, shownNow), series) as unknown as Gauge);
+    accountGauge('xoauth2_relay_token_expiry_seconds', 'Seconds until the cached access token of each account expires (negative or absent: none)', (a, out) => {
+      const expiresAt = sources.tokenExpiry(a.email);
+      if (expiresAt !== null) out(a.labels.account, (expiresAt - Date.now()) / 1000);
     });
-    new Gauge({
-      name: 'xoauth2_relay_account_healthy',
-      help: '1 when nothing about the account needs fixing (state ok, or at a sending limit, or paused by the provider\'s quota); 0 otherwise',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of shownNow) this.set(a.labels.account, a.healthy ? 1 : 0);
-      },
+    accountGauge(
+      'xoauth2_relay_account_healthy',
+      '1 when nothing about the account needs fixing (state ok, or at a sending limit, or paused by the provider\'s quota); 0 otherwise',
+      (a, out) => out(a.labels.account, a.healthy ? 1 : 0),
+    );
+    accountGauge(
+      'xoauth2_relay_account_state',
+      'Always 1, labelled with the account\'s health state (ok, starting, needs_consent, bad_client_credentials, provider_refuses_login, ...)',
+      (a, out) => out(a.labels.state(a.state), 1),
+    );
+    accountGauge('xoauth2_relay_upstream_connections', 'Upstream connections per account by state', (a, out) => {
+      const p = sources.pool(a.email);
+      if (!p) return;
+      out(a.labels.state('idle'), p.idle);
+      out(a.labels.state('busy'), p.busy);
     });
-    new Gauge({
-      name: 'xoauth2_relay_account_state',
-      help: 'Always 1, labelled with the account\'s health state (ok, starting, needs_consent, bad_client_credentials, provider_refuses_login, ...)',
-      labelNames: ['account', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of shownNow) this.set(a.labels.state(a.state), 1);
-      },
-    });
-    new Gauge({
-      name: 'xoauth2_relay_upstream_connections',
-      help: 'Upstream connections per account by state',
-      labelNames: ['account', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of shownNow) {
-          const p = sources.pool(a.email);
-          if (!p) continue;
-          this.set(a.labels.state('idle'), p.idle);
-          this.set(a.labels.state('busy'), p.busy);
-        }
-      },
-    });
-    new Gauge({
-      name: 'xoauth2_relay_upstream_waiting',
-      help: 'Transactions waiting for a connection of the account',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of shownNow) {
-          const p = sources.pool(a.email);
-          if (p) this.set(a.labels.account, p.waiting);
-        }
-      },
+    accountGauge('xoauth2_relay_upstream_waiting', 'Transactions waiting for a connection of the account', (a, out) => {
+      const p = sources.pool(a.email);
+      if (p) out(a.labels.account, p.waiting);
     });
     new Gauge({
       name: 'xoauth2_relay_inbound_sessions',
@@ -337,38 +352,48 @@ export class Metrics {
     }
   }
 
+  /** The exposition, whole (see writeExposition()): the same bytes as registry.metrics(). */
+  async exposition(): Promise<string> {
+    const chunks: string[] = [];
+    await this.writeExposition((chunk) => chunks.push(chunk));
+    return chunks.join('');
+  }
+
   /**
-   * The exposition GET /metrics serves, the same bytes as registry.metrics(), written here a
-   * slice at a time with the event loop free between slices: registry.metrics() collects and
+   * The exposition GET /metrics serves, the same bytes as registry.metrics(), handed to `write`
+   * a slice at a time with the event loop free between slices: registry.metrics() collects and
    * formats every metric before it yields, which with 500 active accounts of 5,000 (≈ 5,500
    * series) held every SMTP reply ≈ 50 ms per scrape (issue 22), and one metric at a time still
-   * held it for the largest metric (a few ms, plus the collection's garbage). A slice ends when
-   * it has run SLICE_MS, within a metric too; a series' label text is formatted once per labels
-   * object (see labelText), so the series of an account that stays shown cost a lookup.
+   * held it for the largest metric (a few ms, plus the garbage). A slice ends when it has run
+   * SLICE_MS, within a metric too, and goes out at once (to the socket: the text of a whole
+   * scrape is never alive at once, so a GC meanwhile has little to copy); a series' label text is
+   * formatted once per labels object (see labelText), so an account that stays shown costs a
+   * lookup and its value per series.
    */
-  async exposition(): Promise<string> {
-    const parts: string[] = [];
+  async writeExposition(write: (chunk: string) => void): Promise<void> {
+    let text = '';
     let sliceStart = performance.now();
+    const breathe = async () => {
+      write(text);
+      text = '';
+      await nextTurn();
+      sliceStart = performance.now();
+    };
+    let first = true;
     for (const metric of this.registry.getMetricsAsArray() as unknown as ExposedMetric[]) {
       const m = await (metric.getForPromString?.() ?? metric.get());
       const name = escapeString(m.name);
-      let text = `# HELP ${name} ${escapeString(m.help)}\n# TYPE ${name} ${m.type}`;
+      text += `${first ? '' : '\n\n'}# HELP ${name} ${escapeString(m.help)}\n# TYPE ${name} ${m.type}`;
+      first = false;
       const values = m.values ?? [];
       for (let i = 0; i < values.length; i++) {
         const v = values[i]!;
         text += `\n${v.metricName ?? name}${labelText(v.labels, v.sharedLabels)} ${valueText(v.value)}`;
-        if ((i & 63) === 63 && performance.now() - sliceStart >= SLICE_MS) {
-          await nextTurn();
-          sliceStart = performance.now();
-        }
+        if ((i & 63) === 63 && performance.now() - sliceStart >= SLICE_MS) await breathe();
       }
-      parts.push(text);
-      if (performance.now() - sliceStart >= SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
+      if (performance.now() - sliceStart >= SLICE_MS) await breathe();
     }
-    return `${parts.join('\n\n')}\n`;
+    write(`${text}\n`);
   }
 
   /** Seconds since the relay started. */

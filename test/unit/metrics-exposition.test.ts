@@ -35,9 +35,12 @@ function metricsOf(accounts: Account[], perAccount: PerAccountSeries): Metrics {
   const m = new Metrics(
     {
       tokenExpiry: (email) => byEmail.get(email)?.expiresAt ?? null,
-      accountHealth: (visit) => {
-        byEmail = new Map(accounts.map((a) => [a.email, a]));
-        accounts.forEach((a) => visit(a.email, a.state, a.healthy));
+      accountHealth: () => {
+        const now = [...accounts];
+        byEmail = new Map(now.map((a) => [a.email, a]));
+        const counts: Record<string, number> = {};
+        for (const a of now) counts[a.state] = (counts[a.state] ?? 0) + 1;
+        return { size: now.length, counts, email: (i) => now[i]!.email, state: (i) => now[i]!.state, healthy: (i) => now[i]!.healthy };
       },
       isActive: (email, healthy) => !healthy || (byEmail.get(email)?.warm ?? false),
       pool: (email) => byEmail.get(email)?.pool,
@@ -80,6 +83,9 @@ describe('Metrics.exposition()', () => {
           expect(ours).toContain('account="quote\\"d@x.test"');
           expect(ours).toContain('account="back\\\\slash@x.test"');
           expect(ours).toContain('account="new\\nline@x.test"');
+          expect(ours).toMatch(/^xoauth2_relay_upstream_connections\{account="acct-0@x\.test",state="busy"\} 1$/m);
+          expect(ours).toMatch(/^xoauth2_relay_account_state\{account="acct-0@x\.test",state="needs_consent"\} 1$/m);
+          expect(ours).toMatch(/^xoauth2_relay_token_expiry_seconds\{account="acct-0@x\.test"\} 180$/m);
         }
         // Between scrapes, accounts change state, warm up, cool down and leave.
         accounts.forEach((a, i) => {
@@ -96,6 +102,8 @@ describe('Metrics.exposition()', () => {
     const accounts = Array.from({ length: 3_000 }, (_, i) => ({ email: `many-${i}@x.test`, state: 'ok', healthy: true, warm: true, pool: { idle: 1, busy: 0, waiting: 0 }, expiresAt: Date.now() + 60_000 }));
     const m = metricsOf(accounts, 'all');
     traffic(m, accounts, 0);
+    // prom-client's registry collects every metric at once: the per-account gauges must wait for the accounts picked.
+    const viaRegistry = await m.registry.metrics();
     let turns = 0;
     const count = () => {
       turns++;
@@ -107,6 +115,7 @@ describe('Metrics.exposition()', () => {
     done = true;
     // ≈ 36,000 series (a 17-series histogram per account among them): several ms of work in slices of ≈ 1 ms.
     expect(text.split('\n').length).toBeGreaterThan(30_000);
+    expect(text).toBe(viaRegistry);
     expect(turns).toBeGreaterThan(3);
   });
 });
