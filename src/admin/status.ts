@@ -15,12 +15,11 @@ import type { Refusals } from '../obs/refusals.js';
 import { VERSION } from '../obs/version.js';
 import { refusalAdvice } from './advice.js';
 import type { Relay } from '../relay/relay.js';
-import type { AccountAdmin } from './accounts.js';
+import type { Account } from '../routing/account.js';
 import { ACCOUNT_STATES, isHealthy, STATE_WORDS, type AccountHealth, type AccountHealthBoard, type AccountState, type HealthPass, type Readiness } from './health.js';
 
 export interface StatusDeps {
   relay: Relay;
-  accounts: AccountAdmin;
   health: AccountHealthBoard;
   refusals: Refusals;
   isListening: () => boolean;
@@ -133,6 +132,36 @@ function matching({ of, healths }: HealthPass, ordered: Uint32Array, q: string):
   return Uint32Array.from(found);
 }
 
+const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+/**
+ * One account of the page, live: what the accounts API shows of it (./accounts.ts), less its
+ * settings (masking them was a fifth of a page's cost, and the page does not show them).
+ */
+function accountStatus({ relay, health: board }: StatusDeps, account: Account): AccountStatus {
+  const { email, limits } = account;
+  const health = board.of(account);
+  const pool = relay.pools.get(email)?.stats;
+  const pause = relay.pauses.get(email);
+  const sent = relay.sent.of(email);
+  return {
+    email,
+    provider: account.provider.name,
+    health: health.state,
+    words: STATE_WORDS[health.state],
+    can_send: health.can_send,
+    advice: health.advice,
+    token_expires_at: iso(relay.tokens.expiresAt(email)),
+    connections: pool ? { busy: pool.busy, idle: pool.idle, opening: pool.opening, waiting: pool.waiting } : null,
+    sent: { last_hour: sent.last_hour, last_day: sent.last_day },
+    limits: { messages_per_hour: limits?.messages_per_hour ?? null, messages_per_day: limits?.messages_per_day ?? null },
+    at_limit_until: iso(relay.limiter.atLimit(email)?.until),
+    paused: pause ? { until: new Date(pause.until).toISOString(), reason: pause.reason } : null,
+    last_error: health.error,
+    last_error_at: iso(health.error_at),
+  };
+}
+
 export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', page: 1, perPage: DEFAULT_PER_PAGE }): StatusSnapshot {
   const listening = deps.isListening();
   const pass = deps.health.pass();
@@ -153,25 +182,7 @@ export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', p
     listening,
     inbound_sessions: deps.inboundSessions(),
     readiness,
-    accounts: shown.map((account) => deps.accounts.get(account.email)).map((v) => {
-      const limits = deps.relay.router.account(v.email)?.limits;
-      return {
-        email: v.email,
-        provider: v.provider,
-        health: v.health,
-        words: STATE_WORDS[v.health],
-        can_send: v.can_send,
-        advice: v.advice,
-        token_expires_at: v.token_expires_at,
-        connections: v.connections && { busy: v.connections.busy, idle: v.connections.idle, opening: v.connections.opening, waiting: v.connections.waiting },
-        sent: { last_hour: v.sent_last_hour, last_day: v.sent_last_day },
-        limits: { messages_per_hour: limits?.messages_per_hour ?? null, messages_per_day: limits?.messages_per_day ?? null },
-        at_limit_until: v.at_limit_until,
-        paused: v.paused,
-        last_error: v.last_error,
-        last_error_at: v.last_error_at,
-      };
-    }),
+    accounts: shown.map((account) => accountStatus(deps, account)),
     recent_refusals: deps.refusals.recent(RECENT_REFUSALS).map((r) => ({
       at: new Date(r.at).toISOString(),
       stage: r.stage,

@@ -116,6 +116,12 @@ describe('Metrics.exposition()', () => {
     // ≈ 36,000 series (a 17-series histogram per account among them): several ms of work in slices of ≈ 1 ms.
     expect(text.split('\n').length).toBeGreaterThan(30_000);
     expect(text).toBe(viaRegistry);
+    // Slices end inside a metric too: the latency histogram (17 series an account here, ≈ 50,000
+    // lines, many ms to format) goes out in several chunks, not in one hold.
+    const chunks: string[] = [];
+    await m.writeExposition((chunk) => chunks.push(chunk));
+    expect(chunks.join('')).toBe(text);
+    expect(chunks.filter((c) => c.includes('xoauth2_relay_data_seconds_bucket{')).length).toBeGreaterThan(3);
     expect(turns).toBeGreaterThan(3);
   });
 });
