@@ -79,6 +79,12 @@ describe('Metrics.exposition()', () => {
         traffic(m, accounts, round);
         const ours = await m.exposition();
         expect(ours).toBe(await m.registry.metrics());
+        if (round === 0) {
+          expect(ours).toMatch(/^# TYPE xoauth2_relay_messages_total counter$/m);
+          const who = perAccount === 'none' ? '' : 'account="acct-0@x\\.test",';
+          expect(ours).toMatch(new RegExp(`^xoauth2_relay_messages_total\\{${who}outcome="accepted"\\} ${perAccount === 'none' ? '\\d+' : '1'}$`, 'm'));
+          expect(ours).toMatch(new RegExp(`^xoauth2_relay_upstream_replies_total\\{${who}command="MAIL",code="250"\\} ${perAccount === 'none' ? '\\d+' : '1'}$`, 'm'));
+        }
         if (perAccount !== 'none' && round === 0) {
           expect(ours).toContain('account="quote\\"d@x.test"');
           expect(ours).toContain('account="back\\\\slash@x.test"');
