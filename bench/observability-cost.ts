@@ -2,7 +2,8 @@
 // accounts (ACCOUNTS, ACTIVE env to change), in this process against the sandbox, without the
 // whole scale scenario (bench/scenarios/scale.ts, minutes): the CPU of one status snapshot and
 // one readiness pass (median of 21), and the wall time and longest event-loop block of one
-// /metrics collection (a 1 ms timer's worst lateness meanwhile: what an SMTP reply waits).
+// /metrics collection (a 1 ms timer's worst lateness meanwhile: what an SMTP reply waits), and
+// the time of SMTP transactions one after another, quiet and while scraped every 500 ms.
 import { loadavg } from 'node:os';
 import { statusSnapshot } from '../src/admin/status.js';
 import { SandboxProvider } from '../src/sandbox/provider.js';
@@ -82,6 +83,41 @@ try {
   };
   const oneGo = await scrape(() => app.metrics.registry.metrics());
   const sliced = await scrape(() => app.metrics.exposition());
+  // What a scrape does to SMTP transactions: one after another for 5 s (a connection each, an
+  // active account), quiet, then with /metrics, /readyz and /status.json fetched every 500 ms;
+  // the transactions that overlapped a scrape apart from the others.
+  const transactions = async (scrapeEveryMs: number | null) => {
+    const during: number[] = [];
+    const outside: number[] = [];
+    const scrapes: Array<[number, number]> = [];
+    let stop = false;
+    const scraper = (async () => {
+      while (scrapeEveryMs !== null && !stop) {
+        const s0 = performance.now();
+        for (const path of ['/metrics', '/readyz', '/status.json']) await (await fetch(`http://127.0.0.1:${app.adminPort}${path}`)).text();
+        scrapes.push([s0, performance.now()]);
+        await new Promise((r) => setTimeout(r, scrapeEveryMs));
+      }
+    })();
+    const until = performance.now() + 5_000;
+    const spans: Array<[number, number]> = [];
+    for (let i = 0; performance.now() < until; i++) {
+      const from = accounts[i % ACTIVE]!.email;
+      const t0 = performance.now();
+      await sendPipelined(stack.port, from, 'to@example.net', rawMessage(from, ['to@example.net'], `paced-${i}`));
+      spans.push([t0, performance.now()]);
+    }
+    stop = true;
+    await scraper;
+    for (const [t0, t1] of spans) (scrapes.some(([s0, s1]) => t0 < s1 && t1 > s0) ? during : outside).push(t1 - t0);
+    const stats = (xs: number[]) => (xs.length ? { n: xs.length, p50: round(percentile(xs, 50), 1), p99: round(percentile(xs, 99), 1), max: round(Math.max(...xs), 1) } : { n: 0 });
+    return scrapeEveryMs === null ? stats(outside) : { duringScrapes: stats(during), outside: stats(outside) };
+  };
+  // Twice each, alternating, so that neither gets the warm-up alone.
+  const quietTransactions = [await transactions(null)];
+  const pacedScrapes = [await transactions(500)];
+  quietTransactions.push(await transactions(null));
+  pacedScrapes.push(await transactions(500));
   // A fresh pass each time: what a request that shares none costs.
   if (process.env.PROFILE === 'metrics') await topFunctions(() => app.metrics.exposition(), 20);
   else if (process.env.PROFILE) await topFunctions(() => JSON.stringify(statusSnapshot({ ...deps, health: Object.assign(Object.create(app.health), { pass: () => app.health.pass(0) }) })));
@@ -94,6 +130,8 @@ try {
     healthPassCpuMs: median(passes),
     metricsOneGo: oneGo,
     metricsExposition: sliced,
+    transactionsQuiet: quietTransactions,
+    transactionsScrapedEvery500ms: pacedScrapes,
     loadavg: loadavg().map((x) => round(x, 2)),
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
