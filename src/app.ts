@@ -56,9 +56,12 @@ export class RelayApp {
     this.logLevel = config.log.level;
     this.metrics = new Metrics({
       // A cold account's token lapses on purpose: no expiry to alert on.
-      tokenExpiries: () => this.relay.tokens.status().filter((t) => this.relay.warmth.isWarm(t.email)),
-      accountHealth: () => this.health.all().map(({ email, health }) => ({ email, state: health.state, healthy: isHealthy(health) })),
-      pools: () => [...this.relay.pools].map(([email, p]) => ({ email, ...p.stats })),
+      tokenExpiry: (email) => (this.relay.warmth.isWarm(email) ? this.relay.tokens.expiresAt(email) : null),
+      accountHealth: () => {
+        const { of, healths, counts } = this.health.pass(0);
+        return { size: of.length, counts, email: (i) => of[i]!.email, state: (i) => healths[i]!.state, healthy: (i) => isHealthy(healths[i]!) };
+      },
+      pool: (email) => this.relay.pools.get(email)?.stats,
       inboundSessions: () => this.inbound.sessionCount,
       storeFailing: () => store.health?.failing ?? false,
       // Under per_account `active`: warm accounts, and those the operator must look at.

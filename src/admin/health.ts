@@ -97,19 +97,29 @@ interface Finding {
 export interface HealthPass {
   /** Epoch ms it was taken. */
   readonly at: number;
-  /** The relay's accounts it covers (replaced whole when they change: a reload, a live change). */
+  /** The relay's accounts it covers (replaced whole when they change: a reload, a live change), in the relay's order. */
   readonly of: readonly Account[];
-  /** Each account with its health, in the relay's order. */
-  readonly accounts: ReadonlyArray<{ account: Account; email: string; health: AccountHealth }>;
+  /**
+   * Each account's health, at its index in `of`. The states without an error (ok, cold,
+   * starting) share one frozen object each: a pass over thousands of accounts allocates only
+   * for the accounts with a problem.
+   */
+  readonly healths: readonly AccountHealth[];
   /** Every account by state. */
   readonly counts: Readonly<Partial<Record<AccountState, number>>>;
 }
 
 /**
- * How long the status page's pass over every account is reused (see pass()): at 5,000 accounts
- * a pass is a few ms of CPU, and every open status page asks for one every 2 s.
+ * How long the status page's pass over every account is reused (see pass()): a pass is well
+ * under a ms of CPU at 5,000 accounts now, but several open status pages each ask every 2 s.
  */
 export const PASS_MAX_AGE_MS = 1_000;
+
+/** The healths without an error, shared (see HealthPass.healths). */
+const quiet = (state: AccountState, can_send: boolean): AccountHealth => Object.freeze({ state, can_send, error: null, error_at: null, advice: null, until: null });
+const OK = quiet('ok', true);
+const COLD = quiet('cold', true);
+const STARTING = quiet('starting', false);
 
 export class AccountHealthBoard {
   private lastPass: HealthPass | null = null;
@@ -128,14 +138,35 @@ export class AccountHealthBoard {
   ) {}
 
   of(account: Account): AccountHealth {
-    const findings = this.findings(account);
-    const hasToken = this.relay.tokens.current(account.email) !== null;
+    return this.healthOf(account, storeProblem(this.store));
+  }
+
+  /**
+   * The account's health; `storeIssue` is storeProblem(), asked once per pass. Most accounts of
+   * a large relay have nothing to report: they are told apart by a few map lookups, and get a
+   * shared health (no finding, no object); the others go through their findings.
+   */
+  private healthOf(account: Account, storeIssue: string | null): AccountHealth {
+    const { email } = account;
+    const { tokens, pools, pauses, limiter } = this.relay;
+    const hasToken = tokens.current(email) !== null;
+    if (
+      !tokens.stateOf(email)?.lastFailure &&
+      !pools.get(email)?.openFailure &&
+      !(storeIssue && hasCounters(limiter.plan(account))) &&
+      !pauses.get(email) &&
+      !limiter.atLimit(email)
+    ) {
+      if (this.firstSeen.size) this.firstSeen.delete(email);
+      // A cold account sends: its message fetches the token (src/relay/warmth.ts).
+      return hasToken ? OK : this.relay.warmth.isWarm(email) ? STARTING : COLD;
+    }
+    const findings = this.findings(account, storeIssue, hasToken);
     const top = findings.length < 2 ? findings[0] : findings.sort((a, b) => RANK[a.state] - RANK[b.state])[0];
-    // A cold account sends: its message fetches the token (src/relay/warmth.ts).
     const canSend = (hasToken || top?.state === 'cold') && !findings.some((f) => f.blocks);
-    if (!top?.error) this.firstSeen.delete(account.email);
-    if (!top) return { state: hasToken ? 'ok' : 'starting', can_send: canSend, error: null, error_at: null, advice: null, until: null };
-    return { state: top.state, can_send: canSend, error: top.error, error_at: this.errorTime(account.email, top), advice: top.advice ?? null, until: top.until ?? null };
+    if (!top?.error) this.firstSeen.delete(email);
+    if (!top) return hasToken ? OK : STARTING;
+    return { state: top.state, can_send: canSend, error: top.error, error_at: this.errorTime(email, top), advice: top.advice ?? null, until: top.until ?? null };
   }
 
   private errorTime(email: string, f: Finding): number | null {
@@ -149,43 +180,41 @@ export class AccountHealthBoard {
     return at;
   }
 
-  all(): Array<{ email: string; health: AccountHealth }> {
-    return this.relay.accounts.map((a) => ({ email: a.email, health: this.of(a) }));
-  }
-
   /**
    * Every account's health and the counts by state, from a pass at most `maxAgeMs` old over the
    * same accounts: the status page's counts, problems-first order and banner need all of them,
    * and several viewers (or one polling every 2 s beside a scrape) then share one pass instead of
-   * one each. /readyz and the metrics take their own pass (all()): a load balancer and an alert
-   * act on them, and they must not be a second behind.
+   * one each. /readyz and the metrics take their own, fresh pass (pass(0), which the next status
+   * requests then share): a load balancer and an alert act on them, and they must not be a
+   * second behind.
    */
   pass(maxAgeMs = PASS_MAX_AGE_MS): HealthPass {
     const of = this.relay.accounts;
     const last = this.lastPass;
     const now = this.now();
     if (last && last.of === of && now - last.at < maxAgeMs && now >= last.at) return last;
+    const storeIssue = storeProblem(this.store);
     const counts: Partial<Record<AccountState, number>> = {};
-    const accounts = of.map((account) => {
-      const health = this.of(account);
+    const healths = new Array<AccountHealth>(of.length);
+    for (let i = 0; i < of.length; i++) {
+      const health = (healths[i] = this.healthOf(of[i]!, storeIssue));
       counts[health.state] = (counts[health.state] ?? 0) + 1;
-      return { account, email: account.email, health };
-    });
-    return (this.lastPass = { at: now, of, accounts, counts });
+    }
+    return (this.lastPass = { at: now, of, healths, counts });
   }
 
-  private findings(account: Account): Finding[] {
+  private findings(account: Account, storeIssue: string | null, hasToken: boolean): Finding[] {
     const out: Finding[] = [];
     const { tokens, pools, pauses, limiter } = this.relay;
-    const token = tokens.statusOf(account.email);
+    const token = tokens.stateOf(account.email);
     if (token?.lastFailure) {
       const state = CONSENT_STATES[token.lastFailure.kind] ?? 'token_endpoint_failing';
-      // A token still cached keeps serving until it expires: tokens.current() decides sending.
+      // A token still cached keeps serving until it expires: hasToken decides sending.
       out.push({ state, error: token.lastError, errorAt: token.lastErrorAt, advice: adviceFor('token', token.lastFailure, account), blocks: false });
-    } else if (!token || token.health === 'pending') {
-      if (!tokens.current(account.email)) {
-        out.push(this.relay.warmth.isWarm(account.email) ? { state: 'starting', error: null, blocks: true } : { state: 'cold', error: null, blocks: false });
-      }
+    } else if (!hasToken) {
+      // No usable token: a warm account's is being fetched; a cold one's (never fetched, or
+      // lapsed while the account was idle) is fetched by its next message.
+      out.push(this.relay.warmth.isWarm(account.email) ? { state: 'starting', error: null, blocks: true } : { state: 'cold', error: null, blocks: false });
     }
     const pool = pools.get(account.email);
     const failure = pool?.openFailure;
@@ -204,9 +233,8 @@ export class AccountHealthBoard {
         blocks: pool.retriesAlone && pool.stats.idle + pool.stats.busy === 0,
       });
     }
-    const problem = storeProblem(this.store);
-    if (problem && hasCounters(limiter.plan(account))) {
-      out.push({ state: 'store_failing', error: problem, advice: 'Bring the store back: messages of accounts with sending limits get 451 4.3.0 until it answers.', blocks: true });
+    if (storeIssue && hasCounters(limiter.plan(account))) {
+      out.push({ state: 'store_failing', error: storeIssue, advice: 'Bring the store back: messages of accounts with sending limits get 451 4.3.0 until it answers.', blocks: true });
     }
     const pause = pauses.get(account.email);
     if (pause) out.push({ state: 'paused_by_quota', error: pause.reason, until: pause.until, advice: null, blocks: true });
@@ -220,22 +248,23 @@ export class AccountHealthBoard {
    * why not; `unable` names the accounts that cannot send (also when ready), with their state.
    */
   readiness(listening: boolean): Readiness {
-    return this.readinessOf(listening, this.all());
+    return this.readinessOf(listening, this.pass(0));
   }
 
-  /** readiness() from healths already built (the status snapshot builds them once for both). */
-  readinessOf(listening: boolean, accounts: ReadonlyArray<{ email: string; health: AccountHealth }>): Readiness {
+  /** readiness() from a pass already taken (the status snapshot shares one for both). */
+  readinessOf(listening: boolean, { of, healths }: HealthPass): Readiness {
     const unable: Readiness['unable'] = [];
     let unableTotal = 0;
     // One pass, linear in the accounts; only the first UNABLE_LISTED are written out.
-    for (const { email, health } of accounts) {
+    for (let i = 0; i < of.length; i++) {
+      const health = healths[i]!;
       if (health.can_send) continue;
-      if (++unableTotal <= UNABLE_LISTED) unable.push({ email, state: health.state, error: health.error });
+      if (++unableTotal <= UNABLE_LISTED) unable.push({ email: of[i]!.email, state: health.state, error: health.error });
     }
     const reasons: string[] = [];
     if (!listening) reasons.push('the SMTP listener is not up (starting or stopping)');
-    if (!accounts.length) reasons.push('no account is configured');
-    else if (unableTotal === accounts.length) {
+    if (!of.length) reasons.push('no account is configured');
+    else if (unableTotal === of.length) {
       const more = unableTotal > unable.length ? ` and ${unableTotal - unable.length} more` : '';
       reasons.push(`no account can send: ${unable.map((u) => `${u.email} ${u.state}`).join(', ')}${more}`);
     }

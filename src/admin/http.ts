@@ -77,6 +77,17 @@ export class AdminServer {
     res.end(body);
   }
 
+  /** Written as it is made (Metrics.writeExposition()); a failure once it has begun cuts the response short. */
+  private async sendMetrics(res: ServerResponse): Promise<void> {
+    res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
+    try {
+      await this.deps.metrics.writeExposition((chunk) => res.write(chunk));
+      res.end();
+    } catch {
+      res.destroy();
+    }
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://relay');
     const refused = this.guard.check(req, url.pathname);
@@ -91,12 +102,8 @@ export class AdminServer {
         const r = this.ready();
         return send(res, r.ready ? 200 : 503, r);
       }
-      case '/metrics': {
-        const body = await this.deps.metrics.exposition();
-        res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType });
-        res.end(body);
-        return;
-      }
+      case '/metrics':
+        return this.sendMetrics(res);
       case '/api/status':
         return send(res, 200, this.status());
       case '/':

@@ -7,20 +7,19 @@
 // thousands of accounts one document of all of them cost half a second and 800 KB (issue 22).
 // The counts by state, the order and the readiness banner come from the health board's pass over
 // every account (AccountHealthBoard.pass(): shared by the requests of the same second, the order
-// and the banner computed once per pass); a request itself costs the page's accounts, which get
-// their full view, live (plus, with `q`, one filter over the ordered list).
+// and the banner computed once per pass, none of them allocating per account); a request itself
+// costs the page's accounts, which get their full view, live (plus, with `q`, one filter over
+// the ordered list).
 import type { Metrics, Totals } from '../obs/metrics.js';
 import type { Refusals } from '../obs/refusals.js';
 import { VERSION } from '../obs/version.js';
 import { refusalAdvice } from './advice.js';
 import type { Relay } from '../relay/relay.js';
 import type { Account } from '../routing/account.js';
-import type { AccountAdmin } from './accounts.js';
 import { ACCOUNT_STATES, isHealthy, STATE_WORDS, type AccountHealth, type AccountHealthBoard, type AccountState, type HealthPass, type Readiness } from './health.js';
 
 export interface StatusDeps {
   relay: Relay;
-  accounts: AccountAdmin;
   health: AccountHealthBoard;
   refusals: Refusals;
   isListening: () => boolean;
@@ -90,28 +89,27 @@ const RECENT_REFUSALS = 20;
 
 const RANK = Object.fromEntries(ACCOUNT_STATES.map((s, i) => [s, i])) as Record<AccountState, number>;
 
-interface Listed {
-  account: Account;
-  health: AccountHealth;
-}
-
+const KEYS = 4 * ACCOUNT_STATES.length;
 const sortKey = (h: AccountHealth): number => (isHealthy(h) ? 2 * ACCOUNT_STATES.length : 0) + (h.can_send ? ACCOUNT_STATES.length : 0) + RANK[h.state];
 
 /**
- * By sortKey, in the accounts' own order within a key: a pass per bucket, not a sort. With
- * thousands of accounts nearly all share one key (ok, or cold), and comparing their emails was
- * most of a /status.json's CPU.
+ * The accounts' indices in the pass, by sortKey and in the accounts' own order within a key: a
+ * counting sort into one typed array, not a comparison sort (with thousands of accounts nearly
+ * all share one key, ok or cold) and no object per account.
  */
-function problemsFirst(listed: readonly Listed[]): Listed[] {
-  const buckets: Listed[][] = Array.from({ length: 4 * ACCOUNT_STATES.length }, () => []);
-  for (const l of listed) buckets[sortKey(l.health)]!.push(l);
-  // concat, not flat(): flat() was a sixth of a fresh pass's CPU at 5,000 accounts.
-  return ([] as Listed[]).concat(...buckets);
+function problemsFirst({ healths }: HealthPass): Uint32Array {
+  const keys = new Uint8Array(healths.length);
+  const starts = new Uint32Array(KEYS + 1);
+  for (let i = 0; i < healths.length; i++) starts[(keys[i] = sortKey(healths[i]!)) + 1]!++;
+  for (let k = 1; k <= KEYS; k++) starts[k]! += starts[k - 1]!;
+  const order = new Uint32Array(healths.length);
+  for (let i = 0; i < healths.length; i++) order[starts[keys[i]!]!++] = i;
+  return order;
 }
 
 /** What every request reading the same pass shares: its order, and its readiness by listener state. */
 interface PassViews {
-  ordered: Listed[];
+  ordered: Uint32Array;
   readiness: Map<boolean, Readiness>;
 }
 
@@ -119,52 +117,72 @@ const passViews = new WeakMap<HealthPass, PassViews>();
 
 function viewsOf(pass: HealthPass): PassViews {
   let views = passViews.get(pass);
-  if (!views) passViews.set(pass, (views = { ordered: problemsFirst(pass.accounts), readiness: new Map() }));
+  if (!views) passViews.set(pass, (views = { ordered: problemsFirst(pass), readiness: new Map() }));
   return views;
 }
 
-const matches = (q: string, { account: a, health }: Listed): boolean =>
-  a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || health.state.includes(q);
+/** The ordered indices of the accounts matching `q` (part of an email, a provider or a state). */
+function matching({ of, healths }: HealthPass, ordered: Uint32Array, q: string): Uint32Array {
+  if (!q) return ordered;
+  const found: number[] = [];
+  for (const i of ordered) {
+    const a = of[i]!;
+    if (a.email.includes(q) || a.provider.name.toLowerCase().includes(q) || healths[i]!.state.includes(q)) found.push(i);
+  }
+  return Uint32Array.from(found);
+}
+
+const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+/**
+ * One account of the page, live: what the accounts API shows of it (./accounts.ts), less its
+ * settings (masking them was a fifth of a page's cost, and the page does not show them).
+ */
+function accountStatus({ relay, health: board }: StatusDeps, account: Account): AccountStatus {
+  const { email, limits } = account;
+  const health = board.of(account);
+  const pool = relay.pools.get(email)?.stats;
+  const pause = relay.pauses.get(email);
+  const sent = relay.sent.of(email);
+  return {
+    email,
+    provider: account.provider.name,
+    health: health.state,
+    words: STATE_WORDS[health.state],
+    can_send: health.can_send,
+    advice: health.advice,
+    token_expires_at: iso(relay.tokens.expiresAt(email)),
+    connections: pool ? { busy: pool.busy, idle: pool.idle, opening: pool.opening, waiting: pool.waiting } : null,
+    sent: { last_hour: sent.last_hour, last_day: sent.last_day },
+    limits: { messages_per_hour: limits?.messages_per_hour ?? null, messages_per_day: limits?.messages_per_day ?? null },
+    at_limit_until: iso(relay.limiter.atLimit(email)?.until),
+    paused: pause ? { until: new Date(pause.until).toISOString(), reason: pause.reason } : null,
+    last_error: health.error,
+    last_error_at: iso(health.error_at),
+  };
+}
 
 export function statusSnapshot(deps: StatusDeps, query: StatusQuery = { q: '', page: 1, perPage: DEFAULT_PER_PAGE }): StatusSnapshot {
   const listening = deps.isListening();
   const pass = deps.health.pass();
   const views = viewsOf(pass);
   let readiness = views.readiness.get(listening);
-  if (!readiness) views.readiness.set(listening, (readiness = deps.health.readinessOf(listening, pass.accounts)));
-  const matching = query.q ? views.ordered.filter((l) => matches(query.q, l)) : views.ordered;
-  const pages = Math.max(1, Math.ceil(matching.length / query.perPage));
+  if (!readiness) views.readiness.set(listening, (readiness = deps.health.readinessOf(listening, pass)));
+  const found = matching(pass, views.ordered, query.q);
+  const pages = Math.max(1, Math.ceil(found.length / query.perPage));
   const number = Math.min(query.page, pages);
-  const shown = matching.slice((number - 1) * query.perPage, number * query.perPage);
+  const shown = Array.from(found.subarray((number - 1) * query.perPage, number * query.perPage), (i) => pass.of[i]!);
   return {
     generated_at: new Date().toISOString(),
     version: VERSION,
     uptime_s: deps.metrics?.uptimeSeconds ?? 0,
     totals: deps.metrics ? { ...deps.metrics.totals } : null,
     account_states: { ...pass.counts },
-    page: { q: query.q, number, per_page: query.perPage, pages, matching: matching.length, total: pass.accounts.length },
+    page: { q: query.q, number, per_page: query.perPage, pages, matching: found.length, total: pass.of.length },
     listening,
     inbound_sessions: deps.inboundSessions(),
     readiness,
-    accounts: shown.map(({ account }) => deps.accounts.get(account.email)).map((v) => {
-      const limits = deps.relay.router.account(v.email)?.limits;
-      return {
-        email: v.email,
-        provider: v.provider,
-        health: v.health,
-        words: STATE_WORDS[v.health],
-        can_send: v.can_send,
-        advice: v.advice,
-        token_expires_at: v.token_expires_at,
-        connections: v.connections && { busy: v.connections.busy, idle: v.connections.idle, opening: v.connections.opening, waiting: v.connections.waiting },
-        sent: { last_hour: v.sent_last_hour, last_day: v.sent_last_day },
-        limits: { messages_per_hour: limits?.messages_per_hour ?? null, messages_per_day: limits?.messages_per_day ?? null },
-        at_limit_until: v.at_limit_until,
-        paused: v.paused,
-        last_error: v.last_error,
-        last_error_at: v.last_error_at,
-      };
-    }),
+    accounts: shown.map((account) => accountStatus(deps, account)),
     recent_refusals: deps.refusals.recent(RECENT_REFUSALS).map((r) => ({
       at: new Date(r.at).toISOString(),
       stage: r.stage,

@@ -12,33 +12,60 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { VERSION } from './version.js';
+import { writeExposition, type ExposedValues } from './exposition.js';
 
 export type Outcome = 'accepted' | 'rejected' | 'deferred';
 export type PerAccountSeries = 'all' | 'active' | 'none';
 
 export interface MetricSources {
-  tokenExpiries(): Array<{ email: string; expiresAt: number | null }>;
-  /** Each account's health (src/admin/health.ts): its state's name, and whether nothing needs fixing. */
-  accountHealth(): Array<{ email: string; state: string; healthy: boolean }>;
+  /** When the account's cached access token expires (epoch ms); null: none, or none to alert on. */
+  tokenExpiry(email: string): number | null;
+  /** Every account's health from one fresh pass (src/admin/health.ts). */
+  accountHealth(): HealthTable;
   /** Whether the account's own gauges are kept under per_account `active`: warm, or needing the operator. */
   isActive?(email: string, healthy: boolean): boolean;
-  pools(): Array<{ email: string; idle: number; busy: number; waiting: number }>;
+  pool(email: string): { idle: number; busy: number; waiting: number } | undefined;
   inboundSessions(): number;
   /** Whether the store refuses writes (src/store/store-health.ts); absent: not known. */
   storeFailing?(): boolean;
 }
 
 /**
- * Counts made on the message path, added to their counter when it is collected (a scrape, or
- * get()). A prom-client inc() hashes its labels and validates them on every call; the relay
- * counts four times per message (the message and the provider's replies to MAIL, RCPT and
- * DATA), which a CPU profile showed at about 1 % of the relay's CPU. Here a count is three map
- * lookups by values the caller already holds (the account, a constant, a number): a key joined
- * from them was built, flattened and hashed again at every count, 0.9 % of the relay's CPU at
- * 50 connections.
+ * Every account's health, read by index: the scrape reads thousands of them a slice at a time,
+ * and the pass they come from allocates nothing per account.
  */
-class PendingCounts<L extends string> {
-  private readonly series = new Map<string, Map<string, Map<number, { labels: Partial<Record<L, string>>; n: number }>>>();
+export interface HealthTable {
+  readonly size: number;
+  /** Accounts by state. */
+  readonly counts: Readonly<Partial<Record<string, number>>>;
+  email(i: number): string;
+  state(i: number): string;
+  /** Nothing about the account needs fixing. */
+  healthy(i: number): boolean;
+}
+
+/** Accounts read between two turns of the event loop while a scrape picks the shown ones. */
+const ACCOUNTS_PER_TURN = 1_000;
+
+/**
+ * A counter counted on the message path. A prom-client inc() hashes its labels and validates
+ * them on every call; the relay counts four times per message (the message and the provider's
+ * replies to MAIL, RCPT and DATA), which a CPU profile showed at about 1 % of the relay's CPU.
+ * Here a count is three map lookups by values the caller already holds (the account, a
+ * constant, a number): a key joined from them was built, flattened and hashed again at every
+ * count, 0.9 % of the relay's CPU at 50 connections. And the maps are the counter: a scrape
+ * reads them as they are (listing a prom-client counter's label object, thousands of keys at 500
+ * active accounts, was ≈ 1-2 ms in one go per scrape). The registry reads it like any metric.
+ */
+class CountedTotals<L extends string> {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, Map<string, Map<number, { labels: Partial<Record<L, string>>; value: number }>>>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
 
   add(a: string, b: string, c: number, labels: () => Partial<Record<L, string>>): void {
     let byB = this.series.get(a);
@@ -46,20 +73,18 @@ class PendingCounts<L extends string> {
     let byC = byB.get(b);
     if (byC === undefined) byB.set(b, (byC = new Map()));
     const count = byC.get(c);
-    if (count) count.n++;
-    else byC.set(c, { labels: labels(), n: 1 });
+    if (count) count.value++;
+    else byC.set(c, { labels: labels(), value: 1 });
   }
 
-  flushInto(counter: Counter<L>): void {
-    for (const byB of this.series.values()) {
-      for (const byC of byB.values()) {
-        for (const c of byC.values()) {
-          if (c.n === 0) continue;
-          counter.inc(c.labels, c.n);
-          c.n = 0;
-        }
-      }
-    }
+  async get(): Promise<ExposedValues> {
+    const values: Array<{ labels: Partial<Record<L, string>>; value: number }> = [];
+    for (const byB of this.series.values()) for (const byC of byB.values()) for (const count of byC.values()) values.push(count);
+    return { name: this.name, help: this.help, type: this.type, values: values as NonNullable<ExposedValues['values']> };
+  }
+
+  reset(): void {
+    this.series.clear();
   }
 }
 
@@ -133,6 +158,52 @@ const withoutAccount = <L extends string>(labels: Record<L, string>): Record<str
   return rest;
 };
 
+/** The labels of one account's series, one object per series for as long as the account is shown (see labelText). */
+class AccountLabels {
+  readonly account: { account: string };
+  private readonly states = new Map<string, { account: string; state: string }>();
+
+  constructor(email: string) {
+    this.account = { account: email };
+  }
+
+  state(state: string): { account: string; state: string } {
+    let labels = this.states.get(state);
+    if (!labels) this.states.set(state, (labels = { account: this.account.account, state }));
+    return labels;
+  }
+}
+
+type SeriesOut = (labels: Record<string, string>, value: number) => void;
+
+/**
+ * A gauge with a series per shown account, read from the relay at scrape time. Not a
+ * prom-client Gauge: that one hashes each series' labels into a map at every set() and keeps the
+ * map until the next scrape (≈ 3,000 series at 500 shown accounts); this one hands the registry
+ * (and the exposition) its values straight from the shown accounts, with their lasting labels
+ * objects. The registry reads it like any metric (get()).
+ */
+class AccountGauge<A> {
+  readonly type = 'gauge';
+  readonly aggregator = 'sum';
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly accounts: () => Promise<readonly A[]>,
+    private readonly series: (account: A, out: SeriesOut) => void,
+  ) {}
+
+  async get(): Promise<ExposedValues> {
+    const values: NonNullable<ExposedValues['values']> = [];
+    const out: SeriesOut = (labels, value) => values.push({ labels, value });
+    for (const a of await this.accounts()) this.series(a, out);
+    return { name: this.name, help: this.help, type: this.type, values };
+  }
+
+  reset(): void {}
+}
+
 /** Messages by outcome and MTA refusals by class since start, for the status page. */
 export interface Totals {
   accepted: number;
@@ -146,36 +217,36 @@ export class Metrics {
   /** Since start; the status page shows them beside the version and uptime. */
   readonly totals: Totals = { accepted: 0, deferred: 0, refused: 0 };
   private readonly started = Date.now();
-  private readonly pendingMessages = new PendingCounts<string>();
-  private readonly pendingReplies = new PendingCounts<string>();
-  private readonly messagesCounter: Counter<string>;
-  private readonly repliesCounter: Counter<string>;
+  private readonly messages = new CountedTotals<string>(
+    'xoauth2_relay_messages_total',
+    'Messages by account and outcome (accepted = provider said 2xx, deferred = 4xx, rejected = 5xx)',
+  );
+  private readonly replies = new CountedTotals<string>('xoauth2_relay_upstream_replies_total', 'Provider replies by command and code');
   readonly relayLatency: Observed<'account'>;
   /** Every reply of 400 or above given to an MTA (src/obs/refusals.ts records them). */
   readonly refusals: Labelled<'stage' | 'class' | 'reason' | 'account'>;
   readonly tokenRefreshes: Labelled<'account' | 'result'>;
   readonly tokenRefreshLatency: Observed<'account'>;
 
-  /** One message's outcome (see PendingCounts). */
+  /** One message's outcome (see CountedTotals). */
   countMessage(account: string, code: number): void {
     const outcome = Metrics.outcome(code);
     if (outcome === 'accepted') this.totals.accepted++;
-    if (this.perAccount === 'none') this.pendingMessages.add('', outcome, 0, () => ({ outcome }));
-    else this.pendingMessages.add(account, outcome, 0, () => ({ account, outcome }));
+    if (this.perAccount === 'none') this.messages.add('', outcome, 0, () => ({ outcome }));
+    else this.messages.add(account, outcome, 0, () => ({ account, outcome }));
   }
 
-  /** One reply of the provider to MAIL, RCPT or DATA (see PendingCounts). */
+  /** One reply of the provider to MAIL, RCPT or DATA (see CountedTotals). */
   countUpstreamReply(account: string, command: string, code: number): void {
-    if (this.perAccount === 'none') this.pendingReplies.add('', command, code, () => ({ command, code: String(code) }));
-    else this.pendingReplies.add(account, command, code, () => ({ account, command, code: String(code) }));
+    if (this.perAccount === 'none') this.replies.add('', command, code, () => ({ command, code: String(code) }));
+    else this.replies.add(account, command, code, () => ({ account, command, code: String(code) }));
   }
 
   constructor(sources: MetricSources, perAccount: PerAccountSeries = 'active') {
     this.perAccount = perAccount;
     const registers = [this.registry];
     const accountLabel = perAccount === 'none' ? [] : ['account'];
-    const counter = (name: string, help: string, labelNames: string[], collect?: () => void) =>
-      new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers });
     const labelled = <L extends string>(c: Counter<string>): Labelled<L> =>
       perAccount === 'none' ? { inc: (labels, value) => c.inc(withoutAccount(labels), value) } : c;
     // A histogram per account is 17 series per account: only `all` keeps them.
@@ -185,16 +256,9 @@ export class Metrics {
       const none = {};
       return keep ? { observe: (labels, value) => h.observeAs(labels.account, labels, value) } : { observe: (_labels, value) => h.observeAs('', none, value) };
     };
-    this.messagesCounter = counter(
-      'xoauth2_relay_messages_total',
-      'Messages by account and outcome (accepted = provider said 2xx, deferred = 4xx, rejected = 5xx)',
-      [...accountLabel, 'outcome'],
-      () => this.pendingMessages.flushInto(this.messagesCounter),
-    );
+    this.registry.registerMetric(this.messages as unknown as Counter);
     this.relayLatency = histogram('xoauth2_relay_data_seconds', 'From DATA to the provider final reply, seconds', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-    this.repliesCounter = counter('xoauth2_relay_upstream_replies_total', 'Provider replies by command and code', [...accountLabel, 'command', 'code'], () =>
-      this.pendingReplies.flushInto(this.repliesCounter),
-    );
+    this.registry.registerMetric(this.replies as unknown as Counter);
     const refusals = labelled<'stage' | 'class' | 'reason' | 'account'>(
       counter('xoauth2_relay_refusals_total', 'Replies of 400 or above given to MTAs, by stage, code class, reason and account (empty when none was picked)', ['stage', 'class', 'reason', ...accountLabel]),
     );
@@ -209,9 +273,26 @@ export class Metrics {
     // The per-account gauges: every account, only the active ones, or none.
     const shown = (email: string, healthy: boolean): boolean =>
       perAccount === 'all' || (perAccount === 'active' && (sources.isActive?.(email, healthy) ?? true));
-    let health: Array<{ email: string; state: string; healthy: boolean }> = [];
-    let active = new Set<string>();
-    // Health is built once per scrape (this gauge is registered first, so collected first) and read by the others.
+    // The accounts whose gauges are shown, with their health: built once per scrape (this gauge
+    // is registered first, so collected first) and read by the others. Only the shown ones are
+    // kept (≈ 500 of 5,000 at the default), each with one labels object per series that lives as
+    // long as the account is shown: the exposition formats a labels object once (see SeriesText).
+    let shownNow: Array<{ email: string; state: string; healthy: boolean; labels: AccountLabels }> = [];
+    const labelsOf = new Map<string, AccountLabels>();
+    // registry.metrics() collects every metric at once: the per-account gauges wait for the pick.
+    let shownReady: Promise<void> = Promise.resolve();
+    const pickShown = async (table: HealthTable): Promise<void> => {
+      const next: typeof shownNow = [];
+      for (let i = 0; perAccount !== 'none' && i < table.size; i++) {
+        if (i % ACCOUNTS_PER_TURN === ACCOUNTS_PER_TURN - 1) await nextTurn();
+        const email = table.email(i);
+        const healthy = table.healthy(i);
+        if (shown(email, healthy)) next.push({ email, state: table.state(i), healthy, labels: labelsOf.get(email) ?? new AccountLabels(email) });
+      }
+      shownNow = next;
+      labelsOf.clear();
+      for (const a of next) labelsOf.set(a.email, a.labels);
+    };
     new Gauge({
       name: 'xoauth2_relay_accounts',
       help: 'Accounts by health state (ok, cold, starting, needs_consent, ...), whatever metrics.per_account says',
@@ -219,67 +300,36 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        health = sources.accountHealth();
-        active = new Set(health.filter((a) => shown(a.email, a.healthy)).map((a) => a.email));
-        const counts = new Map<string, number>();
-        for (const a of health) counts.set(a.state, (counts.get(a.state) ?? 0) + 1);
-        for (const [state, n] of counts) this.set({ state }, n);
+        const table = sources.accountHealth();
+        for (const [state, n] of Object.entries(table.counts)) if (n) this.set({ state }, n);
+        return (shownReady = pickShown(table));
       },
     });
-    new Gauge({
-      name: 'xoauth2_relay_token_expiry_seconds',
-      help: 'Seconds until the cached access token of each account expires (negative or absent: none)',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        const now = Date.now();
-        for (const t of sources.tokenExpiries()) if (t.expiresAt !== null && active.has(t.email)) this.set({ account: t.email }, (t.expiresAt - now) / 1000);
-      },
+    const accountGauge = (name: string, help: string, series: (a: (typeof shownNow)[number], out: SeriesOut) => void) =>
+      this.registry.registerMetric(new AccountGauge(name, help, async () => (await shownReady, shownNow), series) as unknown as Gauge);
+    accountGauge('xoauth2_relay_token_expiry_seconds', 'Seconds until the cached access token of each account expires (negative or absent: none)', (a, out) => {
+      const expiresAt = sources.tokenExpiry(a.email);
+      if (expiresAt !== null) out(a.labels.account, (expiresAt - Date.now()) / 1000);
     });
-    new Gauge({
-      name: 'xoauth2_relay_account_healthy',
-      help: '1 when nothing about the account needs fixing (state ok, or at a sending limit, or paused by the provider\'s quota); 0 otherwise',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of health) if (active.has(a.email)) this.set({ account: a.email }, a.healthy ? 1 : 0);
-      },
+    accountGauge(
+      'xoauth2_relay_account_healthy',
+      '1 when nothing about the account needs fixing (state ok, or at a sending limit, or paused by the provider\'s quota); 0 otherwise',
+      (a, out) => out(a.labels.account, a.healthy ? 1 : 0),
+    );
+    accountGauge(
+      'xoauth2_relay_account_state',
+      'Always 1, labelled with the account\'s health state (ok, starting, needs_consent, bad_client_credentials, provider_refuses_login, ...)',
+      (a, out) => out(a.labels.state(a.state), 1),
+    );
+    accountGauge('xoauth2_relay_upstream_connections', 'Upstream connections per account by state', (a, out) => {
+      const p = sources.pool(a.email);
+      if (!p) return;
+      out(a.labels.state('idle'), p.idle);
+      out(a.labels.state('busy'), p.busy);
     });
-    new Gauge({
-      name: 'xoauth2_relay_account_state',
-      help: 'Always 1, labelled with the account\'s health state (ok, starting, needs_consent, bad_client_credentials, provider_refuses_login, ...)',
-      labelNames: ['account', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const a of health) if (active.has(a.email)) this.set({ account: a.email, state: a.state }, 1);
-      },
-    });
-    new Gauge({
-      name: 'xoauth2_relay_upstream_connections',
-      help: 'Upstream connections per account by state',
-      labelNames: ['account', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const p of sources.pools()) {
-          if (!active.has(p.email)) continue;
-          this.set({ account: p.email, state: 'idle' }, p.idle);
-          this.set({ account: p.email, state: 'busy' }, p.busy);
-        }
-      },
-    });
-    new Gauge({
-      name: 'xoauth2_relay_upstream_waiting',
-      help: 'Transactions waiting for a connection of the account',
-      labelNames: ['account'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const p of sources.pools()) if (active.has(p.email)) this.set({ account: p.email }, p.waiting);
-      },
+    accountGauge('xoauth2_relay_upstream_waiting', 'Transactions waiting for a connection of the account', (a, out) => {
+      const p = sources.pool(a.email);
+      if (p) out(a.labels.account, p.waiting);
     });
     new Gauge({
       name: 'xoauth2_relay_inbound_sessions',
@@ -320,20 +370,19 @@ export class Metrics {
     }
   }
 
-  /**
-   * The exposition GET /metrics serves, the same text as registry.metrics(), but one metric at a
-   * time with the event loop free between them: registry.metrics() collects and formats every
-   * metric before it yields, which with 500 active accounts of 5,000 (≈ 5,500 series) held every
-   * SMTP reply ≈ 50 ms per scrape (issue 22). Now the longest hold is the largest single metric
-   * (at the default per_account, one per-account gauge: a few ms).
-   */
+  /** The exposition, whole (see writeExposition()): the same bytes as registry.metrics(). */
   async exposition(): Promise<string> {
-    const parts: string[] = [];
-    for (const { name } of this.registry.getMetricsAsArray()) {
-      parts.push(await this.registry.getSingleMetricAsString(name));
-      await nextTurn();
-    }
-    return `${parts.join('\n\n')}\n`;
+    const chunks: string[] = [];
+    await this.writeExposition((chunk) => chunks.push(chunk));
+    return chunks.join('');
+  }
+
+  /**
+   * The exposition GET /metrics serves, the same bytes as registry.metrics(), handed to `write`
+   * a slice at a time with the event loop free between slices (./exposition.ts).
+   */
+  writeExposition(write: (chunk: string) => void): Promise<void> {
+    return writeExposition(this.registry, write);
   }
 
   /** Seconds since the relay started. */

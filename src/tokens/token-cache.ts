@@ -46,6 +46,9 @@ export interface TokenStatus {
   storeError: string | null;
 }
 
+/** The parts of an account's token state the health board reads (TokenCache.stateOf()). */
+export type TokenState = Readonly<Pick<TokenStatus, 'health' | 'lastError' | 'lastErrorAt' | 'lastFailure'>>;
+
 export interface TokenCacheOptions {
   refreshBeforeExpiryMs: number;
   requestTimeoutMs: number;
@@ -276,6 +279,19 @@ export class TokenCache {
   /** The account's token health without building the whole status (the pool picker asks per message). */
   healthOf(email: string): TokenHealth | null {
     return this.entries.get(email)?.health ?? null;
+  }
+
+  /**
+   * What the health board reads of one account on every pass over thousands of them: the
+   * account's own entry behind a read-only view, so a pass allocates nothing per account (issue 22).
+   */
+  stateOf(email: string): TokenState | undefined {
+    return this.entries.get(email);
+  }
+
+  /** When the account's cached token expires (epoch ms), usable or not; null: none. */
+  expiresAt(email: string): number | null {
+    return this.entries.get(email)?.token?.expiresAt ?? null;
   }
 
   /** One account's status, by a map lookup: health and status views ask once per account (issue 22). */

@@ -1,13 +1,18 @@
-// Counts made on the message path wait in src/obs/metrics.ts's PendingCounts until a scrape adds
-// them to their prom-client counter: the scrape must show the same series and totals as counting
-// straight into prom-client would, under per_account active (the default) and none. Latencies go
+// Counts made on the message path are kept in src/obs/metrics.ts's CountedTotals, which a scrape
+// reads as they are: the scrape must show the same series and totals as counting straight into
+// prom-client would, under per_account active (the default) and none. Latencies go
 // into prom-client's histograms by a quicker path: the scrape must be what prom-client's own
 // observe() gives for the same values.
 import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Metrics, type PerAccountSeries } from '../../src/obs/metrics.js';
 
-const sources = { tokenExpiries: () => [], accountHealth: () => [], pools: () => [], inboundSessions: () => 0 };
+const sources = {
+  tokenExpiry: () => null,
+  accountHealth: () => ({ size: 0, counts: {}, email: () => '', state: () => '', healthy: () => true }),
+  pool: () => undefined,
+  inboundSessions: () => 0,
+};
 
 const count = (text: string, series: string): number | undefined => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
