@@ -3,9 +3,10 @@
 // reply returned, DATA is streamed through and the provider's final reply returned. Only after
 // the provider said 250 does the MTA hear 250: nothing acknowledged is ever lost.
 // (The model is Haraka's queue/smtp_proxy, which opens the upstream transaction at MAIL FROM.)
-import type { UpstreamConnection } from '../upstream/connection.js';
+import type { DataResult, UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
+import type { MessageBody } from '../smtp/body.js';
 import type { Envelope, MailParams } from '../smtp/envelope.js';
 import {
   C552StorageExceeded,
@@ -231,27 +232,31 @@ export class RelayTransaction {
   }
 
   /**
-   * Streams the message upstream as it arrives and returns the provider's final reply. The body
-   * is always read to its end, whatever happens upstream, so the inbound session stays in step.
+   * Streams the message upstream as it arrives and returns the provider's final reply. Once
+   * the provider said 354 the body is taken to its end, whatever happens upstream, so the
+   * inbound session stays in step.
    */
-  async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
+  data(body: MessageBody, maxBytes: number): Promise<Reply> {
     const lease = this.lease;
     if (!lease) {
-      // The upstream is gone: the body is not pulled, so the MTA gets this instead of 354.
-      throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost before DATA`);
+      // The upstream is gone: the body is not opened, so the MTA gets this instead of 354.
+      return Promise.reject(new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost before DATA`));
     }
     this.lease = null;
     const sent = this.sent?.data ?? undefined;
     this.sent = null;
-    let result;
-    try {
-      // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
-      const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
-      result = await lease.conn.data(body, { maxBytes: limit, ...(sent ? { sent } : {}) });
-    } catch (e) {
-      this.pool.release(lease, false);
-      throw e;
-    }
+    // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
+    const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
+    return lease.conn.data(body, { maxBytes: limit, ...(sent ? { sent } : {}) }).then(
+      (result) => this.dataResult(lease, result, maxBytes),
+      (e: unknown) => {
+        this.pool.release(lease, false);
+        throw e;
+      },
+    );
+  }
+
+  private dataResult(lease: Lease<UpstreamConnection>, result: DataResult, maxBytes: number): Reply {
     this.bytes = result.bytes;
     if (result.kind === 'too-big') {
       // The connection was dropped without the final dot: the provider discards the partial message.
