@@ -59,17 +59,17 @@ export interface UpstreamOpenOptions {
 }
 
 /**
- * The outcome of data(). In every case data() has consumed `body` to its end (unless the
- * body itself threw), so the inbound side can reply at once.
+ * The outcome of data(). Once it opened `body` (after the provider's 354), data() has taken
+ * it to its end (unless the body itself failed), so the inbound side can reply at once.
  *  - kind 'reply', stage 'final': the whole message and the terminator were sent; `reply` is
  *    the upstream's reply to the end of DATA, whatever its code.
  *  - kind 'reply', stage 'command': DATA itself was not answered 354 (`reply` is that answer);
- *    no byte of the body was sent. The connection stays usable (unless the reply was 421).
+ *    the body was never opened. The connection stays usable (unless the reply was 421).
  *  - kind 'reply', stage 'early': the upstream answered (4xx/5xx) while the body was being
  *    sent; the message was not completed and the connection has been destroyed.
  *  - kind 'too-big': the body exceeded maxBytes; the terminator was never sent and the
  *    connection has been destroyed, so the upstream discards the partial message.
- * `bytes` counts the body as received from `body` (before dot-stuffing), including drained bytes.
+ * `bytes` counts the body as received from `body` (before dot-stuffing), including dropped bytes.
  */
 export type DataResult =
   | { kind: 'reply'; stage: 'final' | 'command' | 'early'; reply: Reply; bytes: number }
@@ -344,7 +344,15 @@ export class UpstreamConnection {
     const sent = opts.sent ?? this.dataCommand();
     const maxBytes = opts.maxBytes ?? Infinity;
     return new Promise<DataResult>((resolve, reject) => {
-      sent.then((reply) => this.dataReplied(reply, source, maxBytes, resolve, reject), reject);
+      sent.then((reply) => {
+        try {
+          this.dataReplied(reply, source, maxBytes, resolve, reject);
+        } catch (e) {
+          // Opening the body ran the producer's code (the 354 to the client): its throw is this call's failure.
+          this.fail(null);
+          reject(e);
+        }
+      }, reject);
     });
   }
 
