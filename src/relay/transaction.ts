@@ -247,13 +247,23 @@ export class RelayTransaction {
     this.sent = null;
     // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
     const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
-    return lease.conn.data(body, { maxBytes: limit, ...(sent ? { sent } : {}) }).then(
-      (result) => this.dataResult(lease, result, maxBytes),
-      (e: unknown) => {
-        this.pool.release(lease, false);
-        throw e;
-      },
-    );
+    return new Promise<Reply>((resolve, reject) => {
+      lease.conn.transmit(
+        body,
+        { maxBytes: limit, ...(sent ? { sent } : {}) },
+        (result) => {
+          try {
+            resolve(this.dataResult(lease, result, maxBytes));
+          } catch (e) {
+            reject(e);
+          }
+        },
+        (e) => {
+          this.pool.release(lease, false);
+          reject(e);
+        },
+      );
+    });
   }
 
   private dataResult(lease: Lease<UpstreamConnection>, result: DataResult, maxBytes: number): Reply {

@@ -75,6 +75,13 @@ export type DataResult =
   | { kind: 'reply'; stage: 'final' | 'command' | 'early'; reply: Reply; bytes: number }
   | { kind: 'too-big'; bytes: number };
 
+export interface DataOptions {
+  /** Over this many body bytes the message is abandoned (DataResult 'too-big'). */
+  maxBytes?: number;
+  /** The reply promise of a DATA already sent with the group (dataCommand()); else data() sends DATA. */
+  sent?: Promise<Reply>;
+}
+
 /** Called once when the connection is gone: with the failure, or null when closed locally (quit/destroy). */
 export type CloseListener = (reason: RelayError | null) => void;
 
@@ -339,21 +346,27 @@ export class UpstreamConnection {
    * transaction with a partial body must never be completed). No other command may be issued
    * while data() runs.
    */
-  data(body: MessageBody | AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number; sent?: Promise<Reply> } = {}): Promise<DataResult> {
+  data(body: MessageBody | AsyncIterable<Buffer> | Iterable<Buffer>, opts: DataOptions = {}): Promise<DataResult> {
     const source = isMessageBody(body) ? body : iterableBody(body);
+    return new Promise<DataResult>((resolve, reject) => this.transmit(source, opts, resolve, reject));
+  }
+
+  /**
+   * data() with its outcome handed to `done` or `broke` (exactly one, once) instead of a
+   * promise: the relay's transaction makes its own, a promise and a microtask less a message.
+   */
+  transmit(body: MessageBody, opts: DataOptions, done: (r: DataResult) => void, broke: (e: unknown) => void): void {
     const sent = opts.sent ?? this.dataCommand();
     const maxBytes = opts.maxBytes ?? Infinity;
-    return new Promise<DataResult>((resolve, reject) => {
-      sent.then((reply) => {
-        try {
-          this.dataReplied(reply, source, maxBytes, resolve, reject);
-        } catch (e) {
-          // Opening the body ran the producer's code (the 354 to the client): its throw is this call's failure.
-          this.fail(null);
-          reject(e);
-        }
-      }, reject);
-    });
+    sent.then((reply) => {
+      try {
+        this.dataReplied(reply, body, maxBytes, done, broke);
+      } catch (e) {
+        // Opening the body ran the producer's code (the 354 to the client): its throw is this call's failure.
+        this.fail(null);
+        broke(e);
+      }
+    }, broke);
   }
 
   /** DATA was answered: the body is opened on 354, and not on anything else (the client then gets that reply instead of 354). */
