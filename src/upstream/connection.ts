@@ -129,6 +129,8 @@ type Phase = 'opening' | 'ready' | 'closed';
 
 const UNSAFE = /[\r\n\0]/;
 const QUIT_TIMEOUT_MS = 2_000;
+/** Above this many body bytes waiting in the provider's socket, the producer (the client's socket) is paused until it drained. */
+const HIGH_WATER = 256 * 1024;
 /** Up to this size the last body chunk is copied to join the terminator in one write. */
 const SMALL_WRITE = 16 * 1024;
 const noop = (): void => {};
@@ -746,7 +748,11 @@ class BodySender implements BodySink, Pending {
     // (one TLS record and one syscall for a typical message, instead of two).
     const prev = this.held;
     this.held = out;
-    if (prev === null || this.socket.write(prev)) return true;
+    if (prev === null) return true;
+    const socket = this.socket;
+    // Past the socket's own mark (16 KB) its write() says wait; the producer is stopped only
+    // past HIGH_WATER, so a big message goes on while the provider reads (fewer pauses).
+    if (socket.write(prev) || socket.writableLength < HIGH_WATER) return true;
     this.waitForDrain();
     return false;
   }
