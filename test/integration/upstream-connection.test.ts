@@ -524,6 +524,32 @@ describe('UpstreamConnection against scripted servers', () => {
     expect(conn.isUsable).toBe(false);
   });
 
+  it('writes a pushed body and its terminator to the socket in the producer\'s own turn, in one write', async () => {
+    const port = await rawServer(plainSmtp, { onBody: (chunk, sock) => chunk.includes('\r\n.\r\n') && sock.write('250 2.0.0 queued\r\n') });
+    const conn = await open(port, { security: 'none' });
+    await conn.mail('a@b');
+    await conn.rcpt('c@d');
+    const socket = (conn as unknown as { socket: net.Socket }).socket;
+    const writes: string[] = [];
+    const write = socket.write.bind(socket);
+    let inTurn: string[] | null = null;
+    const body: MessageBody = {
+      open(sink) {
+        socket.write = ((chunk: string | Buffer, ...rest: unknown[]) => {
+          writes.push(chunk.toString());
+          return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+        }) as typeof socket.write;
+        sink.write(Buffer.from('Subject: now\r\n\r\n.dot line\r\n'));
+        sink.end();
+        inTurn = [...writes]; // before any await: what the producer's turn wrote
+      },
+      drained() {},
+    };
+    const res = await conn.data(body);
+    expect(res).toMatchObject({ stage: 'final', reply: { code: 250 } });
+    expect(inTurn).toEqual(['Subject: now\r\n\r\n..dot line\r\n.\r\n']);
+  });
+
   it('asks a pushed body\'s producer to wait while the provider does not read (past 256 KB queued, not before), and resumes it once drained', async () => {
     let bytes = 0;
     let tail = '';
