@@ -3,7 +3,7 @@
 // reply returned, DATA is streamed through and the provider's final reply returned. Only after
 // the provider said 250 does the MTA hear 250: nothing acknowledged is ever lost.
 // (The model is Haraka's queue/smtp_proxy, which opens the upstream transaction at MAIL FROM.)
-import type { DataResult, UpstreamConnection } from '../upstream/connection.js';
+import type { DataResult, SentData, UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
 import type { MessageBody } from '../smtp/body.js';
@@ -50,10 +50,11 @@ interface Pipelined {
   rcpts: Array<{ to: string; reply: Promise<Reply> }>;
   /** rcpts[next] is the one the client's next RCPT takes its reply from. */
   next: number;
-  data: Promise<Reply> | null;
-  /** Set once DATA's reply was 354. */
-  dataOpened: boolean;
+  data: SentData | null;
 }
+
+/** DATA, pipelined with the group, was answered 354: only a message (or a dropped connection) ends it now. */
+const dataOpened = (sent: Pipelined) => sent.data?.reply?.code === 354;
 
 /**
  * MAIL, the group's RCPTs and its DATA, issued in one turn so they leave in one write. The
@@ -66,16 +67,11 @@ function pipeline(conn: UpstreamConnection, from: string, params: string, group:
     reply.catch(noop);
     return { to, reply };
   });
-  const out: Pipelined = { mail, rcpts, next: 0, data: null, dataOpened: false };
-  if (group.data) {
-    const data = (out.data = conn.dataCommand());
-    data.then((r) => void (out.dataOpened = r.code === 354), noop);
-  }
-  return out;
+  return { mail, rcpts, next: 0, data: group.data ? conn.dataCommand() : null };
 }
 
 /** Every reply of the group, answered or failed (they keep the connection's reply FIFO in step). */
-const settled = (sent: Pipelined) => Promise.allSettled([sent.mail, ...sent.rcpts.map((r) => r.reply), ...(sent.data ? [sent.data] : [])]);
+const settled = (sent: Pipelined) => Promise.allSettled([sent.mail, ...sent.rcpts.map((r) => r.reply), ...(sent.data ? [sent.data.promise()] : [])]);
 
 const noop = (): void => undefined;
 
@@ -190,7 +186,7 @@ export class RelayTransaction {
       return RelayTransaction.attempt(o, await o.pool.acquire(true), attempt + 1);
     }
     // No transaction was opened: the connection is as good as before, unless the provider is closing it.
-    o.pool.release(lease, reply.code !== 421 && !sent.dataOpened);
+    o.pool.release(lease, reply.code !== 421 && !dataOpened(sent));
     throw new UpstreamReplyError(reply);
   }
 
@@ -301,7 +297,7 @@ export class RelayTransaction {
       // Commands pipelined for a group the client did not finish: their replies first. A DATA
       // the provider answered 354 cannot be taken back without sending a message: drop it.
       await settled(sent);
-      if (sent.dataOpened) {
+      if (dataOpened(sent)) {
         this.pool.release(lease, false);
         return;
       }

@@ -78,8 +78,8 @@ export type DataResult =
 export interface DataOptions {
   /** Over this many body bytes the message is abandoned (DataResult 'too-big'). */
   maxBytes?: number;
-  /** The reply promise of a DATA already sent with the group (dataCommand()); else data() sends DATA. */
-  sent?: Promise<Reply>;
+  /** A DATA already sent with the group (dataCommand()); else data() sends DATA. */
+  sent?: SentData;
 }
 
 /** Called once when the connection is gone: with the failure, or null when closed locally (quit/destroy). */
@@ -360,7 +360,7 @@ export class UpstreamConnection {
   transmit(body: MessageBody, opts: DataOptions, done: (r: DataResult) => void, broke: (e: unknown) => void): void {
     const sent = opts.sent ?? this.dataCommand();
     const maxBytes = opts.maxBytes ?? Infinity;
-    sent.then((reply) => {
+    sent.whenAnswered((reply) => {
       try {
         this.dataReplied(reply, body, maxBytes, done, broke);
       } catch (e) {
@@ -402,11 +402,13 @@ export class UpstreamConnection {
 
   /**
    * The DATA command alone, so that it can leave in one write with the MAIL and RCPTs before
-   * it (RFC 2920 group); pass its reply promise to data() as `sent`.
+   * it (RFC 2920 group); pass it to data() as `sent`.
    */
-  dataCommand(): Promise<Reply> {
-    if (this.phase !== 'ready') return Promise.reject(this.closedError());
-    return this.command('DATA', 'DATA\r\n', this.timeouts.commandMs, true);
+  dataCommand(): SentData {
+    const sent = new SentData(this.timeouts.commandMs);
+    if (this.phase !== 'ready') sent.reject(this.closedError());
+    else this.issue(sent, 'DATA\r\n');
+    return sent;
   }
 
   /** RSET; resolves with the reply whatever its code. */
@@ -505,15 +507,14 @@ export class UpstreamConnection {
    * On a closed connection it rejects (never throws) with the reason it closed.
    */
   private command(label: string, line: string, timeoutMs: number, groupEnd: boolean): Promise<Reply> {
-    return new Promise<Reply>((resolve, reject) => {
-      if (this.phase === 'closed') {
-        reject(this.closedError());
-        return;
-      }
-      const p: Pending = { label, timeoutMs, groupEnd, resolve, reject };
-      if (this.canSend()) this.send(p, line);
-      else this.queued.push({ p, line });
-    });
+    return new Promise<Reply>((resolve, reject) => this.issue({ label, timeoutMs, groupEnd, resolve, reject }, line));
+  }
+
+  /** Sends `p`'s line, or queues it behind a group-ending command; on a closed connection `p` is rejected at once. */
+  private issue(p: Pending, line: string): void {
+    if (this.phase === 'closed') return p.reject(this.closedError());
+    if (this.canSend()) this.send(p, line);
+    else this.queued.push({ p, line });
   }
 
   /** Awaits a reply that no command asked for yet (the greeting). */
@@ -682,6 +683,50 @@ export class UpstreamConnection {
 
 // ------------------------------------------------------------------ the body
 
+/**
+ * A DATA command sent (dataCommand()), and its reply once it came. Not a promise: the 354 goes
+ * straight to the one consumer that waits for it (transmit()), a promise and two microtasks
+ * less a message; promise() makes one for the rare paths that wait for a whole group.
+ */
+export class SentData implements Pending {
+  readonly label = 'DATA';
+  readonly groupEnd = true;
+  reply: Reply | null = null;
+  private error: RelayError | null = null;
+  private onReply: ((r: Reply) => void) | null = null;
+  private onError: ((e: RelayError) => void) | null = null;
+  private waiting: Promise<Reply> | null = null;
+
+  constructor(readonly timeoutMs: number) {}
+
+  /** Pending: the provider answered DATA. */
+  resolve(r: Reply): void {
+    this.reply = r;
+    this.onReply?.(r);
+  }
+
+  /** Pending: the connection ended before the answer (passed on once it has finished ending, as a promise would). */
+  reject(e: RelayError): void {
+    this.error = e;
+    const onError = this.onError;
+    if (onError) queueMicrotask(() => onError(e));
+  }
+
+  /** Calls one of them once, when the answer comes (at once if it came). One consumer only. */
+  whenAnswered(onReply: (r: Reply) => void, onError: (e: RelayError) => void): void {
+    if (this.reply) return onReply(this.reply);
+    if (this.error) return onError(this.error);
+    this.onReply = onReply;
+    this.onError = onError;
+  }
+
+  /** The answer as a promise (settles once it came), for waiting on it beside other replies. */
+  promise(): Promise<Reply> {
+    return (this.waiting ??= new Promise<Reply>((resolve, reject) => this.whenAnswered(resolve, reject)));
+  }
+}
+
+
 /** What a BodySender needs of its connection. */
 interface SenderHost {
   fail(reason: RelayError | null): void;
@@ -806,10 +851,10 @@ class BodySender implements BodySink, Pending {
     else this.wake();
   }
 
-  /** Pending: the connection ended before the reply. */
+  /** Pending: the connection ended before the reply (called from inside its fail(): the transaction hears of it once that is over). */
   reject(e: RelayError): void {
     this.failure = e;
-    if (this.terminatorSent) this.fault(e);
+    if (this.terminatorSent) queueMicrotask(() => this.fault(e));
     else this.wake();
   }
 
