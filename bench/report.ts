@@ -1,6 +1,6 @@
 // The benchmark result as the markdown tables docs/benchmarks.md publishes.
 import type { BenchResult } from './harness.js';
-import { FLOOR_SIDES, type FloorSideName } from './scenarios/floor.js';
+import { FLOOR_SIDES, type FloorRow, type FloorSideName } from './scenarios/floor.js';
 import { scaleTable } from './scenarios/scale.js';
 
 const table = (head: string[], rows: Array<Array<string | number>>): string =>
@@ -87,19 +87,7 @@ export function markdown(r: BenchResult): string {
       ],
     ),
     '### 6. The floor: a bare byte pipe to a pre-authenticated upstream, and minimal faithful relays',
-    table(
-      ['connections', 'message', 'path', 'msg/s', 'vs direct', 'CPU µs/msg', 'CPU × pipe', 'connections opened per 100 msgs'],
-      r.floor.flatMap((f) =>
-        FLOOR_SIDES.map((name) => {
-          const x = f.sides[name];
-          return [f.connections, kb(f.size), FLOOR_LABELS[name], x.perSecond, x.vsDirect, x.cpuUsPerMessage ?? '', x.multiple === null ? '' : `${x.multiple}x`, x.opensPer100];
-        }),
-      ),
-    ) +
-      `\n\n${r.scale.rounds} round(s) of ${r.scale.measureMs} ms per path, alternating; the relay is the one of table 2 (log level info, limits counted). ` +
-      'CPU is the process in the path (pipe, minimal relay or relay); connections opened are counted by the provider over each path\'s runs. ' +
-      'The minimal relay (bench/lib/minimal-relay.ts) parses, pipelines and passes replies like the relay, with no routing, limits, timeouts, pool or metrics; ' +
-      'the retiring one also opens a new upstream connection (connect, STARTTLS, AUTH) every 100 messages, as the contract\'s default messages_per_connection makes the relay do.',
+    floorTable(r.floor, r.scale.rounds, r.scale.measureMs),
     `### 7. A provider ${r.roundTrip.rttMs} ms away, ${r.roundTrip.connections} connections, 2 KB`,
     table(
       ['client', 'path', 'msg/s', 'round trips per message'],
@@ -127,4 +115,24 @@ export function markdown(r: BenchResult): string {
     );
   }
   return parts.join('\n\n') + '\n';
+}
+
+/** Table 6 (also printed alone by bench/floor.ts). */
+export function floorTable(floor: FloorRow[], rounds: number, measureMs: number): string {
+  return (
+    table(
+      ['connections', 'message', 'path', 'msg/s', 'vs direct', 'CPU µs/msg', 'CPU × pipe', 'connections opened per 100 msgs'],
+      floor.flatMap((f) =>
+        FLOOR_SIDES.map((name) => {
+          const x = f.sides[name];
+          return [f.connections, kb(f.size), FLOOR_LABELS[name], x.perSecond, x.vsDirect, x.cpuUsPerMessage ?? '', x.multiple === null ? '' : `${x.multiple}x`, x.opensPer100];
+        }),
+      ),
+    ) +
+      `\n\n${rounds} round(s) of ${measureMs} ms per path, alternating; the relay is the one of table 2 (log level info, limits counted). ` +
+      'CPU is the process in the path (pipe, minimal relay or relay); connections opened are counted by the provider over each path\'s runs. ' +
+      'The minimal relay (bench/lib/minimal-relay.ts) parses, pipelines and passes replies like the relay, with no routing, limits, timeouts, pool or metrics; ' +
+      'the retiring one also opens a new upstream connection (connect, STARTTLS, AUTH) every 100 messages, as the relay does with messages_per_connection: 100 ' +
+      '(the contract\'s figure; the relay\'s default is 0, no retirement: docs/configuration.md).'
+  );
 }

@@ -8,7 +8,7 @@
 // Callbacks only, no promises: the shape the relay's hot path would need to get this close.
 //
 // Given `reopen`, it also retires its upstream connection every `retireEvery` messages as the
-// contract's `messages_per_connection` (default 100) makes the relay do: QUIT, then a new
+// contract's `messages_per_connection` of 100 would (the relay's default is 0 now): QUIT, then a new
 // connection with STARTTLS and AUTH before the next message. That one is the least a relay that
 // keeps the contract could cost; the other shows what retiring costs.
 import { openSync, unlinkSync, write } from 'node:fs';

@@ -1,12 +1,13 @@
 // The platform's floor (lib/byte-pipe.ts): the same closed-loop load straight to the provider,
 // through a bare byte pipe to a pre-authenticated upstream, through the minimal faithful relay
 // (lib/minimal-relay.ts), through that minimal relay retiring its upstream connection every 100
-// messages as the contract's default makes the relay do, and through the relay, in alternating
-// order round after round, each process's CPU read from /proc over the measured window. The
-// relay's CPU per message divided by the pipe's says how much of the relay's cost is its own
-// work; the minimal relays', how much of that any relay that parses and answers like this one
-// must pay, without and with the contract's connection retirement; the pipe's rate against the
-// direct one, the most any relay's throughput can be on this machine.
+// messages (as the relay does with messages_per_connection: 100, the contract's figure; the
+// relay's own default is 0), and through the relay, in alternating order round after round,
+// each process's CPU read from /proc over the measured window. The relay's CPU per message
+// divided by the pipe's says how much of the relay's cost is its own work; the minimal relays',
+// how much of that any relay that parses and answers like this one must pay, without and with
+// connection retirement; the pipe's rate against the direct one, the most any relay's
+// throughput can be on this machine.
 import type { BenchContext } from '../lib/context.js';
 import { BytePipeProcess, type PipeKind } from '../lib/byte-pipe.js';
 import { prepareMessage, type LoadConnection, type Target } from '../lib/load-client.js';

@@ -1,5 +1,9 @@
-// The one source of truth for relay.yaml: every key, its type, its default. Types come from
-// the schema (z.infer), so a key cannot exist in code without existing here.
+// The one source of truth for relay.yaml: every key, its type, its default and what it means.
+// Types come from the schema (z.infer), so a key cannot exist in code without existing here;
+// docs/configuration.md's key tables are rendered from it (`npm run docs:config`,
+// src/config/doc-tables.ts): a key's `.describe()` is its meaning column, `unset` (in `.meta()`)
+// says in words what applies when a key without a default is left out. Each default is written
+// once, on its key: a section is `.prefault({})`, so a section left out gets its keys' defaults.
 import { z } from 'zod';
 import type { AccountLimits } from './account-limits.js';
 
@@ -7,28 +11,29 @@ const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
 const millis = z.number().int().min(1);
 
-const hostPort = (host: string, portNumber: number) =>
-  z.strictObject({ host: z.string().min(1).default(host), port: port.default(portNumber) });
+const hostPort = (host: string, portNumber: number, what: string) =>
+  z.strictObject({
+    host: z.string().min(1).default(host).describe(`address ${what} binds`),
+    port: port.default(portNumber).describe('its port (0: any free port, logged at start-up)'),
+  });
 
 export const smtpSecurity = z.enum(['starttls', 'tls', 'none']);
 
 const providerSmtp = z.strictObject({
-  host: z.string().min(1),
-  port,
-  security: smtpSecurity,
+  host: z.string().min(1).describe('the provider\'s SMTP submission server'),
+  port: port.describe('its port'),
+  security: smtpSecurity.describe('`starttls`, `tls` (from the first byte) or `none`'),
 });
 
 /** A provider as written in the file: every field optional, defaults are merged in later. */
-const providerOverride = z.strictObject({
-  kind: z.enum(['google', 'microsoft']).optional(),
-  token_url: z.url().optional(),
-  scope: z.string().min(1).optional(),
+export const providerOverride = z.strictObject({
+  kind: z.enum(['google', 'microsoft']).optional().describe('which grants and endpoints it speaks; required for a provider of another name'),
+  token_url: z.url().optional().describe('the OAuth2 token endpoint (for microsoft, an account\'s `tenant` replaces `common`)'),
+  scope: z.string().min(1).optional().describe('the scope asked for on refresh (none: Google keeps the consented scope)'),
   smtp: providerSmtp.partial().optional(),
-  /** Microsoft Graph's base URL (upstream: graph), default https://graph.microsoft.com. */
-  graph_url: z.url().optional(),
-  /** The Gmail API's base URL (upstream: gmail_api), default https://gmail.googleapis.com. */
-  gmail_api_url: z.url().optional(),
-  ca_file: z.string().min(1).nullable().optional(),
+  graph_url: z.url().optional().describe('Microsoft Graph\'s base URL (accounts with `upstream: graph`)'),
+  gmail_api_url: z.url().optional().describe('the Gmail API\'s base URL (accounts with `upstream: gmail_api`)'),
+  ca_file: z.string().min(1).nullable().optional().describe('extra CA certificate(s) (PEM) to trust for this provider'),
 });
 
 const email = z
@@ -94,34 +99,49 @@ export const limitsSchema = z.strictObject({
 });
 
 export const accountSchema = z.strictObject({
-  email,
-  provider: z.string().min(1),
-  auth: accountAuth.default('refresh_token'),
-  upstream: accountUpstream.default('smtp'),
-  client_id: z.string().min(1).optional(),
-  client_secret: z.string().min(1).optional(),
-  refresh_token: z.string().min(1).optional(),
-  /** Google service account key (JSON, as downloaded); relative to the config file. */
-  service_account_file: z.string().min(1).optional(),
-  /** Microsoft Entra tenant (id or domain) whose token endpoint issues this account's tokens. */
-  tenant: z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a tenant id or domain').optional(),
-  password: z.string().min(1).optional(),
-  senders: z.array(senderPattern).default([]),
-  source_ip: z.ipv4().or(z.ipv6()).nullable().default(null),
-  /**
-   * Upstream connections of the mailbox for the whole fleet (counted in the shared store).
-   * Default per provider kind: 3 for microsoft (Exchange's SMTP AUTH limit), 5 for google.
-   */
-  max_connections: positiveInt.optional(),
-  min_idle: z.number().int().min(0).default(1),
-  /**
-   * Messages after which a connection is retired; 0: no such count. No provider publishes a
-   * per-connection cap (docs/configuration.md cites their limits): connections are retired by
-   * their token's expiry and idle time, and a provider that closes one (421) is answered by the
-   * pool without the MTA noticing.
-   */
-  messages_per_connection: z.number().int().min(0).default(0),
-  limits: limitsSchema.optional(),
+  email: email.describe('the mailbox; the XOAUTH2 `user=` is always this address; the AUTH username'),
+  provider: z.string().min(1).describe('a `providers` entry (`google`, `microsoft`, or one of your own)'),
+  auth: accountAuth.default('refresh_token').describe(
+    'how tokens are obtained: `refresh_token` (a user\'s consent), `service_account` (Google domain-wide delegation), `client_credentials` (a Microsoft 365 app)',
+  ),
+  upstream: accountUpstream.default('smtp').describe(
+    'where its mail goes: `smtp` (XOAUTH2 submission), `graph` (Microsoft Graph, microsoft accounts only) or `gmail_api` (google accounts only); the token scope follows it. What differs from SMTP: `docs/operations.md`. **`gmail_api` refuses (`554 5.3.3`) a message whose To/Cc name addresses outside the envelope, such as a list the MTA expanded into its members**: the Gmail API sends to header addresses and cannot send to the envelope alone; what to do: `docs/operations.md`, "Lists the MTA expanded"',
+  ),
+  client_id: z.string().min(1).optional().describe('required for `refresh_token` and `client_credentials`'),
+  client_secret: z.string().min(1).optional().describe('required for `client_credentials`'),
+  refresh_token: z.string().min(1).optional().describe('required for `refresh_token`; rotated tokens are kept in the store'),
+  service_account_file: z.string().min(1).optional().describe(
+    'required for `service_account`: the Google service account key JSON as downloaded (relative to the config file)',
+  ),
+  tenant: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+$/, 'must be a tenant id or domain')
+    .optional()
+    .describe('Microsoft Entra tenant id or domain whose token endpoint issues this account\'s tokens; required for `client_credentials`'),
+  password: z.string().min(1).optional().describe(
+    'what the MTA sends in AUTH PLAIN/LOGIN with username = `email`. Without it the account is reached only by MAIL FROM from trusted networks',
+  ),
+  senders: z.array(senderPattern).default([]).describe('addresses and `*@domain` patterns this account sends as (see Routing)'),
+  source_ip: z.ipv4().or(z.ipv6()).nullable().default(null).describe('local address upstream connections are made from (must exist on the host)'),
+  max_connections: positiveInt.optional().meta({
+    unset: '`5` for Google, `3` for Microsoft (`5` for other servers)',
+    description:
+      'upstream connections the mailbox may hold, **for the whole fleet** when instances share a Redis store (each connection takes a slot in the store first; `docs/scaling.md`). The default per provider kind follows the providers: 3 is Exchange Online\'s SMTP AUTH limit',
+  }),
+  min_idle: z.number().int().min(0).default(1).describe(
+    'authenticated connections opened at start-up and kept ready (at most `max_connections`); taking one opens its replacement in the background. Raise it when a connection carries its `messages_per_connection` faster than a new one opens (about half a second at Google and Microsoft), or a message now and then waits for a handshake',
+  ),
+  // No provider publishes a per-connection cap (docs/configuration.md cites their limits):
+  // connections are retired by their token's expiry and idle time, and a provider that closes
+  // one (421) is answered by the pool without the MTA noticing.
+  messages_per_connection: z.number().int().min(0).default(0).describe(
+    'messages after which a connection is retired and a new one opened; `0`: no count, connections are retired only by their token\'s expiry (a minute before it) and by `upstream.idle_timeout_ms`. See below',
+  ),
+  limits: limitsSchema.optional().meta({
+    unset: 'the provider\'s published limits',
+    description:
+      '`messages_per_minute`, `messages_per_hour`, `messages_per_day`, `recipients_per_day`, `recipients_per_message`; a key left out takes the provider\'s published limit, `null` turns one off (`docs/limits.md`)',
+  }),
 }).superRefine(checkCredentialKeys);
 
 const cidr = z.string().refine(
@@ -144,135 +164,112 @@ const cidr = z.string().refine(
  * may connect to such a listener, and each must send the header first (Postfix:
  * smtpd_upstream_proxy_protocol); a listener without it treats a PROXY header as a bad command.
  */
-const proxyProtocol = z.strictObject({
-  from: z.array(cidr).min(1, 'name the balancers\' addresses (a PROXY header from anyone else would let them choose their address)'),
-  /** How long a connection may take to send its PROXY header before it is closed. */
-  timeout_ms: millis.default(5_000),
-});
+const proxyProtocol = z
+  .strictObject({
+    from: z
+      .array(cidr)
+      .min(1, 'name the balancers\' addresses (a PROXY header from anyone else would let them choose their address)')
+      .describe(
+        'the balancers\' addresses or CIDR blocks, at least one. A connection from any other address is closed at once, and one from them that does not start with a valid header is closed too (`proxy_refused` log line)',
+      ),
+    timeout_ms: millis.default(5_000).describe('how long a connection may take to send its header before it is closed'),
+  })
+  .optional()
+  .describe('`{ from, timeout_ms }`: the PROXY protocol on this listener (below)');
 
 /** A listener beside `listen`: another address, implicit TLS (RFC 8314, port 465), the PROXY protocol. */
 const listenerSchema = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
-  port,
-  /** TLS from the first byte with inbound.tls's certificate; no STARTTLS offered. */
-  implicit_tls: z.boolean().default(false),
-  proxy_protocol: proxyProtocol.optional(),
+  host: z.string().min(1).default('127.0.0.1').describe('address it binds'),
+  port: port.describe('its port (0: any free port)'),
+  implicit_tls: z.boolean().default(false).describe(
+    'TLS from the first byte (RFC 8314 "implicit TLS", the submissions port 465), with `inbound.tls`\'s certificate — the config is refused without `inbound.tls`. No STARTTLS is offered on it; AUTH is accepted as on any TLS session. The handshake must be done within 10 s',
+  ),
+  proxy_protocol: proxyProtocol,
 });
 export type ListenerConfig = z.infer<typeof listenerSchema>;
 
 /** Sessions from these may send without AUTH unless the config says otherwise: this host only. */
 export const DEFAULT_TRUSTED_NETWORKS: readonly string[] = ['127.0.0.0/8', '::1/128'];
 
+const theHostsName = { unset: 'the host\'s name' };
+
 export const configSchema = z
   .strictObject({
-    listen: hostPort('127.0.0.1', 2525)
-      .extend({ proxy_protocol: proxyProtocol.optional() })
-      .default({ host: '127.0.0.1', port: 2525 }),
+    listen: hostPort('127.0.0.1', 2525, 'the SMTP listener').extend({ proxy_protocol: proxyProtocol }).prefault({}),
     /** More listeners beside `listen` (docs/operations.md: implicit TLS, the PROXY protocol). */
     listeners: z.array(listenerSchema).default([]),
     inbound: z
       .strictObject({
-        trusted_networks: z.array(cidr).default([...DEFAULT_TRUSTED_NETWORKS]),
+        trusted_networks: z.array(cidr).default([...DEFAULT_TRUSTED_NETWORKS]).describe(
+          'addresses and CIDR blocks whose sessions may send without AUTH, routed by MAIL FROM; also allowed to AUTH without TLS. The default is this host only. The effective list is printed by `check-config` and logged at start-up (`started`)',
+        ),
         tls: z
           .strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) })
           .nullable()
-          .default(null),
-        max_message_bytes: positiveInt.default(36_700_160),
-        max_recipients: positiveInt.default(100),
-        max_connections: positiveInt.default(1000),
-        /**
-         * How long the client may take to send its next complete command after our last reply
-         * before the session is closed with 421. A deadline, not an inactivity timer: a client
-         * dripping one byte at a time is cut off too.
-         */
-        idle_timeout_ms: millis.default(300_000),
-        /** How long the client may take to send a whole message, from 354 to the final dot. */
-        data_timeout_ms: millis.default(600_000),
-        /**
-         * How long the greeting is held to catch clients that talk before it (they get 421). 0:
-         * greet at once — the relay's clients are trusted or authenticated MTAs (src/inbound/server.ts).
-         */
-        greeting_delay_ms: z.number().int().min(0).max(30_000).default(0),
-        /** Errors (5xx replies the relay decided) a session may collect before it is closed with 421. */
-        max_errors_per_session: positiveInt.default(20),
-        /** Failed AUTH attempts from one address, within auth_lockout_ms, before AUTH is refused. */
-        auth_failures_before_lockout: positiveInt.default(10),
-        /** How long an address stays locked out of AUTH (and the window its failures are counted in). */
-        auth_lockout_ms: millis.default(15 * 60_000),
-        /** Each failed AUTH reply is delayed by this much per failure so far from the same address. */
-        auth_failure_delay_ms: z.number().int().min(0).default(1_000),
-        hostname: z.string().min(1).optional(),
-        /**
-         * The account that carries MAIL FROM:<> (bounces, DSNs) from a trusted network without
-         * AUTH; null: such a null sender gets 550 5.7.1 saying to set this.
-         */
-        null_sender_account: z.string().min(1).nullable().default(null),
-        /**
-         * Sessions one address outside trusted_networks may hold at once (IPv6: per /64). Trusted
-         * addresses are not capped: they are the operator's MTAs.
-         */
-        max_connections_per_address: positiveInt.default(10),
-        /**
-         * Of max_connections, this many are kept for trusted and authenticated clients: sessions
-         * from outside trusted_networks that have not authenticated never hold them.
-         */
-        reserved_connections: z.number().int().min(0).default(50),
-        /**
-         * A session from outside trusted_networks must have authenticated this long after it
-         * connected, else 421. NOOP, RSET and HELP do not extend it.
-         */
-        auth_deadline_ms: millis.default(30_000),
-        /**
-         * The longest a MAIL FROM waits for its reply (an upstream connection being opened, a
-         * provider slow to accept a login): then 451 4.4.5 and the transaction is abandoned.
-         * Under common client timeouts (swaks 30 s).
-         */
-        mail_reply_timeout_ms: millis.default(25_000),
+          .default(null)
+          .describe(
+            '`{ cert_file, key_file }` (PEM): offer STARTTLS with this certificate (and present it on `implicit_tls` listeners). Without it STARTTLS is not offered and AUTH is accepted only from trusted networks and loopback',
+          ),
+        max_message_bytes: positiveInt.default(36_700_160).describe('advertised in EHLO `SIZE` and enforced (`552 5.3.4`); the default is 35 MiB'),
+        max_recipients: positiveInt.default(100).describe('per transaction (`452 4.5.3` beyond)'),
+        max_connections: positiveInt.default(1000).describe('concurrent sessions (`421` beyond)'),
+        // A deadline, not an inactivity timer: a client dripping one byte at a time is cut off too.
+        idle_timeout_ms: millis.default(300_000).describe(
+          'time allowed for the next complete command after the relay\'s last reply; then `421 4.4.2`',
+        ),
+        data_timeout_ms: millis.default(600_000).describe('time allowed for a whole message, from 354 to the final dot'),
+        // 0 by default: the relay's clients are trusted or authenticated MTAs (src/inbound/server.ts).
+        greeting_delay_ms: z.number().int().min(0).max(30_000).default(0).describe(
+          'hold the greeting this long (at most 30000); clients that talk first get 421',
+        ),
+        max_errors_per_session: positiveInt.default(20).describe('5xx replies the relay decided before the session is closed with 421'),
+        auth_failures_before_lockout: positiveInt.default(10).describe(
+          'failed AUTH from one address within `auth_lockout_ms` before AUTH is refused',
+        ),
+        auth_lockout_ms: millis.default(15 * 60_000).describe('how long the lockout (and the window failures are counted in) lasts'),
+        auth_failure_delay_ms: z.number().int().min(0).default(1_000).describe(
+          'each failed AUTH reply waits this much per failure so far from that address',
+        ),
+        hostname: z.string().min(1).optional().meta({ ...theHostsName, description: 'the name in the greeting and EHLO reply' }),
+        null_sender_account: z.string().min(1).nullable().default(null).describe(
+          'the account (its `email`) that carries `MAIL FROM:<>` (bounces, DSNs) from a trusted network without AUTH; without it such a null sender gets `550 5.7.1` saying to set this. An authenticated session may always send `<>`',
+        ),
+        max_connections_per_address: positiveInt.default(10).describe(
+          'sessions one address outside `trusted_networks` may hold at once (IPv6: per /64); `421` beyond. Trusted addresses are not capped',
+        ),
+        reserved_connections: z.number().int().min(0).default(50).describe(
+          'of `max_connections`, kept for trusted and authenticated clients: strangers that have not authenticated never hold them',
+        ),
+        auth_deadline_ms: millis.default(30_000).describe(
+          'a session from outside `trusted_networks` must have authenticated this long after connecting, else `421`; NOOP, RSET and HELP do not extend it',
+        ),
+        // Under common client timeouts (swaks 30 s).
+        mail_reply_timeout_ms: millis.default(25_000).describe(
+          'the longest a MAIL FROM waits for its reply (a connection being opened, a provider slow to accept a login): then `451 4.4.5` and the transaction is abandoned',
+        ),
       })
-      .default({
-        trusted_networks: [...DEFAULT_TRUSTED_NETWORKS],
-        tls: null,
-        max_message_bytes: 36_700_160,
-        max_recipients: 100,
-        max_connections: 1000,
-        idle_timeout_ms: 300_000,
-        data_timeout_ms: 600_000,
-        greeting_delay_ms: 0,
-        max_errors_per_session: 20,
-        auth_failures_before_lockout: 10,
-        auth_lockout_ms: 15 * 60_000,
-        auth_failure_delay_ms: 1_000,
-        null_sender_account: null,
-        max_connections_per_address: 10,
-        reserved_connections: 50,
-        auth_deadline_ms: 30_000,
-        mail_reply_timeout_ms: 25_000,
-      }),
+      .prefault({}),
     providers: z.record(z.string(), providerOverride).default({}),
     accounts: z.array(accountSchema).default([]),
     tokens: z
       .strictObject({
-        /** A token is refreshed while at least this much of its life remains (SPEC: >= 10 minutes). */
-        refresh_before_expiry_ms: millis.default(15 * 60_000),
-        request_timeout_ms: millis.default(10_000),
-        /** How long start-up waits for the first tokens before opening the listener anyway. */
-        startup_wait_ms: millis.default(20_000),
-        /**
-         * Token requests in flight at start-up. Each takes ~300 ms at the real endpoints, so this
-         * bounds start-up at ceil(accounts / this) rounds: 64 keeps a 50-account relay to one.
-         */
-        startup_concurrency: positiveInt.default(64),
-        retry_min_ms: millis.default(1_000),
-        retry_max_ms: millis.default(300_000),
+        // SPEC: >= 10 minutes.
+        refresh_before_expiry_ms: millis.default(15 * 60_000).describe(
+          'refresh while at least this much of a token\'s life remains (keep ≥ 10 minutes)',
+        ),
+        request_timeout_ms: millis.default(10_000).describe('per token request'),
+        startup_wait_ms: millis.default(20_000).describe(
+          'how long start-up waits for the first tokens before listening anyway (with more than `warm.all_up_to` accounts it listens as soon as one account can send)',
+        ),
+        // Each request takes ~300 ms at the real endpoints, so this bounds start-up at
+        // ceil(accounts / this) rounds: 64 keeps a 50-account relay to one.
+        startup_concurrency: positiveInt.default(64).describe(
+          'token requests in flight at start-up; a 429 from the endpoint pauses them all for its `Retry-After`',
+        ),
+        retry_min_ms: millis.default(1_000).describe('first backoff after a failed refresh'),
+        retry_max_ms: millis.default(300_000).describe('longest backoff after failed refreshes'),
       })
-      .default({
-        refresh_before_expiry_ms: 15 * 60_000,
-        request_timeout_ms: 10_000,
-        startup_wait_ms: 20_000,
-        startup_concurrency: 64,
-        retry_min_ms: 1_000,
-        retry_max_ms: 300_000,
-      }),
+      .prefault({}),
     /**
      * Which accounts are kept warm (a token refreshed ahead of expiry and min_idle connections
      * open): all of them while there are at most `all_up_to`, else those that sent within
@@ -281,76 +278,82 @@ export const configSchema = z
      */
     warm: z
       .strictObject({
-        all_up_to: z.number().int().min(0).default(100),
-        active_within_ms: millis.default(24 * 3_600_000),
-        pinned: z.array(email).default([]),
+        all_up_to: z.number().int().min(0).default(100).describe(
+          'while the relay has at most this many accounts, every one is warm (token refreshed ahead of expiry, `min_idle` connections open)',
+        ),
+        active_within_ms: millis.default(24 * 3_600_000).describe(
+          'beyond `all_up_to`, only accounts that sent within this window are warm; the others are cold and cost nothing while idle, and their first message waits for one token request and one login (about a second; `docs/operations.md`, "Many accounts")',
+        ),
+        pinned: z.array(email).default([]).describe('emails always kept warm'),
       })
-      .default({ all_up_to: 100, active_within_ms: 24 * 3_600_000, pinned: [] }),
-    /**
-     * Per-account series on /metrics: `all` accounts, the `active` ones (warm, or with a problem
-     * the operator must fix), or `none` (the account label dropped, totals kept).
-     */
+      .prefault({}),
     metrics: z
-      .strictObject({ per_account: z.enum(['all', 'active', 'none']).default('active') })
-      .default({ per_account: 'active' }),
+      .strictObject({
+        per_account: z.enum(['all', 'active', 'none']).default('active').describe(
+          'per-account series on `/metrics`: `all`, `active` (warm accounts and those that need the operator; histograms without the account label) or `none` (no account label, totals kept). `docs/operations.md` lists which series remain',
+        ),
+      })
+      .prefault({}),
     upstream: z
       .strictObject({
-        connect_timeout_ms: millis.default(15_000),
-        command_timeout_ms: millis.default(60_000),
-        /** For the reply to the end of DATA, which providers may take long to give. */
-        data_timeout_ms: millis.default(180_000),
-        idle_timeout_ms: millis.default(120_000),
-        /** How long a message waits for a busy account's connection before 451 4.4.5. */
-        acquire_timeout_ms: millis.default(30_000),
-        /**
-         * How long a mailbox's connection slot (max_connections, counted fleet-wide) outlives
-         * the instance holding it if that instance dies; renewed every third of it while held.
-         */
-        slot_ttl_ms: z.number().int().min(1_000).max(300_000).default(20_000),
-        ehlo_name: z.string().min(1).optional(),
+        connect_timeout_ms: millis.default(15_000).describe('opening a TCP connection to the provider'),
+        command_timeout_ms: millis.default(60_000).describe('per command reply'),
+        data_timeout_ms: millis.default(180_000).describe('for the reply to the end of DATA, which providers may take long to give'),
+        idle_timeout_ms: millis.default(120_000).describe('an idle pooled connection is closed after this'),
+        acquire_timeout_ms: millis.default(30_000).describe(
+          'how long a message waits for a busy account\'s connection (or, in a fleet, for a slot another instance holds) before `451 4.4.5`',
+        ),
+        slot_ttl_ms: z.number().int().min(1_000).max(300_000).default(20_000).describe(
+          'how long a mailbox\'s connection slot outlives an instance that died holding it (slots are renewed every third of this while held); the longest a crashed instance keeps a mailbox below its `max_connections` (`docs/scaling.md`). 1000 to 300000',
+        ),
+        ehlo_name: z.string().min(1).optional().meta({ ...theHostsName, description: 'the name sent in EHLO to the provider' }),
       })
-      .default({
-        connect_timeout_ms: 15_000,
-        command_timeout_ms: 60_000,
-        data_timeout_ms: 180_000,
-        idle_timeout_ms: 120_000,
-        acquire_timeout_ms: 30_000,
-        slot_ttl_ms: 20_000,
-      }),
+      .prefault({}),
     store: z
       .union([
-        z.strictObject({ path: z.string().min(1) }),
         z.strictObject({
-          /**
-           * One Redis (redis://, rediss://) or a Sentinel group:
-           * redis+sentinel://[:password@]host:26379,host:26379/master-name (src/store/redis-target.ts).
-           */
+          path: z.string().min(1).describe(
+            'the SQLite store (one process): tokens, rotated refresh tokens, stored accounts, sending counters. Encrypted with `XOAUTH2_RELAY_KEY` (64 hex digits) or a `relay.key` generated beside it',
+          ),
+        }),
+        z.strictObject({
+          // Sentinel URLs are read by src/store/redis-target.ts.
           url: z
             .string()
             .regex(
               /^(rediss?:\/\/|rediss?\+sentinel:\/\/([^@/]*@)?[^/]+\/[^/?#]+\/?$)/,
               'must be a redis:// or rediss:// URL, or redis+sentinel://host:port,host:port/master-name',
-            ),
-          /** Prepended to every key, so several fleets (or tests) can share one Redis. */
-          key_prefix: z.string().min(1).default('xoauth2-relay:'),
+            )
+            .meta({
+              unset: 'none (`path` is used)',
+              description:
+                'instead of `path`: a Redis shared by several instances (`docs/scaling.md`): `redis://[:password@]host:port`, `rediss://` for TLS, or a Sentinel group `redis+sentinel://[:password@]host:26379,host:26379,host:26379/master-name` (`rediss+sentinel://` for TLS to the Redis servers; the password is the Redis servers\', the sentinels are reached without one)',
+            }),
+          key_prefix: z.string().min(1).default('xoauth2-relay:').describe(
+            'with `url`: prepended to every key, so several fleets (or tests) can share one Redis',
+          ),
         }),
       ])
       .default({ path: './data/relay.db' }),
-    http: hostPort('127.0.0.1', 9090)
+    http: hostPort('127.0.0.1', 9090, 'the HTTP listener (`/healthz`, `/readyz`, `/metrics` and the API: `docs/operations.md`, `docs/security.md`)')
       .extend({
-        enabled: z.boolean().default(true),
-        /** Required when host is not a loopback address. */
-        bearer_token: z.string().min(16).optional(),
+        enabled: z.boolean().default(true).describe('`false`: no HTTP port'),
+        bearer_token: z.string().min(16).optional().describe(
+          'the API credential (16+ characters); required when `http.host` is not a loopback address',
+        ),
       })
-      .default({ host: '127.0.0.1', port: 9090, enabled: true }),
+      .prefault({}),
     log: z
       .strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        /** Recipient addresses in `transaction` lines: as given, `hash` (sha256:…, a pseudonym) or `drop`. */
-        recipients: z.enum(['full', 'hash', 'drop']).default('full'),
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe(
+          '`fatal`, `error`, `warn`, `info`, `debug`, `trace`, `silent`; `LOG_LEVEL` wins when set',
+        ),
+        recipients: z.enum(['full', 'hash', 'drop']).default('full').describe(
+          'recipient addresses in `transaction` lines and in the `refused` lines of refused recipients: `full` as given; `hash`: `sha256:` and the first 16 hex digits of the SHA-256 of the lower-cased address (the same on every instance and every day, so still greppable — a pseudonym, not a secret: whoever guesses an address can confirm it); `drop`: left out, each recipient\'s reply kept. Needs a restart',
+        ),
       })
-      .default({ level: 'info', recipients: 'full' }),
-    shutdown_timeout_ms: millis.default(30_000),
+      .prefault({}),
+    shutdown_timeout_ms: millis.default(30_000).describe('how long a stop waits for transactions in flight'),
   })
   .superRefine((c, ctx) => {
     c.listeners.forEach((l, i) => {

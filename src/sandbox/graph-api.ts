@@ -15,8 +15,8 @@
 // an item's id changes when it moves folders). Deleting a draft still sending cancels it.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { fakeAddresses, MalformedHeader, withoutBcc, type FakeAddress } from './header-reader.js';
-import { headerFrom, type AcceptedMessage } from './submission-server.js';
+import { fakeAddresses, headerFrom, MalformedHeader, withoutBcc, type FakeAddress } from './header-reader.js';
+import type { AcceptedMessage } from './submission-server.js';
 import { FakeApiServer, HttpError, decodeBase64 } from './api-server.js';
 import { GraphUploadSessions, UPLOAD_PATH, encodedSize, type FakeFileAttachment } from './graph-uploads.js';
 import { GRAPH_MAIL_READWRITE_SCOPE, GRAPH_MAIL_SEND_SCOPE, GRAPH_RESOURCE } from '../config/providers.js';

@@ -1,5 +1,6 @@
-// How the fake APIs read a message's header: their own strict RFC 5322 field splitter (§2.2,
-// §2.2.3; §4.5.3's obsolete space before the colon) and postal-mime's address parser, which is
+// How the fakes (the APIs, and the SMTP submission server's Send As check) read a message's
+// header: their own strict RFC 5322 field splitter (§2.2, §2.2.3; §4.5.3's obsolete space
+// before the colon) and postal-mime's address parser, which is
 // not the library the relay reads headers with (src/upstream/api/headers.ts), so a relay bug
 // cannot hide behind the same bug in the fake. A header a strict reader cannot take (a first
 // line that continues nothing, a bare CR, a NUL, a line that is no field) is refused: the
@@ -52,13 +53,27 @@ export function fieldValue(field: FakeField): string {
 }
 
 /** The addresses of every `name` field (groups' members included), names decoded. */
-export function fakeAddresses(mime: Buffer, name: 'to' | 'cc' | 'bcc'): FakeAddress[] {
+export function fakeAddresses(mime: Buffer, name: 'from' | 'to' | 'cc' | 'bcc'): FakeAddress[] {
   return fakeFields(mime)
     .fields.filter((f) => f.name === name)
     .flatMap((f) => addressParser(fieldValue(f)))
     .flatMap((a) => ('group' in a && a.group ? a.group : [a]))
     .filter((a): a is FakeAddress => typeof a.address === 'string' && a.address.includes('@'))
     .map((a) => ({ name: a.name ?? '', address: a.address.toLowerCase() }));
+}
+
+/**
+ * The From address the providers' Send As check looks at (the first, lower-cased); '' when the
+ * message has none. A header the strict reader refuses has none either: the SMTP fake accepts such
+ * a message and checks only its envelope sender (the API fakes refuse it before they get here).
+ */
+export function headerFrom(mime: Buffer): string {
+  try {
+    return fakeAddresses(mime, 'from')[0]?.address ?? '';
+  } catch (e) {
+    if (e instanceof MalformedHeader) return '';
+    throw e;
+  }
 }
 
 /** The message without its Bcc fields: what a provider delivers. */

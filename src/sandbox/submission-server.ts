@@ -20,6 +20,7 @@ import {
   type SMTPServerSession,
 } from 'smtp-server';
 import { GOOGLE_MAIL_SCOPE } from '../config/providers.js';
+import { headerFrom } from './header-reader.js';
 import type { SandboxState } from './provider-state.js';
 import { makeSandboxTls, type SandboxTlsFiles } from './tls-material.js';
 
@@ -30,14 +31,6 @@ import { makeSandboxTls, type SandboxTlsFiles } from './tls-material.js';
  * first loaded (the CLI loads it only for `demo` and `sandbox`), about 0.4 s.
  */
 export const SANDBOX_TLS_FILES: Readonly<SandboxTlsFiles> = Object.freeze(await makeSandboxTls());
-
-/** The address of the From header (the first, unfolded), or '' when there is none. */
-export function headerFrom(body: Buffer): string {
-  const end = body.indexOf('\r\n\r\n');
-  const head = body.subarray(0, end < 0 ? Math.min(body.length, 65536) : end).toString('latin1').replace(/\r\n[ \t]+/g, ' ');
-  const value = /^From:(.*)$/im.exec(head)?.[1] ?? '';
-  return (/<([^<>@\s]+@[^<>\s]+)>/.exec(value)?.[1] ?? /([^\s<>",;:]+@[^\s<>",;]+)/.exec(value)?.[1] ?? '').toLowerCase();
-}
 
 // ---- public types ----------------------------------------------------------------------------
 

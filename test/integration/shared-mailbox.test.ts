@@ -71,6 +71,19 @@ describe('shared mailboxes and send-as', () => {
     stack.sandbox.state.setSendAs(INFO, BOB, true);
   });
 
+  it('SMTP: Exchange’s Send As check reads the From field as an address list, not the first <…> in it', async () => {
+    stack.sandbox.state.setSendAs(INFO, BOB, false);
+    try {
+      // The envelope is Bob's own; the From's display name quotes Bob's address, the address is the shared one.
+      const raw = `From: "Bob <${BOB}>" <${INFO}>\r\nTo: <z@example.net>\r\nSubject: display name\r\n\r\nhello\r\n`;
+      const denied = await pipelined(stack.port, BOB, 'z@example.net', raw);
+      expect(denied.mail).toMatch(/^250 /);
+      expect(denied.end).toMatch(/^554 5\.2\.252 SendAsDenied; bob@contoso\.test not allowed to send as info@contoso\.test;/);
+    } finally {
+      stack.sandbox.state.setSendAs(INFO, BOB, true);
+    }
+  });
+
   it('Microsoft Graph: the delegate sends with the shared From; without Send As, Graph’s ErrorSendAsDenied becomes a permanent 554 5.7.1 SendAsDenied', async () => {
     const ok = await pipelined(stack.port, SALES, 'x@example.net', rawMessage(SALES, ['x@example.net'], 'graph-ok'));
     expect(ok.end).toMatch(/^250 /);
