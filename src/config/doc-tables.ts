@@ -120,7 +120,7 @@ const BLOCK = /(<!-- config-table: ([^>]*?) -->\n)[\s\S]*?(<!-- \/config-table -
 
 /** The page with every table between its markers rendered afresh. */
 export function renderConfigDoc(page: string): string {
-  return page.replace(BLOCK, (_, open: string, roots: string, close: string) => `${open}${renderTable(roots.trim().split(/\s+/))}\n${close}`);
+  return page.replace(BLOCK, (_, open: string, roots: string, close: string) => `${open}${renderTable(roots.trim().split(/\s+/))}\n\n${close}`);
 }
 
 /** The roots each table of the page renders, in page order. */

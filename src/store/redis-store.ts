@@ -82,9 +82,6 @@ const normalEmail = (email: string) => email.trim().toLowerCase();
 /** host:port of a redis:// URL (the group's name for Sentinel), for log lines: the URL itself may carry a password. */
 export const redisEndpoint = (url: string): string => redisTarget(url).endpoint;
 
-/** Unreachable this long (ms): the connection is restarted from scratch (see follow()). */
-const STUCK_MS = 5_000;
-
 export class RedisStore implements Store, FleetCoordination, AccountStore, ConnectionSlots, AccountChangeFeed {
   readonly fleet: FleetCoordination = this;
   readonly connectionSlots: ConnectionSlots = this;
@@ -99,8 +96,6 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
   private accountsVersion: string | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private up = false;
-  /** When the connection was last lost (0: it is up); see the watchdog in follow(). */
-  private downSince = 0;
   private closing = false;
 
   private constructor(
@@ -113,7 +108,6 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
     redis.on('ready', () => {
       if (!this.up) logger.info({ event: 'store_connected', store: endpoint, instance: INSTANCE_ID }, 'shared store reachable');
       this.up = true;
-      this.downSince = 0;
     });
     // ioredis emits 'error' on every failed reconnect attempt: one line per outage, not per attempt.
     const down = (err?: Error) => {
@@ -121,10 +115,26 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
         logger.warn({ event: 'store_unreachable', store: endpoint, error: err?.message ?? 'connection closed' }, 'shared store unreachable; sending limits answer 451 until it returns');
       }
       this.up = false;
-      if (!this.downSince) this.downSince = Date.now();
     };
     redis.on('error', down);
     redis.on('close', () => down());
+    this.restartWhenEnded(redis);
+  }
+
+  /**
+   * ioredis gives a Sentinel connection up for good (status `end`, no more retries) when its
+   * failover detector hears +switch-master while a reconnection is still asking a sentinel: the
+   * detector clears the connector's `connecting` flag, the reconnection then rejects with
+   * "Connection is closed." and Redis#_connect takes that for a deliberate close
+   * (ioredis 6.0.0, SentinelConnector#connect). Nothing here closed it, so it starts again.
+   */
+  private restartWhenEnded(redis: Redis): void {
+    redis.on('end', () => {
+      if (this.closing) return;
+      setTimeout(() => {
+        if (!this.closing && redis.status === 'end') redis.connect().catch(() => undefined);
+      }, 100).unref();
+    });
   }
 
   static async open(opts: RedisStoreOptions, env: NodeJS.ProcessEnv, logger: Logger): Promise<RedisStore> {
@@ -144,6 +154,9 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
       // reconnect when a demoted primary answers a write with READONLY.
       failoverDetector: true,
       sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+      // Without it a sentinel that accepts the connection but never answers (a frozen host)
+      // holds a reconnection for ever: ioredis would ask it and wait, never trying the next.
+      sentinelCommandTimeout: 2_000,
       reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
     };
     const redis = (target.url ? new Redis(target.url, options) : new Redis(options)) as Scripted;
@@ -268,6 +281,7 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
     // A subscribed connection takes no other command; its own queue holds SUBSCRIBE until it connects.
     const sub = this.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' });
     this.subscriber = sub;
+    this.restartWhenEnded(sub);
     sub.on('error', () => undefined); // the main connection logs outages
     sub.on('message', (_channel: string, raw: string) => this.heard(raw));
     sub.subscribe(this.channel).catch(() => undefined);
@@ -282,17 +296,6 @@ export class RedisStore implements Store, FleetCoordination, AccountStore, Conne
       this.timers.push(t);
     };
     every(pollMs, () => this.pollAccountsVersion());
-    // A watchdog for ioredis's reconnection: in about one Sentinel failover in seven of the
-    // fleet test an instance stayed unreachable for good (every message deferred, 30 s and
-    // more) while its peer had reconnected to the promoted replica within 3 s. Restarting the
-    // connection from scratch makes it ask the sentinels again; for a single Redis it only
-    // restarts the retries it was making anyway.
-    every(1_000, async () => {
-      if (this.up || !this.downSince || Date.now() - this.downSince < STUCK_MS) return;
-      this.logger.warn({ event: 'store_reconnect', store: this.endpoint, down_ms: Date.now() - this.downSince }, 'shared store still unreachable; reconnecting from scratch');
-      this.downSince = Date.now();
-      this.redis.disconnect(true);
-    });
     // Every probeMs, and every second while writes fail so the recovery is seen soon.
     let lastProbe = 0;
     every(Math.min(1_000, probeMs), async () => {

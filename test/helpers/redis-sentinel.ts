@@ -104,9 +104,19 @@ export class SentinelGroup {
     this.primary.child.kill('SIGKILL');
   }
 
-  /** The port of the primary the sentinels name now. */
-  async currentPrimaryPort(): Promise<number | null> {
-    const c = new Redis({ port: this.sentinels[0]!.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
+  /**
+   * A sentinel hangs (SIGSTOP): its port still accepts connections (the kernel completes the
+   * handshake) but nothing is answered, as a sentinel on a frozen host or VM does. cont() resumes it.
+   */
+  hangSentinel(i: number): { cont: () => void } {
+    const child = this.sentinels[i]!.child;
+    child.kill('SIGSTOP');
+    return { cont: () => void child.kill('SIGCONT') };
+  }
+
+  /** The port of the primary the sentinels name now (asking sentinel `i`). */
+  async currentPrimaryPort(i = 0): Promise<number | null> {
+    const c = new Redis({ port: this.sentinels[i]!.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       const addr = (await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)) as [string, string] | null;
       return addr ? Number(addr[1]) : null;

@@ -327,11 +327,15 @@ describe('a fleet on a Redis Sentinel group', () => {
       const ledger = new Ledger('fleet-sentinel', 1_200, emails, 300);
       const accepted = () => ledger.entries.filter((e) => e.attempts.some((o) => o.code === 250)).length;
       let killedAt = 0;
-      // Paced like a steady stream (40 messages, a pause, ...) so the run spans the failover.
+      // Paced like a steady stream (40 messages, a pause, ...) so the run spans the failover. Once
+      // the primary is dead every message is deferred at once, so the pause grows then: the
+      // messages left (about 900) span some 12 s, well past the 2.5-5 s a failover and the
+      // relays' reconnection take here (at 150 ms they were gone in under 4 s, once before the
+      // relays had reconnected).
       const load = (async () => {
         for (let i = 0; i < ledger.entries.length; i += 40) {
           await split(relays, ledger.entries.slice(i, i + 40), 4);
-          await sleep(150);
+          await sleep(killedAt ? 500 : 150);
         }
       })();
       await until(() => accepted() >= 300, 30_000, '300 messages accepted');
