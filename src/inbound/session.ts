@@ -553,8 +553,9 @@ export class Session {
     if (this.input.ended && this.input.size === 0) data.abandon(clientEnded());
     // The final reply is written from here (settled), not through settle()'s reaction to a
     // returned promise: a promise and a microtask less a message.
+    const answered = tx.data(data.body, this.ctx.config.max_message_bytes); // a synchronous throw is settle()'s to answer
     this.phase = 'busy';
-    tx.data(data.body, this.ctx.config.max_message_bytes).then(
+    answered.then(
       // Without a promise of its own when the client's part is over (the usual case: the
       // provider answers the final dot after the client sent it).
       (r) => (data.clientOver ? this.delivered(tx, data, r) : void data.clientDone()!.then(() => this.delivered(tx, data, r))),
