@@ -553,8 +553,15 @@ export class Session {
     if (this.input.ended && this.input.size === 0) data.abandon(clientEnded());
     // The final reply is written from here (settled), not through settle()'s reaction to a
     // returned promise: a promise and a microtask less a message.
-    const answered = tx.data(data.body, this.ctx.config.max_message_bytes); // a synchronous throw is settle()'s to answer
+    // Busy before the transaction sees the body: a consumer may open it (354, phase 'message') at once.
     this.phase = 'busy';
+    let answered: Promise<Reply>;
+    try {
+      answered = tx.data(data.body, this.ctx.config.max_message_bytes);
+    } catch (e) {
+      this.phase = 'ready'; // a synchronous throw is settle()'s to answer
+      throw e;
+    }
     answered.then(
       // Without a promise of its own when the client's part is over (the usual case: the
       // provider answers the final dot after the client sent it).
