@@ -53,7 +53,6 @@ export interface TransactionRecord {
   reply: number;
   /** The provider's reply to the message, when it gave one. */
   upstream?: Reply | undefined;
-  ms: number;
   error?: string | undefined;
 }
 
@@ -67,8 +66,8 @@ export class TransactionLog {
     private readonly recipients: RecipientLogging = 'full',
   ) {}
 
-  /** The line for one message (nothing is built when the level hides it). */
-  record(t: TransactionRecord): void {
+  /** The line for one message, `ms` from DATA to its reply (nothing is built when the level hides it). */
+  record(t: TransactionRecord, ms: number): void {
     if (!this.logger.isLevelEnabled('info')) return;
     const mode = this.recipients;
     // The fields in TransactionFields' order, serialised as they are read: no object to build
@@ -82,7 +81,7 @@ export class TransactionLog {
     const queueId = up && up.code < 300 ? queueIdOf(up.lines[up.lines.length - 1] ?? '') : undefined;
     this.emit(
       `"event":"transaction","session":${str(t.session)},"client":${str(t.client)},"account":${str(t.account)},"mail_from":${str(t.mailFrom)},"rcpts":[${rcpts}],"rcpt_count":${num(t.accepted)}` +
-        `${opt('message_id', t.messageId)},"size":${num(t.size)},"reply":${num(t.reply)}${opt('upstream', up ? formatReply(up) : undefined)}${opt('queue_id', queueId)},"ms":${num(t.ms)}${opt('error', t.error)}`,
+        `${opt('message_id', t.messageId)},"size":${num(t.size)},"reply":${num(t.reply)}${opt('upstream', up ? formatReply(up) : undefined)}${opt('queue_id', queueId)},"ms":${num(ms)}${opt('error', t.error)}`,
     );
   }
 
@@ -98,8 +97,29 @@ export class TransactionLog {
     const l = logger as unknown as Record<symbol, unknown>;
     const stream = l[pino.symbols.streamSym] as Stream;
     const bindings = l[pino.symbols.chindingsSym] as string;
-    stream.write(`{"level":${logger.levels.values.info},"time":"${new Date().toISOString()}"${bindings},${body},"msg":"transaction"}\n`);
+    stream.write(`{"level":${logger.levels.values.info},"time":"${isoNow()}"${bindings},${body},"msg":"transaction"}\n`);
   }
+}
+
+// toISOString() cost about as much as the rest of the line's fields together (0.8 µs on the
+// benchmark machine), and at a few thousand messages a second most milliseconds are new: it is
+// called once a second, the milliseconds put after what it gave.
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '0')}Z`);
+
+/** The time as pino's isoTime writes it (new Date(Date.now()).toISOString()). */
+function isoNow(): string {
+  const now = Date.now();
+  if (now < 0) return new Date(now).toISOString(); // before 1970: only a test's clock
+  const ms = now % 1000;
+  const second = now - ms;
+  if (second !== isoSecond) {
+    // "2026-12-06T03:04:05." (what precedes "mmmZ"; years 0-9999, as pino would write them).
+    isoPrefix = new Date(second).toISOString().slice(0, -4);
+    isoSecond = second;
+  }
+  return isoPrefix + MILLIS[ms]!;
 }
 
 /** What JSON.stringify would escape in a string (quote, backslash, controls, lone surrogates). */
@@ -125,11 +145,11 @@ export interface TransactionSinks {
  * The one place a message's outcome is recorded: sent counts, metrics, the `transaction` line.
  * The line's `ms` is measured here, from `startedAt` (performance.now() at DATA).
  */
-export function recordTransaction(sinks: TransactionSinks, startedAt: number, t: Omit<TransactionRecord, 'ms'>): void {
+export function recordTransaction(sinks: TransactionSinks, startedAt: number, t: TransactionRecord): void {
   const { metrics } = sinks;
   const ms = performance.now() - startedAt;
   if (t.reply < 300) sinks.relay.sent.record(t.account);
   metrics?.countMessage(t.account, t.reply);
   metrics?.relayLatency.observe({ account: t.account }, ms / 1000);
-  sinks.transactionLog.record({ ...t, ms: Math.round(ms * 100) / 100 });
+  sinks.transactionLog.record(t, Math.round(ms * 100) / 100);
 }

@@ -45,7 +45,7 @@ export function matchesSender(pattern: string, address: string): boolean {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** Client addresses whose trust is remembered (the cache starts over beyond it). */
+/** Client addresses whose trust, and senders whose pool, are remembered (each cache starts over beyond it). */
 const TRUST_CACHE_MAX = 4096;
 
 export class Router {
@@ -54,6 +54,7 @@ export class Router {
   private readonly byDomain = new Map<string, Account[]>();
   private readonly trusted: BlockList;
   private readonly trustCache = new Map<string, boolean>();
+  private readonly poolCache = new Map<string, readonly Account[]>();
 
   constructor(accounts: readonly Account[], trustedNetworks: readonly string[]) {
     // Accounts that claim the same sender form a pool, kept in config order (the tie-break).
@@ -114,18 +115,32 @@ export class Router {
    * reroutes a client that said who it is.
    */
   candidates(session: SessionIdentity, mailFrom: string): readonly Account[] {
-    const from = canonicalAddress(mailFrom);
-    if (session.account) {
-      const { senders } = session.account;
-      // The null sender names no one: an authenticated account may send it (the provider decides).
-      if (from !== '' && senders.length && !senders.some((p) => matchesSender(p, from))) {
-        throw new RelayError('SENDER_NOT_ALLOWED', `${session.account.email} may not send as ${from || '<>'}`);
-      }
-      return [session.account];
+    if (!session.account) {
+      if (!this.isTrusted(session.remoteAddress)) throw new RelayError('AUTH_REQUIRED');
+      return this.poolFor(mailFrom);
     }
-    if (!this.isTrusted(session.remoteAddress)) throw new RelayError('AUTH_REQUIRED');
+    const from = canonicalAddress(mailFrom);
+    const { senders } = session.account;
+    // The null sender names no one: an authenticated account may send it (the provider decides).
+    if (from !== '' && senders.length && !senders.some((p) => matchesSender(p, from))) {
+      throw new RelayError('SENDER_NOT_ALLOWED', `${session.account.email} may not send as ${from || '<>'}`);
+    }
+    return [session.account];
+  }
+
+  /**
+   * The pool of a trusted session's sender. Asked at every MAIL with the few senders an MTA
+   * relays for: kept by the address as written, so that it is made canonical (lower case,
+   * A-labels) once, not at each message (the router is replaced whole when accounts change).
+   */
+  private poolFor(mailFrom: string): readonly Account[] {
+    const known = this.poolCache.get(mailFrom);
+    if (known) return known;
+    const from = canonicalAddress(mailFrom);
     const pool = this.exact.get(from) ?? (from ? this.byDomain.get(domainOf(from)) : undefined);
     if (!pool) throw new RelayError('NO_ROUTE', `no account sends as ${from || '<>'}`);
+    if (this.poolCache.size >= TRUST_CACHE_MAX) this.poolCache.clear();
+    this.poolCache.set(mailFrom, pool);
     return pool;
   }
 }

@@ -160,7 +160,9 @@ export class UpstreamConnection {
   private handshaking = false;
   private inflight: Pending[] = [];
   private queued: Array<{ p: Pending; line: string }> = [];
-  private timer: NodeJS.Timeout | null = null;
+  // Stays armed between messages (see armTimer); an ES private field, since an armed Timeout
+  // does not serialise and the tests stringify the connection to look for secrets.
+  #timer: NodeJS.Timeout | null = null;
   /** Wakes the wait for a TLS handshake when a reply arrives or the connection fails. */
   private interrupt: (() => void) | null = null;
   private closeListeners: CloseListener[] = [];
@@ -421,16 +423,23 @@ export class UpstreamConnection {
     return this.command('NOOP', 'NOOP\r\n', this.timeouts.commandMs, true);
   }
 
-  /** QUIT, waiting at most min(commandMs, 2 s) for the reply, then close. Never rejects. */
+  /** QUIT, waiting at most min(commandMs, 2 s) from now for the reply, then close. Never rejects. */
   async quit(): Promise<void> {
     if (this.phase !== 'ready') {
       this.fail(null);
       return;
     }
+    const ms = Math.min(this.timeouts.commandMs, QUIT_TIMEOUT_MS);
+    // A command's timer runs only once it heads the queue: a QUIT behind one with no timer of
+    // its own (the end of DATA while the body is still coming) would otherwise wait as long as
+    // that does, and the pool's slot with it.
+    const bound = setTimeout(() => this.fail(null), ms);
     try {
-      await this.command('QUIT', 'QUIT\r\n', Math.min(this.timeouts.commandMs, QUIT_TIMEOUT_MS), true);
+      await this.command('QUIT', 'QUIT\r\n', ms, true);
     } catch {
       // best effort
+    } finally {
+      clearTimeout(bound);
     }
     this.fail(null);
   }
@@ -554,35 +563,43 @@ export class UpstreamConnection {
   };
 
   /**
-   * The head command's reply timeout, from now. Armed at every reply (three or four times a
-   * message): the one Timeout is refreshed rather than cleared and made anew when the duration
-   * is the same; it stays disarmed (cleared) while nothing with a timeout waits.
+   * The head command's reply is due `timeoutMs` from now. Called at every reply (three or four
+   * times a message), so it only moves a deadline: the one Timeout is set again only when the
+   * new deadline comes before the moment it fires (or none is set). When it fires early, because
+   * the deadline moved on meanwhile, it is set for the rest; when nothing waits, it stops.
+   * (undici's fast timers and Haraka's socket timeouts avoid a timer operation per reply too.)
    */
   private armTimer(): void {
     const head = this.inflight[0];
     const ms = head ? head.timeoutMs : 0;
     if (ms <= 0) {
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = null;
-      }
+      this.replyBy = 0;
       return;
     }
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(this.onTimeout, ms);
-    this.timerMs = ms;
+    const due = performance.now() + ms;
+    this.replyBy = due;
+    if (this.#timer === null || due < this.timerAt) this.setTimer(due);
   }
 
-  private timerMs = 0;
+  /** performance.now() by which the head command's reply is due; 0 while nothing with a timeout waits. */
+  private replyBy = 0;
+  /** performance.now() at which the Timeout fires. */
+  private timerAt = 0;
+
+  private setTimer(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.timerAt = at;
+    this.#timer = setTimeout(this.onTimeout, Math.max(1, Math.ceil(at - performance.now())));
+  }
 
   private timedOut(): void {
-    this.timer = null;
+    this.#timer = null;
     const head = this.inflight[0];
-    if (!head) return;
+    if (!head || this.replyBy === 0) return;
+    if (performance.now() < this.replyBy) {
+      this.setTimer(this.replyBy);
+      return;
+    }
     if (head.label === 'QUIT') {
       this.fail(null);
       return;
@@ -640,9 +657,9 @@ export class UpstreamConnection {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.closeReason = reason;
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
     }
     const err = reason ?? new RelayError('UPSTREAM_CLOSED', 'connection closed locally');
     const inflight = this.inflight;

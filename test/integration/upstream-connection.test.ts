@@ -624,6 +624,73 @@ describe('UpstreamConnection against scripted servers', () => {
     expect(conn.isUsable).toBe(false);
   });
 
+  it('bounds a QUIT queued behind the end of DATA while the body is still coming (that entry has no timer of its own)', async () => {
+    const port = await rawServer(plainSmtp, { onBody: () => {} });
+    const conn = await open(port, { security: 'none', timeouts: { connectMs: 3000, commandMs: 150, dataMs: 3000 } });
+    await conn.mail('a@b');
+    await conn.rcpt('c@d');
+    let started!: () => void;
+    const inBody = new Promise<void>((r) => (started = r));
+    let release!: () => void;
+    const stalled = new Promise<void>((r) => (release = r));
+    const body = {
+      async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+        yield Buffer.from('first line\r\n');
+        started();
+        await stalled; // the MTA went quiet mid-body
+      },
+    };
+    const sending = conn.data(body);
+    sending.catch(() => undefined);
+    await inBody;
+    const t0 = Date.now();
+    const quit = await Promise.race([conn.quit().then(() => 'settled'), new Promise((r) => setTimeout(() => r('still waiting'), 1500))]);
+    expect(quit).toBe('settled');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(conn.isClosed).toBe(true);
+    release();
+    expect((await rejection(sending)).code).toBe('UPSTREAM_CLOSED');
+  });
+
+  it('times out a reply whose deadline moved on with earlier replies (each from its own command)', async () => {
+    // MAIL and RCPT answered at once, DATA never: DATA's timeout counts from RCPT's reply.
+    const script: Script = (line, sock) => (line === 'DATA' ? undefined : plainSmtp(line, sock));
+    const port = await rawServer(script);
+    const conn = await open(port, { security: 'none', timeouts: { connectMs: 3000, commandMs: 200, dataMs: 3000 } });
+    await new Promise((r) => setTimeout(r, 120)); // the timer set at EHLO is due in 80 ms
+    expect((await conn.mail('a@b')).code).toBe(250);
+    expect((await conn.rcpt('c@d')).code).toBe(250);
+    const t0 = Date.now();
+    const err = await rejection(conn.dataCommand().promise());
+    const waited = Date.now() - t0;
+    expect(err.code).toBe('UPSTREAM_TIMEOUT');
+    expect(err.message).toContain('no reply to DATA');
+    expect(waited).toBeGreaterThanOrEqual(190);
+    expect(waited).toBeLessThan(1000);
+    expect(conn.isUsable).toBe(false);
+  });
+
+  it('times out the unanswered DATA of a pipelined group, counting from the reply before it', async () => {
+    // The group leaves in one write; MAIL is answered at once, RCPT 120 ms later, DATA never.
+    const script: Script = (line, sock) => {
+      if (line.startsWith('RCPT')) setTimeout(() => sock.write('250 ok\r\n'), 120);
+      else if (line !== 'DATA') plainSmtp(line, sock);
+    };
+    const port = await rawServer(script);
+    const conn = await open(port, { security: 'none', timeouts: { connectMs: 3000, commandMs: 200, dataMs: 3000 } });
+    const t0 = Date.now();
+    const mail = conn.mail('a@b');
+    const rcpt = conn.rcpt('c@d');
+    const data = conn.dataCommand().promise();
+    expect((await mail).code).toBe(250);
+    expect((await rcpt).code).toBe(250);
+    const err = await rejection(data);
+    const waited = Date.now() - t0;
+    expect(err.message).toContain('no reply to DATA');
+    expect(waited).toBeGreaterThanOrEqual(120 + 190);
+    expect(waited).toBeLessThan(1200);
+  });
+
   it('destroys the connection when the body stream fails, and rethrows its error', async () => {
     const port = await rawServer(plainSmtp, { onBody: () => {} });
     const conn = await open(port, { security: 'none' });

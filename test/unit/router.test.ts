@@ -124,6 +124,24 @@ describe('trusted unauthenticated sessions', () => {
     expect(new Router([a, b], TRUSTED).route(trusted, 'same@example.com')).toBe(a);
   });
 
+  it('gives the same answers when asked again (pools are remembered per sender as written, trust still per client)', () => {
+    const senders: Array<[string, Account | null]> = [
+      ['ceo@example.com', exact],
+      ['staff@example.com', domain],
+      ['CEO@EXAMPLE.COM', exact],
+      ['x@unknown.test', null],
+      ['x@contoso.com', other],
+      ['ceo@xn--mnchen-3ya.example', null],
+    ];
+    for (let round = 0; round < 3; round++) {
+      for (const [from, want] of senders) {
+        if (want) expect(router.route(trusted, from)).toBe(want);
+        else expectRelayError(() => router.route(trusted, from), 'NO_ROUTE', 550, '5.7.1');
+        expectRelayError(() => router.route({ account: null, remoteAddress: '203.0.113.5' }, from), 'AUTH_REQUIRED', 530, '5.7.0');
+      }
+    }
+  });
+
   it('trusted networks: CIDR blocks, IPv6 loopback and IPv4-mapped IPv6 addresses', () => {
     expect(router.isTrusted('127.0.0.1')).toBe(true);
     expect(router.isTrusted('127.255.0.9')).toBe(true);

@@ -82,11 +82,10 @@ describe('TransactionLog.record', () => {
     size: 10,
     reply: 250,
     upstream: { code: 250, lines: [upstreamText] },
-    ms: 3,
   });
   const one = (mode: 'full' | 'hash' | 'drop', upstreamText = '2.0.0 OK') => {
     const { lines, logger } = capture();
-    new TransactionLog(logger, mode).record(record(upstreamText));
+    new TransactionLog(logger, mode).record(record(upstreamText), 3);
     expect(lines).toHaveLength(1);
     return JSON.parse(lines[0]!) as Record<string, unknown>;
   };
@@ -120,19 +119,40 @@ describe('TransactionLog.record', () => {
   it('writes, field by field, what pino writes for the same object (escapes and all)', () => {
     vi.useFakeTimers({ now: new Date('2026-01-02T03:04:05.678Z'), toFake: ['Date'] });
     const odd = 'odd "quoted" \\ <s>@münchen.example\t\u0000\u2028\ud800';
-    const rec = { ...record('2.0.0 OK  1700000000 d2-x.1 - gsmtp'), mailFrom: odd, recipients: [{ to: odd, reply: { code: 250, lines: ['2.1.5 "OK"'] } }], ms: 1.25 };
+    const rec = { ...record('2.0.0 OK  1700000000 d2-x.1 - gsmtp'), mailFrom: odd, recipients: [{ to: odd, reply: { code: 250, lines: ['2.1.5 "OK"'] } }] };
     const viaPino = capture();
     viaPino.logger.info(
       { event: 'transaction', session: 's1', client: '192.0.2.7', account: 'a@x.test', mail_from: odd, rcpts: [{ to: odd, reply: '250 2.1.5 "OK"' }], rcpt_count: 1, message_id: '<m1@x.test>', size: 10, reply: 250, upstream: '250 2.0.0 OK  1700000000 d2-x.1 - gsmtp', queue_id: 'd2-x.1', ms: 1.25 },
       'transaction',
     );
     const byHand = capture();
-    new TransactionLog(byHand.logger).record(rec);
+    new TransactionLog(byHand.logger).record(rec, 1.25);
     expect(byHand.lines[0]).toBe(viaPino.lines[0]);
     const noUpstream = capture();
-    new TransactionLog(noUpstream.logger, 'drop').record({ ...rec, upstream: undefined, messageId: undefined, error: 'x' });
+    new TransactionLog(noUpstream.logger, 'drop').record({ ...rec, upstream: undefined, messageId: undefined, error: 'x' }, 1.25);
     expect(JSON.parse(noUpstream.lines[0]!)).toMatchObject({ rcpts: [{ reply: '250 2.1.5 "OK"' }], error: 'x' });
     expect(noUpstream.lines[0]).not.toMatch(/upstream|queue_id|message_id/);
+  });
+
+  it('stamps each line with the clock of its own millisecond, as pino does (the ISO text is reused within one)', () => {
+    vi.useFakeTimers({ now: new Date('2026-01-02T03:04:05.678Z'), toFake: ['Date'] });
+    const byHand = capture();
+    const viaPino = capture();
+    const log = new TransactionLog(byHand.logger);
+    for (const step of [0, 0, 1, 999]) {
+      vi.setSystemTime(Date.now() + step);
+      log.record(record('2.0.0 OK'), 3);
+      viaPino.logger.info({ event: 'transaction' }, 'transaction');
+    }
+    const times = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { time: string }).time);
+    expect(times(byHand.lines)).toEqual(['2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.679Z', '2026-01-02T03:04:06.678Z']);
+    for (const at of ['2026-12-31T23:59:59.998Z', '2026-12-31T23:59:59.999Z', '2027-01-01T00:00:00.000Z', '2027-01-01T00:00:00.001Z', '2027-01-01T00:00:01.000Z']) {
+      vi.setSystemTime(new Date(at));
+      log.record(record('2.0.0 OK'), 3);
+      viaPino.logger.info({ event: 'transaction' }, 'transaction');
+      expect(times(byHand.lines).at(-1)).toBe(at);
+    }
+    expect(times(byHand.lines)).toEqual(times(viaPino.lines));
   });
 
   it('queue_id from the providers\' 250 replies; absent when the reply has none', () => {
