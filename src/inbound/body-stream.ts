@@ -1,22 +1,17 @@
-// The message body handed to the transaction: an AsyncIterable<Buffer> the session pushes into
-// as DATA arrives, with backpressure (the session pauses its socket while the consumer is
-// behind). The consumer's first pull is its readiness for the body: the session answers the
-// client's DATA with 354 only then, so a backend that refuses DATA never pulls and its refusal
-// is what the client gets instead of 354.
+// The message body handed to the transaction (a MessageBody, smtp/body.ts): the session pushes
+// decoded pieces into it and they go straight to the consumer's sink, in the same turn. The
+// consumer's open() is its readiness for the body: the session answers the client's DATA with
+// 354 only then, so a backend that refuses DATA never opens it and its refusal is what the
+// client gets instead of 354. A sink's write() that returns false sets `behind` (the session
+// stops reading its socket) until the consumer calls drained().
+import type { BodySink, MessageBody } from '../smtp/body.js';
 
-/** Above this many bytes waiting for the consumer, the session stops reading its socket. */
-const HIGH_WATER = 256 * 1024;
-
-export class BodyStream implements AsyncIterable<Buffer> {
-  private readonly chunks: Buffer[] = [];
-  private queued = 0;
+export class BodyStream implements MessageBody {
+  private sink: BodySink | null = null;
   private ended = false;
   private failure: Error | null = null;
-  private wake: (() => void) | null = null;
-  /** The consumer pulled at least once (the client was told 354). */
-  started = false;
-  /** The consumer stopped (returned early or finished): pushes are dropped. */
-  abandoned = false;
+  /** The consumer asked the producer to wait (a write returned false) and has not caught up yet. */
+  behind = false;
 
   constructor(
     private readonly onStart: () => void,
@@ -24,18 +19,9 @@ export class BodyStream implements AsyncIterable<Buffer> {
     private readonly onDrain: () => void,
   ) {}
 
-  /** False when the producer should wait for onDrain before pushing more. */
-  push(chunk: Buffer): boolean {
-    if (this.abandoned || this.ended || chunk.length === 0) return true;
-    this.chunks.push(chunk);
-    this.queued += chunk.length;
-    this.signal();
-    return this.queued < HIGH_WATER;
-  }
-
-  /** The consumer is behind: the producer should wait for onDrain. */
-  get behind(): boolean {
-    return this.queued >= HIGH_WATER;
+  /** The consumer opened the body (the client was told 354). */
+  get started(): boolean {
+    return this.sink !== null;
   }
 
   /** Still owed by the client: neither complete nor failed. */
@@ -43,53 +29,37 @@ export class BodyStream implements AsyncIterable<Buffer> {
     return !this.ended;
   }
 
+  open(sink: BodySink): void {
+    if (this.sink) throw new Error('message body opened twice');
+    // Failed before the consumer was ready (the client can no longer send it): no 354.
+    if (this.failure) return sink.fail(this.failure);
+    this.sink = sink;
+    this.onStart();
+  }
+
+  drained(): void {
+    if (!this.behind) return;
+    this.behind = false;
+    this.onDrain();
+  }
+
+  /** A decoded piece of the message; only once the consumer opened the body (after 354). */
+  push(chunk: Buffer): void {
+    if (this.ended || chunk.length === 0) return;
+    if (!this.sink!.write(chunk)) this.behind = true;
+  }
+
   end(): void {
+    if (this.ended) return;
     this.ended = true;
-    this.signal();
+    this.sink?.end();
   }
 
   fail(err: Error): void {
     if (this.ended) return;
-    this.failure = err;
     this.ended = true;
-    this.signal();
-  }
-
-  private signal(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return {
-      next: async (): Promise<IteratorResult<Buffer>> => {
-        if (!this.started) {
-          // Failed before the consumer was ready (the client can no longer send it): no 354.
-          if (this.failure) throw this.failure;
-          this.started = true;
-          this.onStart();
-        }
-        for (;;) {
-          const chunk = this.chunks.shift();
-          if (chunk) {
-            const before = this.queued;
-            this.queued -= chunk.length;
-            if (before >= HIGH_WATER && this.queued < HIGH_WATER) this.onDrain();
-            return { value: chunk, done: false };
-          }
-          if (this.failure) throw this.failure;
-          if (this.ended) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => (this.wake = resolve));
-        }
-      },
-      return: async (): Promise<IteratorResult<Buffer>> => {
-        this.abandoned = true;
-        this.chunks.length = 0;
-        if (this.queued >= HIGH_WATER) this.onDrain();
-        this.queued = 0;
-        return { value: undefined, done: true };
-      },
-    };
+    this.failure = err;
+    this.behind = false;
+    this.sink?.fail(err);
   }
 }

@@ -1,8 +1,8 @@
 // One message's DATA phase on the inbound side, from the client's DATA to the end of its body.
-// The provider's readiness (the body stream's first pull) is when the client hears 354; the
-// client's bytes are decoded (data-decoder.ts) and pushed into the stream the transaction
-// consumes, with backpressure (`behind`); a body the client can no longer send fails the
-// stream, so that the provider never gets half a message.
+// The provider's readiness (the consumer opening the body) is when the client hears 354; the
+// client's bytes are decoded (data-decoder.ts) and pushed through to the consumer's sink in
+// the same turn, with backpressure (`behind`); a body the client can no longer send fails the
+// sink, so that the provider never gets half a message.
 import { BodyStream } from './body-stream.js';
 import { DataDecoder } from '../smtp/data-decoder.js';
 import { MessageIdSniffer } from './message-id.js';
@@ -22,13 +22,13 @@ export class DataPhase {
   readonly startedAt = performance.now();
   /** The Message-ID for the log line, read from the header block as it streams (never buffered). */
   readonly messageId = new MessageIdSniffer();
-  private resolveReceived!: () => void;
-  private readonly received: Promise<void>;
+  /** Made only when the final reply comes before the client's part is over (rare: see clientDone). */
+  private received: Promise<void> | null = null;
+  private resolveReceived: (() => void) | null = null;
   /** The client's part is over (the final dot, or abandoned). */
   private finished = false;
 
   constructor(host: DataPhaseHost) {
-    this.received = new Promise<void>((resolve) => (this.resolveReceived = resolve));
     this.body = new BodyStream(host.ready, host.caughtUp);
   }
 
@@ -54,8 +54,8 @@ export class DataPhase {
       this.body.push(piece);
     }
     if (!done) return undefined;
-    this.body.end();
     this.done();
+    this.body.end();
     return rest;
   }
 
@@ -67,7 +67,9 @@ export class DataPhase {
 
   /** Settles when the client's part is over, if the provider ever asked for it (null: it did not). */
   clientDone(): Promise<void> | null {
-    return this.body.started ? this.received : null;
+    if (!this.body.started) return null;
+    if (this.finished) return Promise.resolve();
+    return (this.received ??= new Promise<void>((resolve) => (this.resolveReceived = resolve)));
   }
 
   /** Nothing is owed by the client any more: clientDone() would not wait (the common case at the final reply). */
@@ -77,6 +79,6 @@ export class DataPhase {
 
   private done(): void {
     this.finished = true;
-    this.resolveReceived();
+    this.resolveReceived?.();
   }
 }

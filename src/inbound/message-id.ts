@@ -39,17 +39,22 @@ export class MessageIdSniffer {
       const end = lf === -1 ? chunk.length : lf + 1;
       this.seen += end - from;
       if (this.seen > MAX_HEADER_BYTES) return this.finish();
-      let line = chunk.subarray(from, end);
-      if (this.partial) {
-        line = this.partial.length >= MAX_LINE ? this.partial : Buffer.concat([this.partial, line.subarray(0, MAX_LINE - this.partial.length)]);
-        this.partial = null;
+      if (this.partial === null && lf !== -1) {
+        // The common case, a whole line inside the chunk: read where it is, no view made of it.
+        this.line(chunk, from, end);
+      } else {
+        let line = chunk.subarray(from, end);
+        if (this.partial) {
+          line = this.partial.length >= MAX_LINE ? this.partial : Buffer.concat([this.partial, line.subarray(0, MAX_LINE - this.partial.length)]);
+          this.partial = null;
+        }
+        if (lf === -1) {
+          // Copied: the chunk's memory belongs to the stream and is reused.
+          this.partial = Buffer.from(line.subarray(0, MAX_LINE));
+          return;
+        }
+        this.line(line, 0, line.length);
       }
-      if (lf === -1) {
-        // Copied: the chunk's memory belongs to the stream and is reused.
-        this.partial = Buffer.from(line.subarray(0, MAX_LINE));
-        return;
-      }
-      this.line(line);
       if (this.done) return;
       from = end;
     }
@@ -67,20 +72,21 @@ export class MessageIdSniffer {
     return v;
   }
 
-  /** One header line, with its line end. */
-  private line(buf: Buffer): void {
-    let len = buf.length;
-    if (len > 0 && buf[len - 1] === LF) len--;
-    if (len > 0 && buf[len - 1] === CR) len--;
+  /** One header line, buf[start, end), with its line end. */
+  private line(buf: Buffer, start: number, end: number): void {
+    if (end > start && buf[end - 1] === LF) end--;
+    if (end > start && buf[end - 1] === CR) end--;
+    const len = end - start;
     if (len === 0) return this.finish(); // the blank line: the body follows
-    const first = buf[0];
+    const first = buf[start];
+    const stop = start + Math.min(len, MAX_LINE);
     if (first === SP || first === HT) {
-      if (this.field !== null) this.field += buf.toString('utf8', 0, Math.min(len, MAX_LINE));
+      if (this.field !== null) this.field += buf.toString('utf8', start, stop);
       return;
     }
     if (this.field !== null) return this.finish(); // the next field: ours is complete
-    if ((first === 0x4d || first === 0x6d) && len >= NAME.length && buf.toString('latin1', 0, NAME.length).toLowerCase() === NAME) {
-      this.field = buf.toString('utf8', NAME.length, Math.min(len, MAX_LINE));
+    if ((first === 0x4d || first === 0x6d) && len >= NAME.length && buf.toString('latin1', start, start + NAME.length).toLowerCase() === NAME) {
+      this.field = buf.toString('utf8', start + NAME.length, stop);
     }
   }
 

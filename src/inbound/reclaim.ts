@@ -8,11 +8,11 @@
 // heap: V8 saw no reason for a GC until its external-memory limit (64 MB). Measured in the
 // relay while one 30 MB message went through: 26 MB of dead read buffers
 // (`process.memoryUsage().arrayBuffers`) and 28-35 MB added to the peak RSS; one minor GC
-// brought the buffers back to 1 MB. Nothing holds them: the body queue is bounded
-// (body-stream.ts) and the upstream write honours backpressure. Reading into one reused
-// buffer (net.Socket `onread`) would avoid the allocations, but Node offers it neither on a
-// server's sockets nor through TLS, and the body outlives the read anyway (it queues for the
-// upstream).
+// brought the buffers back to 1 MB. Nothing holds them: the body goes straight to the
+// upstream socket, whose buffer is bounded (backpressure: upstream/connection.ts's
+// BodySender). Reading into one reused buffer (net.Socket `onread`) would avoid the
+// allocations, but Node offers it neither on a server's sockets nor through TLS, and the body
+// outlives the read anyway (it queues in the upstream socket).
 //
 // So: after every RECLAIM_BYTES of message bodies read (all sessions together: 100 KB
 // messages on 10 connections piled up 32 MB of dead buffers the same way), a minor GC (a

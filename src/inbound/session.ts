@@ -392,7 +392,7 @@ export class Session {
     } catch (e) {
       result = this.fail(stage, e);
     }
-    if (result === null) return; // the handler wrote its own (STARTTLS, QUIT) or the session is closing
+    if (result === null) return; // the handler answers by itself (STARTTLS, QUIT, DATA) or the session is closing
     if (!(result instanceof Promise)) {
       this.reply(result);
       return;
@@ -551,29 +551,57 @@ export class Session {
     this.data = data;
     // A pipelined DATA behind which the client shut its side with nothing more sent (its FIN came while MAIL was upstream).
     if (this.input.ended && this.input.size === 0) data.abandon(clientEnded());
-    return tx
-      .data(data.body, this.ctx.config.max_message_bytes)
-      .then(
-        // Without a promise of its own when the client's part is over (the usual case: the
-        // provider answers the final dot after the client sent it).
-        (r) => (data.clientOver ? this.delivered(tx, data, r) : data.clientDone()!.then(() => this.delivered(tx, data, r))),
-        async (e: unknown) => {
-          const wasStarted = data.clientDone();
-          await wasStarted;
-          const err = wasStarted && this.phase === 'closed' ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
-          // A session already closing (timeout, client gone) gave its one reply: the log line says the rest.
-          const r = this.over ? toReply(err) : this.fail('data', err, tx.account.email);
-          this.logTransaction(tx, data, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
-          return this.dataOver(r);
-        },
-      );
+    // The final reply is written from here (settled), not through settle()'s reaction to a
+    // returned promise: a promise and a microtask less a message.
+    // Busy before the transaction sees the body: a consumer may open it (354, phase 'message') at once.
+    this.phase = 'busy';
+    let answered: Promise<Reply>;
+    try {
+      answered = tx.data(data.body, this.ctx.config.max_message_bytes);
+    } catch (e) {
+      this.phase = 'ready'; // a synchronous throw is settle()'s to answer
+      throw e;
+    }
+    answered.then(
+      // Without a promise of its own when the client's part is over (the usual case: the
+      // provider answers the final dot after the client sent it).
+      (r) => (data.clientOver ? this.delivered(tx, data, r) : void data.clientDone()!.then(() => this.delivered(tx, data, r))),
+      (e: unknown) => void this.dataFailed(tx, data, e),
+    );
+    return null;
   }
 
   /** The provider accepted the message and the client's part is over. */
-  private delivered(tx: SessionTransaction, data: DataPhase, r: Reply): Reply {
-    this.guard.delivered();
-    this.logTransaction(tx, data, r.code, r);
-    return this.dataOver(r);
+  private delivered(tx: SessionTransaction, data: DataPhase, r: Reply): void {
+    this.dataAnswer(() => {
+      this.guard.delivered();
+      this.logTransaction(tx, data, r.code, r);
+      return this.dataOver(r);
+    });
+  }
+
+  /** DATA refused (instead of 354), the message refused or lost, or the client's part broken. */
+  private async dataFailed(tx: SessionTransaction, data: DataPhase, e: unknown): Promise<void> {
+    const wasStarted = data.clientDone();
+    await wasStarted;
+    this.dataAnswer(() => {
+      const err = wasStarted && this.phase === 'closed' ? new RelayError('CLIENT_GONE', (e as Error).message, { cause: e }) : e;
+      // A session already closing (timeout, client gone) gave its one reply: the log line says the rest.
+      const r = this.over ? toReply(err) : this.fail('data', err, tx.account.email);
+      this.logTransaction(tx, data, r.code, err instanceof UpstreamReplyError ? err.reply : undefined, (e as Error).message);
+      return this.dataOver(r);
+    });
+  }
+
+  /** DATA's reply, as settle() would give it: a throw on the way is an internal error's reply. */
+  private dataAnswer(answer: () => Reply): void {
+    let r: Reply;
+    try {
+      r = answer();
+    } catch (e) {
+      r = this.fail('data', e);
+    }
+    this.settled(r);
   }
 
   /** The provider asked for the body: the client hears 354 now and sends it. */

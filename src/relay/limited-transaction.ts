@@ -3,6 +3,7 @@
 // and a provider reply that says the account is over its quota pauses the account (see
 // src/limits/limiter.ts for what counts when). The relaying itself is RelayTransaction's.
 import type { Limiter, Reservation } from '../limits/limiter.js';
+import type { MessageBody } from '../smtp/body.js';
 import type { Reply } from '../smtp/reply.js';
 import { certainlyNotSent, toReply } from '../errors/registry.js';
 import type { Envelope } from '../smtp/envelope.js';
@@ -90,7 +91,7 @@ export class LimitedTransaction {
     );
   }
 
-  data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
+  data(body: MessageBody, maxBytes: number): Promise<Reply> {
     const wasOpen = this.inner.open;
     return settle(() => this.inner.data(body, maxBytes)).then(
       (reply) => {

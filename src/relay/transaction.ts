@@ -3,9 +3,10 @@
 // reply returned, DATA is streamed through and the provider's final reply returned. Only after
 // the provider said 250 does the MTA hear 250: nothing acknowledged is ever lost.
 // (The model is Haraka's queue/smtp_proxy, which opens the upstream transaction at MAIL FROM.)
-import type { UpstreamConnection } from '../upstream/connection.js';
+import type { DataResult, SentData, UpstreamConnection } from '../upstream/connection.js';
 import type { AccountPool, Lease } from '../upstream/pool.js';
 import type { UpstreamReplyObserver } from '../upstream/observer.js';
+import type { MessageBody } from '../smtp/body.js';
 import type { Envelope, MailParams } from '../smtp/envelope.js';
 import {
   C552StorageExceeded,
@@ -49,10 +50,11 @@ interface Pipelined {
   rcpts: Array<{ to: string; reply: Promise<Reply> }>;
   /** rcpts[next] is the one the client's next RCPT takes its reply from. */
   next: number;
-  data: Promise<Reply> | null;
-  /** Set once DATA's reply was 354. */
-  dataOpened: boolean;
+  data: SentData | null;
 }
+
+/** DATA, pipelined with the group, was answered 354: only a message (or a dropped connection) ends it now. */
+const dataOpened = (sent: Pipelined) => sent.data?.reply?.code === 354;
 
 /**
  * MAIL, the group's RCPTs and its DATA, issued in one turn so they leave in one write. The
@@ -65,16 +67,11 @@ function pipeline(conn: UpstreamConnection, from: string, params: string, group:
     reply.catch(noop);
     return { to, reply };
   });
-  const out: Pipelined = { mail, rcpts, next: 0, data: null, dataOpened: false };
-  if (group.data) {
-    const data = (out.data = conn.dataCommand());
-    data.then((r) => void (out.dataOpened = r.code === 354), noop);
-  }
-  return out;
+  return { mail, rcpts, next: 0, data: group.data ? conn.dataCommand() : null };
 }
 
 /** Every reply of the group, answered or failed (they keep the connection's reply FIFO in step). */
-const settled = (sent: Pipelined) => Promise.allSettled([sent.mail, ...sent.rcpts.map((r) => r.reply), ...(sent.data ? [sent.data] : [])]);
+const settled = (sent: Pipelined) => Promise.allSettled([sent.mail, ...sent.rcpts.map((r) => r.reply), ...(sent.data ? [sent.data.promise()] : [])]);
 
 const noop = (): void => undefined;
 
@@ -189,7 +186,7 @@ export class RelayTransaction {
       return RelayTransaction.attempt(o, await o.pool.acquire(true), attempt + 1);
     }
     // No transaction was opened: the connection is as good as before, unless the provider is closing it.
-    o.pool.release(lease, reply.code !== 421 && !sent.dataOpened);
+    o.pool.release(lease, reply.code !== 421 && !dataOpened(sent));
     throw new UpstreamReplyError(reply);
   }
 
@@ -231,27 +228,41 @@ export class RelayTransaction {
   }
 
   /**
-   * Streams the message upstream as it arrives and returns the provider's final reply. The body
-   * is always read to its end, whatever happens upstream, so the inbound session stays in step.
+   * Streams the message upstream as it arrives and returns the provider's final reply. Once
+   * the provider said 354 the body is taken to its end, whatever happens upstream, so the
+   * inbound session stays in step.
    */
-  async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
+  data(body: MessageBody, maxBytes: number): Promise<Reply> {
     const lease = this.lease;
     if (!lease) {
-      // The upstream is gone: the body is not pulled, so the MTA gets this instead of 354.
-      throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost before DATA`);
+      // The upstream is gone: the body is not opened, so the MTA gets this instead of 354.
+      return Promise.reject(new RelayError('UPSTREAM_CLOSED', `${this.account.email}: upstream transaction lost before DATA`));
     }
     this.lease = null;
     const sent = this.sent?.data ?? undefined;
     this.sent = null;
-    let result;
-    try {
-      // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
-      const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
-      result = await lease.conn.data(body, { maxBytes: limit, ...(sent ? { sent } : {}) });
-    } catch (e) {
-      this.pool.release(lease, false);
-      throw e;
-    }
+    // The provider's own SIZE is a limit too: over it, 552 rather than a dropped connection.
+    const limit = Math.min(maxBytes, lease.conn.maxMessageSize ?? Infinity);
+    return new Promise<Reply>((resolve, reject) => {
+      lease.conn.transmit(
+        body,
+        { maxBytes: limit, ...(sent ? { sent } : {}) },
+        (result) => {
+          try {
+            resolve(this.dataResult(lease, result, maxBytes));
+          } catch (e) {
+            reject(e);
+          }
+        },
+        (e) => {
+          this.pool.release(lease, false);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private dataResult(lease: Lease<UpstreamConnection>, result: DataResult, maxBytes: number): Reply {
     this.bytes = result.bytes;
     if (result.kind === 'too-big') {
       // The connection was dropped without the final dot: the provider discards the partial message.
@@ -286,7 +297,7 @@ export class RelayTransaction {
       // Commands pipelined for a group the client did not finish: their replies first. A DATA
       // the provider answered 354 cannot be taken back without sending a message: drop it.
       await settled(sent);
-      if (sent.dataOpened) {
+      if (dataOpened(sent)) {
         this.pool.release(lease, false);
         return;
       }

@@ -8,6 +8,7 @@
 const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
+const LF_DOT = Buffer.from('\n.');
 
 export interface Decoded {
   /** Message bytes, transparency removed, in order (views into the input when possible). */
@@ -44,10 +45,10 @@ export class DataDecoder {
     }
     let scan = from;
     for (;;) {
-      const lf = buf.indexOf(LF, scan);
-      if (lf === -1 || lf + 1 >= n) break;
+      // Only lines that start with a dot matter: one search finds the next, past all the others.
+      const lf = buf.indexOf(LF_DOT, scan);
+      if (lf === -1) break;
       scan = lf + 1;
-      if (buf[lf + 1] !== DOT) continue;
       // A line that starts with a dot: the terminator, a doubled dot, or undecided yet.
       if (lf + 2 >= n) return this.hold(buf, from, body, lf);
       const next = buf[lf + 2];

@@ -19,6 +19,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { SmtpSecurity } from '../config/schema.js';
 import { RelayError, type RelayErrorCode } from '../errors/registry.js';
+import { iterableBody, type BodySink, type MessageBody } from '../smtp/body.js';
 import { DotStuffer } from '../smtp/dot-stuffer.js';
 import {
   C220ServiceReady,
@@ -58,21 +59,28 @@ export interface UpstreamOpenOptions {
 }
 
 /**
- * The outcome of data(). In every case data() has consumed `body` to its end (unless the
- * body itself threw), so the inbound side can reply at once.
+ * The outcome of data(). Once it opened `body` (after the provider's 354), data() has taken
+ * it to its end (unless the body itself failed), so the inbound side can reply at once.
  *  - kind 'reply', stage 'final': the whole message and the terminator were sent; `reply` is
  *    the upstream's reply to the end of DATA, whatever its code.
  *  - kind 'reply', stage 'command': DATA itself was not answered 354 (`reply` is that answer);
- *    no byte of the body was sent. The connection stays usable (unless the reply was 421).
+ *    the body was never opened. The connection stays usable (unless the reply was 421).
  *  - kind 'reply', stage 'early': the upstream answered (4xx/5xx) while the body was being
  *    sent; the message was not completed and the connection has been destroyed.
  *  - kind 'too-big': the body exceeded maxBytes; the terminator was never sent and the
  *    connection has been destroyed, so the upstream discards the partial message.
- * `bytes` counts the body as received from `body` (before dot-stuffing), including drained bytes.
+ * `bytes` counts the body as received from `body` (before dot-stuffing), including dropped bytes.
  */
 export type DataResult =
   | { kind: 'reply'; stage: 'final' | 'command' | 'early'; reply: Reply; bytes: number }
   | { kind: 'too-big'; bytes: number };
+
+export interface DataOptions {
+  /** Over this many body bytes the message is abandoned (DataResult 'too-big'). */
+  maxBytes?: number;
+  /** A DATA already sent with the group (dataCommand()); else data() sends DATA. */
+  sent?: SentData;
+}
 
 /** Called once when the connection is gone: with the failure, or null when closed locally (quit/destroy). */
 export type CloseListener = (reason: RelayError | null) => void;
@@ -121,6 +129,8 @@ type Phase = 'opening' | 'ready' | 'closed';
 
 const UNSAFE = /[\r\n\0]/;
 const QUIT_TIMEOUT_MS = 2_000;
+/** Above this many body bytes waiting in the provider's socket, the producer (the client's socket) is paused until it drained. */
+const HIGH_WATER = 256 * 1024;
 /** Up to this size the last body chunk is copied to join the terminator in one write. */
 const SMALL_WRITE = 16 * 1024;
 const noop = (): void => {};
@@ -153,7 +163,7 @@ export class UpstreamConnection {
   // Stays armed between messages (see armTimer); an ES private field, since an armed Timeout
   // does not serialise and the tests stringify the connection to look for secrets.
   #timer: NodeJS.Timeout | null = null;
-  /** Wakes a wait (socket drain, TLS handshake) when a reply arrives or the connection fails. */
+  /** Wakes the wait for a TLS handshake when a reply arrives or the connection fails. */
   private interrupt: (() => void) | null = null;
   private closeListeners: CloseListener[] = [];
   private closeReason: RelayError | null = null;
@@ -331,134 +341,76 @@ export class UpstreamConnection {
 
   /**
    * DATA, then the body (dot-stuffed, line ends normalised) with backpressure, then the
-   * terminator; see DataResult. `body` is typically the inbound message stream (a Readable
-   * is an AsyncIterable<Buffer>); an array of Buffers works too. Always consumes `body` to
-   * its end. Rejects with RelayError UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL
-   * when the connection fails (after draining the body), or with the body's own error if
-   * iterating it throws (the connection is then destroyed: a transaction with a partial body
-   * must never be completed). No other command may be issued while data() runs.
+   * terminator; see DataResult. `body` is typically the inbound message (a MessageBody, pushed
+   * into this connection's sink as it is decoded, so a message that arrives in one read leaves
+   * in that read's turn); an (async) iterable of Buffers works too. The body is opened only
+   * after the provider's 354 and always taken to its end once opened. Rejects with RelayError
+   * UPSTREAM_CLOSED / UPSTREAM_TIMEOUT / UPSTREAM_PROTOCOL when the connection fails (once the
+   * body ended), or with the body's own error if it fails (the connection is then destroyed: a
+   * transaction with a partial body must never be completed). No other command may be issued
+   * while data() runs.
    */
-  async data(body: AsyncIterable<Buffer> | Iterable<Buffer>, opts: { maxBytes?: number; sent?: Promise<Reply> } = {}): Promise<DataResult> {
-    const it: AsyncIterator<Buffer> | Iterator<Buffer> =
-      Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]();
-    let bytes = 0;
-    let reply: Reply;
-    try {
-      reply = await (opts.sent ?? this.dataCommand());
-    } catch (err) {
-      await it.return?.();
-      throw err;
-    }
+  data(body: MessageBody | AsyncIterable<Buffer> | Iterable<Buffer>, opts: DataOptions = {}): Promise<DataResult> {
+    const source = isMessageBody(body) ? body : iterableBody(body);
+    return new Promise<DataResult>((resolve, reject) => this.transmit(source, opts, resolve, reject));
+  }
+
+  /**
+   * data() with its outcome handed to `done` or `broke` (exactly one, once) instead of a
+   * promise: the relay's transaction makes its own, a promise and a microtask less a message.
+   */
+  transmit(body: MessageBody, opts: DataOptions, done: (r: DataResult) => void, broke: (e: unknown) => void): void {
+    const sent = opts.sent ?? this.dataCommand();
+    const maxBytes = opts.maxBytes ?? Infinity;
+    sent.whenAnswered((reply) => {
+      try {
+        this.dataReplied(reply, body, maxBytes, done, broke);
+      } catch (e) {
+        // Opening the body ran the producer's code (the 354 to the client): its throw is this call's failure.
+        this.fail(null);
+        broke(e);
+      }
+    }, broke);
+  }
+
+  /** DATA was answered: the body is opened on 354, and not on anything else (the client then gets that reply instead of 354). */
+  private dataReplied(reply: Reply, body: MessageBody, maxBytes: number, resolve: (r: DataResult) => void, reject: (e: unknown) => void): void {
     if (reply.code !== C354StartMailInput) {
-      // The body is not pulled: the inbound side answers DATA with this reply instead of 354.
-      await it.return?.();
       if (reply.code < 400) {
         // 250 (or any success) to DATA itself: no byte of the body was sent, so a 250 here
         // would acknowledge a message the provider never got. The session is out of step.
         this.fail(new RelayError('UPSTREAM_PROTOCOL', `reply to DATA was ${formatReply(reply)}`));
-        throw new RelayError('UPSTREAM_PROTOCOL', `reply to DATA was ${formatReply(reply)}`);
+        reject(new RelayError('UPSTREAM_PROTOCOL', `reply to DATA was ${formatReply(reply)}`));
+        return;
       }
-      return { kind: 'reply', stage: 'command', reply, bytes };
+      resolve({ kind: 'reply', stage: 'command', reply, bytes: 0 });
+      return;
     }
-
+    const sender = new BodySender(this.socket, body, maxBytes, this.timeouts.dataMs, this.senderHost, resolve, reject);
     // The reply to the end of DATA is queued now, so that a reply the server sends early
     // (while we are still streaming) is matched to it and not treated as unsolicited.
-    const st: { final: Reply | null; failure: RelayError | null } = { final: null, failure: null };
-    let end!: Pending;
-    const finalReply = new Promise<Reply>((resolve, reject) => {
-      end = {
-        label: 'end of DATA',
-        timeoutMs: 0, // armed once the terminator is written
-        groupEnd: true,
-        resolve: (r) => {
-          st.final = r;
-          resolve(r);
-        },
-        reject: (e) => {
-          st.failure = e;
-          reject(e);
-        },
-      };
-    });
-    finalReply.catch(noop); // awaited below, or deliberately abandoned
-    this.inflight.push(end);
-
-    const maxBytes = opts.maxBytes ?? Infinity;
-    const stuffer = new DotStuffer();
-    const socket = this.socket;
-    let held: Buffer | null = null;
-    let streaming = true;
-    let tooBig = false;
-    for (;;) {
-      let step: IteratorResult<Buffer>;
-      try {
-        step = await it.next();
-      } catch (err) {
-        // The MTA's side broke: what was sent is a partial message, which must never be
-        // completed, and the session's state is unknown. Drop the connection.
-        if (streaming) this.fail(null);
-        throw err;
-      }
-      if (step.done) break;
-      const chunk = step.value;
-      bytes += chunk.length;
-      if (!streaming) continue; // draining
-      if (st.final !== null || st.failure !== null) {
-        streaming = false;
-        continue;
-      }
-      if (bytes > maxBytes) {
-        // Without the terminator the upstream discards what it got when the connection drops.
-        tooBig = true;
-        streaming = false;
-        this.fail(null);
-        continue;
-      }
-      const out = stuffer.push(chunk);
-      if (out.length === 0) continue;
-      // One chunk is held back so that the last one leaves together with the terminator
-      // (one TLS record and one syscall for a typical message, instead of two).
-      const prev = held;
-      held = out;
-      if (prev !== null && !socket.write(prev)) await this.writable();
-    }
-
-    if (tooBig) return { kind: 'too-big', bytes };
-    if (st.final === null && st.failure !== null) throw st.failure;
-    if (st.final !== null) {
-      // Answered before the terminator: the message is incomplete upstream, whatever the code.
-      const early = st.final;
-      this.fail(null);
-      if (early.code < 400) {
-        throw new RelayError('UPSTREAM_PROTOCOL', `reply before the end of DATA: ${formatReply(early)}`);
-      }
-      return { kind: 'reply', stage: 'early', reply: early, bytes };
-    }
-
-    const terminator = stuffer.end();
-    if (held === null) {
-      socket.write(terminator);
-    } else if (held.length <= SMALL_WRITE) {
-      socket.write(Buffer.concat([held, terminator], held.length + terminator.length));
-    } else {
-      socket.cork();
-      socket.write(held);
-      socket.write(terminator);
-      socket.uncork();
-    }
-    end.timeoutMs = this.timeouts.dataMs;
-    if (this.inflight[0] === end) this.armTimer();
-    reply = await finalReply;
-    return { kind: 'reply', stage: 'final', reply, bytes };
+    if (this.phase === 'closed') sender.reject(this.closedError());
+    else this.inflight.push(sender);
+    body.open(sender);
   }
+
+  /** What a BodySender needs of its connection (one object per connection, not per message). */
+  private readonly senderHost: SenderHost = {
+    fail: (reason) => this.fail(reason),
+    terminated: (p) => {
+      if (this.inflight[0] === p) this.armTimer();
+    },
+  };
 
   /**
    * The DATA command alone, so that it can leave in one write with the MAIL and RCPTs before
-   * it (RFC 2920 group); pass its reply promise to data() as `sent`.
+   * it (RFC 2920 group); pass it to data() as `sent`.
    */
-  dataCommand(): Promise<Reply> {
-    if (this.phase !== 'ready') return Promise.reject(this.closedError());
-    return this.command('DATA', 'DATA\r\n', this.timeouts.commandMs, true);
+  dataCommand(): SentData {
+    const sent = new SentData(this.timeouts.commandMs);
+    if (this.phase !== 'ready') sent.reject(this.closedError());
+    else this.issue(sent, 'DATA\r\n');
+    return sent;
   }
 
   /** RSET; resolves with the reply whatever its code. */
@@ -564,15 +516,14 @@ export class UpstreamConnection {
    * On a closed connection it rejects (never throws) with the reason it closed.
    */
   private command(label: string, line: string, timeoutMs: number, groupEnd: boolean): Promise<Reply> {
-    return new Promise<Reply>((resolve, reject) => {
-      if (this.phase === 'closed') {
-        reject(this.closedError());
-        return;
-      }
-      const p: Pending = { label, timeoutMs, groupEnd, resolve, reject };
-      if (this.canSend()) this.send(p, line);
-      else this.queued.push({ p, line });
-    });
+    return new Promise<Reply>((resolve, reject) => this.issue({ label, timeoutMs, groupEnd, resolve, reject }, line));
+  }
+
+  /** Sends `p`'s line, or queues it behind a group-ending command; on a closed connection `p` is rejected at once. */
+  private issue(p: Pending, line: string): void {
+    if (this.phase === 'closed') return p.reject(this.closedError());
+    if (this.canSend()) this.send(p, line);
+    else this.queued.push({ p, line });
   }
 
   /** Awaits a reply that no command asked for yet (the greeting). */
@@ -698,24 +649,6 @@ export class UpstreamConnection {
     return n === 0 || (this.supportsPipelining && !this.inflight[n - 1]!.groupEnd);
   }
 
-  /** Waits until the socket drained, a reply arrived, or the connection failed. */
-  private writable(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const socket = this.socket;
-      const timer = setTimeout(() => {
-        this.fail(new RelayError('UPSTREAM_TIMEOUT', `provider stopped reading the message for ${this.timeouts.dataMs} ms`));
-      }, this.timeouts.dataMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        socket.off('drain', done);
-        this.interrupt = null;
-        resolve();
-      };
-      socket.once('drain', done);
-      this.interrupt = done;
-    });
-  }
-
   /**
    * Ends the connection, once: rejects everything pending, destroys the socket and tells
    * the close listeners. `reason` null means a local close (quit, destroy, abandoned DATA).
@@ -762,6 +695,221 @@ export class UpstreamConnection {
 
   private socketError(err: Error): RelayError {
     return new RelayError(this.closedCode(), `${this.host}:${this.port}: ${errorText(err)}`, { cause: err });
+  }
+}
+
+// ------------------------------------------------------------------ the body
+
+/**
+ * A DATA command sent (dataCommand()), and its reply once it came. Not a promise: the 354 goes
+ * straight to the one consumer that waits for it (transmit()), a promise and two microtasks
+ * less a message; promise() makes one for the rare paths that wait for a whole group.
+ */
+export class SentData implements Pending {
+  readonly label = 'DATA';
+  readonly groupEnd = true;
+  reply: Reply | null = null;
+  private error: RelayError | null = null;
+  private onReply: ((r: Reply) => void) | null = null;
+  private onError: ((e: RelayError) => void) | null = null;
+  private waiting: Promise<Reply> | null = null;
+
+  constructor(readonly timeoutMs: number) {}
+
+  /** Pending: the provider answered DATA. */
+  resolve(r: Reply): void {
+    this.reply = r;
+    this.onReply?.(r);
+  }
+
+  /** Pending: the connection ended before the answer (passed on once it has finished ending, as a promise would). */
+  reject(e: RelayError): void {
+    this.error = e;
+    const onError = this.onError;
+    if (onError) queueMicrotask(() => onError(e));
+  }
+
+  /** Calls one of them once, when the answer comes (at once if it came). One consumer only. */
+  whenAnswered(onReply: (r: Reply) => void, onError: (e: RelayError) => void): void {
+    if (this.reply) return onReply(this.reply);
+    if (this.error) return onError(this.error);
+    this.onReply = onReply;
+    this.onError = onError;
+  }
+
+  /** The answer as a promise (settles once it came), for waiting on it beside other replies. */
+  promise(): Promise<Reply> {
+    return (this.waiting ??= new Promise<Reply>((resolve, reject) => this.whenAnswered(resolve, reject)));
+  }
+}
+
+
+/** What a BodySender needs of its connection. */
+interface SenderHost {
+  fail(reason: RelayError | null): void;
+  /** The terminator is written: the reply timer runs for `p` once it heads the queue. */
+  terminated(p: Pending): void;
+}
+
+const isMessageBody = (b: object): b is MessageBody => typeof (b as MessageBody).open === 'function';
+
+/**
+ * One message from the 354 to the provider's final reply: the sink the body is pushed into
+ * (dot-stuffed, one chunk held back to leave with the terminator) and the queued entry for the
+ * reply to the end of DATA (the Pending's resolve/reject: that reply, or the connection's end).
+ * A reply before the terminator, a connection that failed or a body over maxBytes stops the
+ * sending; what still comes is taken and dropped, so the client stays in step.
+ */
+class BodySender implements BodySink, Pending {
+  readonly label = 'end of DATA';
+  /** 0 while the body is being sent; armed once the terminator is written. */
+  timeoutMs = 0;
+  readonly groupEnd = true;
+  private readonly stuffer = new DotStuffer();
+  private bytes = 0;
+  private held: Buffer | null = null;
+  private streaming = true;
+  private tooBig = false;
+  /** The provider's reply to the end of DATA, or one sent before it. */
+  private final: Reply | null = null;
+  private failure: RelayError | null = null;
+  /** The producer ended or failed the body. */
+  private over = false;
+  private terminatorSent = false;
+  private settled = false;
+  /** Set while the producer waits for the socket to drain. */
+  private stall: { timer: NodeJS.Timeout; drain: () => void } | null = null;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly body: MessageBody,
+    private readonly maxBytes: number,
+    private readonly dataMs: number,
+    private readonly host: SenderHost,
+    private readonly done: (r: DataResult) => void,
+    private readonly broke: (e: unknown) => void,
+  ) {}
+
+  write(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    if (!this.streaming) return true; // taken and dropped
+    if (this.final !== null || this.failure !== null) {
+      this.streaming = false;
+      return true;
+    }
+    if (this.bytes > this.maxBytes) {
+      // Without the terminator the upstream discards what it got when the connection drops.
+      this.tooBig = true;
+      this.streaming = false;
+      this.host.fail(null);
+      return true;
+    }
+    const out = this.stuffer.push(chunk);
+    if (out.length === 0) return true;
+    // One chunk is held back so that the last one leaves together with the terminator
+    // (one TLS record and one syscall for a typical message, instead of two).
+    const prev = this.held;
+    this.held = out;
+    if (prev === null) return true;
+    const socket = this.socket;
+    // Past the socket's own mark (16 KB) its write() says wait; the producer is stopped only
+    // past HIGH_WATER, so a big message goes on while the provider reads (fewer pauses).
+    if (socket.write(prev) || socket.writableLength < HIGH_WATER) return true;
+    this.waitForDrain();
+    return false;
+  }
+
+  end(): void {
+    if (this.over) return;
+    this.over = true;
+    this.stopWaiting();
+    if (this.tooBig) return this.settle({ kind: 'too-big', bytes: this.bytes });
+    if (this.final === null && this.failure !== null) return this.fault(this.failure);
+    if (this.final !== null) {
+      // Answered before the terminator: the message is incomplete upstream, whatever the code.
+      const early = this.final;
+      this.host.fail(null);
+      if (early.code < 400) return this.fault(new RelayError('UPSTREAM_PROTOCOL', `reply before the end of DATA: ${formatReply(early)}`));
+      return this.settle({ kind: 'reply', stage: 'early', reply: early, bytes: this.bytes });
+    }
+    const terminator = this.stuffer.end();
+    const held = this.held;
+    this.held = null;
+    const socket = this.socket;
+    if (held === null) {
+      socket.write(terminator);
+    } else if (held.length <= SMALL_WRITE) {
+      socket.write(Buffer.concat([held, terminator], held.length + terminator.length));
+    } else {
+      socket.cork();
+      socket.write(held);
+      socket.write(terminator);
+      socket.uncork();
+    }
+    this.terminatorSent = true;
+    this.timeoutMs = this.dataMs;
+    this.host.terminated(this);
+  }
+
+  fail(err: Error): void {
+    if (this.over) return;
+    // The MTA's side broke: what was sent is a partial message, which must never be
+    // completed, and the session's state is unknown. Drop the connection.
+    this.over = true;
+    this.stopWaiting();
+    this.host.fail(null);
+    this.fault(err);
+  }
+
+  /** Pending: the provider answered (the end of DATA, or early while the body is still coming). */
+  resolve(r: Reply): void {
+    this.final = r;
+    if (this.terminatorSent) this.settle({ kind: 'reply', stage: 'final', reply: r, bytes: this.bytes });
+    else this.wake();
+  }
+
+  /** Pending: the connection ended before the reply (called from inside its fail(): the transaction hears of it once that is over). */
+  reject(e: RelayError): void {
+    this.failure = e;
+    if (this.terminatorSent) queueMicrotask(() => this.fault(e));
+    else this.wake();
+  }
+
+  private waitForDrain(): void {
+    if (this.stall) return;
+    const drain = (): void => this.wake();
+    const timer = setTimeout(() => {
+      this.host.fail(new RelayError('UPSTREAM_TIMEOUT', `provider stopped reading the message for ${this.dataMs} ms`));
+    }, this.dataMs);
+    this.socket.once('drain', drain);
+    this.stall = { timer, drain };
+  }
+
+  /** The socket drained, a reply came or the connection ended: the producer goes on (and, unless drained, what it sends is dropped). */
+  private wake(): void {
+    if (!this.stall) return;
+    this.stopWaiting();
+    this.body.drained();
+  }
+
+  private stopWaiting(): void {
+    const stall = this.stall;
+    if (!stall) return;
+    this.stall = null;
+    clearTimeout(stall.timer);
+    this.socket.off('drain', stall.drain);
+  }
+
+  private settle(r: DataResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.done(r);
+  }
+
+  private fault(e: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.broke(e);
   }
 }
 

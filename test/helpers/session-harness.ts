@@ -13,6 +13,7 @@ import { UpstreamReplyError } from '../../src/errors/registry.js';
 import type { RecipientReply } from '../../src/relay/limited-transaction.js';
 import type { Group } from '../../src/relay/transaction.js';
 import type { Account } from '../../src/routing/account.js';
+import type { MessageBody } from '../../src/smtp/body.js';
 import { reply, type Reply } from '../../src/smtp/reply.js';
 import { RawSmtp } from './smtp-client.js';
 
@@ -26,12 +27,14 @@ export interface Script {
   mailDelayMs?: number;
   /** RCPT replies by address. */
   rcpt?: Record<string, Reply>;
-  /** How long the provider takes to answer DATA (before the body is pulled and the client hears 354). */
+  /** How long the provider takes to answer DATA (before the body is opened and the client hears 354). */
   dataDelayMs?: number;
-  /** DATA refused instead of 354: the body is never pulled. */
+  /** DATA refused instead of 354: the body is never opened. */
   dataRefused?: Reply;
   /** The reply to the end of the message. */
   final?: Reply;
+  /** A slow consumer: its sink asks the session to wait each time this many bytes came since the last drain() (ScriptedRelay.drain). */
+  sinkWindow?: number;
   /** Accounts by address with their password (AUTH). */
   accounts?: Record<string, string>;
 }
@@ -51,6 +54,12 @@ export class ScriptedRelay implements SessionRelay {
   /** Errors the message body threw into the transaction (a body abandoned). */
   readonly bodyErrors: Error[] = [];
   readonly sent = { record: (email: string) => void this.calls.push(`sent ${email}`) };
+  /** Body bytes the consumer's sink has taken (all messages). */
+  bodyBytes = 0;
+  /** The sink returned false and drain() was not called yet. */
+  waiting = false;
+  private window = 0;
+  private opened: MessageBody | null = null;
   readonly router: SessionRelay['router'];
 
   constructor(readonly script: Script = {}) {
@@ -59,6 +68,34 @@ export class ScriptedRelay implements SessionRelay {
       account: (email) => (email in accounts ? account(email) : null),
       authenticate: (user, password) => (accounts[user] !== undefined && accounts[user] === password ? account(user) : null),
     };
+  }
+
+  /** The slow consumer caught up (see Script.sinkWindow): the session may read again. */
+  drain(): void {
+    this.window = 0;
+    this.waiting = false;
+    this.opened?.drained();
+  }
+
+  /** Opens the body (the client hears 354) and takes it to its end, as a consumer's sink. */
+  take(body: MessageBody): Promise<string> {
+    this.opened = body;
+    const limit = this.script.sinkWindow ?? Infinity;
+    const chunks: Buffer[] = [];
+    return new Promise<string>((resolve, reject) => {
+      body.open({
+        write: (c) => {
+          chunks.push(Buffer.from(c));
+          this.bodyBytes += c.length;
+          this.window += c.length;
+          if (this.window < limit) return true;
+          this.waiting = true;
+          return false;
+        },
+        end: () => resolve(Buffer.concat(chunks).toString('utf8')),
+        fail: reject,
+      });
+    });
   }
 
   capabilities() {
@@ -97,20 +134,19 @@ class ScriptedTransaction implements SessionTransaction {
     return Promise.resolve(r);
   }
 
-  async data(body: AsyncIterable<Buffer>): Promise<Reply> {
+  async data(body: MessageBody): Promise<Reply> {
     this.relay.calls.push('data');
     if (this.relay.script.dataDelayMs) await new Promise((r) => setTimeout(r, this.relay.script.dataDelayMs));
     const refused = this.relay.script.dataRefused;
     if (refused) throw new UpstreamReplyError(refused);
-    const chunks: Buffer[] = [];
+    let text: string;
     try {
-      for await (const c of body) chunks.push(Buffer.from(c));
+      text = await this.relay.take(body);
     } catch (e) {
       this.relay.bodyErrors.push(e as Error);
       this.relay.calls.push('body abandoned');
       throw e;
     }
-    const text = Buffer.concat(chunks).toString('utf8');
     this.bytes = Buffer.byteLength(text);
     const final = this.relay.script.final ?? reply(250, '2.0.0 OK queued');
     if (final.code >= 400) throw new UpstreamReplyError(final);

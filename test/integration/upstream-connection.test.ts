@@ -11,6 +11,7 @@ import { UpstreamAuthError, UpstreamConnection, UnsafeArgumentError, type Upstre
 import { xoauth2String } from '../../src/upstream/xoauth2.js';
 import { SANDBOX_TLS_FILES } from '../../src/sandbox/index.js';
 import { rejection } from '../helpers/thrown.js';
+import type { BodySink, MessageBody } from '../../src/smtp/body.js';
 
 const fixture = (name: keyof typeof SANDBOX_TLS_FILES): Buffer => readFileSync(SANDBOX_TLS_FILES[name]);
 const CA = fixture('ca');
@@ -523,6 +524,85 @@ describe('UpstreamConnection against scripted servers', () => {
     expect(conn.isUsable).toBe(false);
   });
 
+  it('writes a pushed body and its terminator to the socket in the producer\'s own turn, in one write', async () => {
+    const port = await rawServer(plainSmtp, { onBody: (chunk, sock) => chunk.includes('\r\n.\r\n') && sock.write('250 2.0.0 queued\r\n') });
+    const conn = await open(port, { security: 'none' });
+    await conn.mail('a@b');
+    await conn.rcpt('c@d');
+    const socket = (conn as unknown as { socket: net.Socket }).socket;
+    const writes: string[] = [];
+    const write = socket.write.bind(socket);
+    let inTurn: string[] | null = null;
+    const body: MessageBody = {
+      open(sink) {
+        socket.write = ((chunk: string | Buffer, ...rest: unknown[]) => {
+          writes.push(chunk.toString());
+          return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+        }) as typeof socket.write;
+        sink.write(Buffer.from('Subject: now\r\n\r\n.dot line\r\n'));
+        sink.end();
+        inTurn = [...writes]; // before any await: what the producer's turn wrote
+      },
+      drained() {},
+    };
+    const res = await conn.data(body);
+    expect(res).toMatchObject({ stage: 'final', reply: { code: 250 } });
+    expect(inTurn).toEqual(['Subject: now\r\n\r\n..dot line\r\n.\r\n']);
+  });
+
+  it('asks a pushed body\'s producer to wait while the provider does not read (past 256 KB queued, not before), and resumes it once drained', async () => {
+    let bytes = 0;
+    let tail = '';
+    let paused = false;
+    const port = await rawServer(plainSmtp, {
+      onBody(chunk, sock) {
+        bytes += chunk.length;
+        tail = (tail + chunk.toString('latin1', Math.max(0, chunk.length - 5))).slice(-5);
+        if (!paused) {
+          paused = true;
+          sock.pause(); // the kernel's buffers fill, then the connection's own
+          setTimeout(() => sock.resume(), 300);
+        }
+        if (tail === '\r\n.\r\n') sock.write('250 2.0.0 all of it\r\n');
+      },
+    });
+    const conn = await open(port, { security: 'none' });
+    await conn.mail('a@b');
+    await conn.rcpt('c@d');
+    const piece = Buffer.alloc(64 * 1024, 'message line..\r\n'); // 16 bytes a line: the piece ends with CRLF
+    const total = 256 * piece.length; // 16 MB: more than loopback's buffers hold
+    let sink: BodySink | null = null;
+    let pushed = 0;
+    const queuedAtWait: number[] = [];
+    let drains = 0;
+    const push = (): void => {
+      while (pushed < total) {
+        pushed += piece.length;
+        if (!sink!.write(piece)) {
+          queuedAtWait.push((conn as unknown as { socket: net.Socket }).socket.writableLength);
+          return;
+        }
+      }
+      sink!.end();
+    };
+    const body: MessageBody = {
+      open(s) {
+        sink = s;
+        push();
+      },
+      drained() {
+        drains++;
+        push();
+      },
+    };
+    const res = await conn.data(body);
+    expect(res).toMatchObject({ kind: 'reply', stage: 'final', reply: { code: 250 }, bytes: total });
+    expect(queuedAtWait.length).toBeGreaterThan(0);
+    expect(drains).toBe(queuedAtWait.length);
+    for (const queued of queuedAtWait) expect(queued).toBeGreaterThanOrEqual(256 * 1024);
+    expect(bytes).toBe(total + 3); // the terminator's ".\r\n" after the last line's CRLF
+  });
+
   it('drains the body and throws UPSTREAM_CLOSED when the server drops during the body', async () => {
     const port = await rawServer(plainSmtp, { onBody: (_c, sock) => sock.destroy() });
     const conn = await open(port, { security: 'none' });
@@ -581,7 +661,7 @@ describe('UpstreamConnection against scripted servers', () => {
     expect((await conn.mail('a@b')).code).toBe(250);
     expect((await conn.rcpt('c@d')).code).toBe(250);
     const t0 = Date.now();
-    const err = await rejection(conn.dataCommand());
+    const err = await rejection(conn.dataCommand().promise());
     const waited = Date.now() - t0;
     expect(err.code).toBe('UPSTREAM_TIMEOUT');
     expect(err.message).toContain('no reply to DATA');
@@ -601,7 +681,7 @@ describe('UpstreamConnection against scripted servers', () => {
     const t0 = Date.now();
     const mail = conn.mail('a@b');
     const rcpt = conn.rcpt('c@d');
-    const data = conn.dataCommand();
+    const data = conn.dataCommand().promise();
     expect((await mail).code).toBe(250);
     expect((await rcpt).code).toBe(250);
     const err = await rejection(data);

@@ -386,3 +386,63 @@ describe('overlong lines and protocol refusals', () => {
     expect(refusals.map((r) => r.reason)).toEqual(['not_implemented', 'not_implemented', 'impersonation', 'impersonation']);
   });
 });
+
+describe('the message body, pushed into the consumer\'s sink', () => {
+  /** A body of `lines` CRLF lines, about 1 KB each. */
+  const bigBody = (lines: number) => `Subject: big\r\n\r\n${Array.from({ length: lines }, (_, i) => `${String(i).padStart(6, '0')}${'x'.repeat(1000)}\r\n`).join('')}`;
+
+  it('a consumer that asks to wait stops the session reading (the client\'s bytes stay in its TCP window) until it drains; the message arrives whole', async () => {
+    const window = 64 * 1024;
+    const { client, relay } = await open({ script: { sinkWindow: window } });
+    await client.cmd('EHLO mta.test');
+    await pipelined(client, group(['a@x.test']), 3);
+    const body = bigBody(4000); // 4 MB: far more than the window and the sockets' buffers
+    client.write(`${body}.\r\n`);
+    await until(() => relay.waiting, 2_000);
+    // Waiting: nothing more reaches the consumer, however long it waits.
+    const held = relay.bodyBytes;
+    await sleep(150);
+    expect(relay.bodyBytes).toBe(held);
+    // At most one socket read past the window was taken when the sink said wait.
+    expect(held).toBeLessThan(window + 64 * 1024 + 1);
+    let drains = 0;
+    while (relay.messages.length === 0) {
+      await until(() => relay.waiting || relay.messages.length > 0, 2_000, 'the consumer asked to wait again or had the message');
+      if (relay.waiting) {
+        drains++;
+        relay.drain();
+      }
+    }
+    expect(drains).toBeGreaterThan(body.length / (2 * (window + 64 * 1024)));
+    expect(line(await client.read())).toBe('250 2.0.0 OK queued');
+    expect(relay.messages[0]!.body).toBe(body);
+    expect((await client.cmd('NOOP')).code).toBe(250);
+  });
+
+  it('a client lost mid-body: the consumer\'s sink is failed with CLIENT_GONE after what it already took, and nothing is delivered', async () => {
+    const { client, relay, closed } = await open();
+    await client.cmd('EHLO mta.test');
+    await pipelined(client, group(['a@x.test']), 3);
+    client.write('Subject: cut\r\n\r\nthe first part of the message\r\n');
+    await until(() => relay.bodyBytes > 0, 2_000);
+    client.socket.destroy();
+    await closed;
+    await until(() => relay.bodyErrors.length > 0, 2_000);
+    expect(relay.bodyErrors.map((e) => (e as { code?: string }).code)).toEqual(['CLIENT_GONE']);
+    expect(relay.calls).toContain('body abandoned');
+    expect(relay.messages).toEqual([]);
+  });
+
+  it('DATA refused by a slow provider: the client never hears 354, the body is never opened, and the session stays in step', async () => {
+    const { client, relay } = await open({ script: { dataDelayMs: 100, dataRefused: reply(554, '5.7.1 provider refuses the message') } });
+    await client.cmd('EHLO mta.test');
+    client.write(group(['a@x.test']));
+    await sleep(50); // DATA is with the provider: nothing may be said yet
+    client.write('NOOP\r\n');
+    const replies = [];
+    for (let i = 0; i < 4; i++) replies.push(line(await client.read()));
+    expect(replies).toEqual(['250 2.1.0 OK mail', '250 2.1.5 OK rcpt', '554 5.7.1 provider refuses the message', '250 2.0.0 OK']);
+    expect(relay.bodyBytes).toBe(0);
+    expect(relay.messages).toEqual([]);
+  });
+});

@@ -2,6 +2,7 @@
 // RelayTransaction's): RCPT is the relay's own (the API takes no recipient before the message),
 // DATA collects the message, sends it in one go and answers 250 only once the API accepted it.
 import { RelayError } from '../../errors/registry.js';
+import { collectBody, type MessageBody } from '../../smtp/body.js';
 import type { Envelope } from '../../smtp/envelope.js';
 import type { UpstreamReplyObserver } from '../observer.js';
 import type { AccountPauses } from '../../limits/pauses.js';
@@ -31,17 +32,6 @@ function beforeSending(e: unknown): unknown {
   return new RelayError(e.code, e.message, { cause: e, reply: e.reply, notSent: true });
 }
 
-/** Reads the whole body; past `limit` it keeps reading (the session stays in step) but stops keeping. */
-async function collect(body: AsyncIterable<Buffer>, limit: number): Promise<{ mime: Buffer; bytes: number; over: boolean }> {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  for await (const chunk of body) {
-    bytes += chunk.length;
-    if (bytes <= limit) chunks.push(chunk);
-  }
-  return { mime: Buffer.concat(chunks), bytes, over: bytes > limit };
-}
-
 export class ApiTransaction {
   readonly envelope: Envelope;
   bytes = 0;
@@ -69,13 +59,14 @@ export class ApiTransaction {
     return coded(C250Completed, SeAddr1DestValid5, 'Recipient OK');
   }
 
-  async data(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Reply> {
-    // Refused before the body is pulled: the MTA then gets this instead of 354 (the inbound engine
-    // answers 354 on the first pull).
+  async data(body: MessageBody, maxBytes: number): Promise<Reply> {
+    // Refused before the body is opened: the MTA then gets this instead of 354 (the inbound engine
+    // answers 354 when the body is opened).
     if (!this.live) throw new RelayError('UPSTREAM_CLOSED', `${this.account.email}: transaction already ended`);
     this.live = false;
     const limit = Math.min(maxBytes, this.sender.maxMessageBytes);
-    const { mime, bytes, over } = await collect(body, limit);
+    // Read to its end even past the limit (the client stays in step), kept only up to it.
+    const { bytes: mime, size: bytes, over } = await collectBody(body, limit);
     this.bytes = bytes;
     if (over) throw new RelayError('MESSAGE_TOO_BIG', `${bytes} bytes over ${limit} (${this.sender.api} takes at most ${this.sender.maxMessageBytes})`);
     let release: () => void;
