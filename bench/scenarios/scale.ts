@@ -57,6 +57,13 @@ export interface ScaleResult {
   p99ReplyDuringScrapesMs: number;
   maxReplyQuietMs: number;
   p99ReplyQuietMs: number;
+  /**
+   * One fetch of each a second (a status page and a Prometheus far keener than usual): worst and
+   * p99 reply time of the transactions that overlapped a fetch, and how many did.
+   */
+  maxReplyPacedMs: number;
+  p99ReplyPacedMs: number;
+  pacedOverlapping: number;
 }
 
 const mb = (bytes: number) => round(bytes / 1024 / 1024, 1);
@@ -197,27 +204,38 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
     const statusAlone = await cpuPerFetch(relay, '/status.json', 10, 1_100);
 
     ctx.progress('scale: reply delay while scraping');
-    const replies = async (scraping: boolean): Promise<number[]> => {
+    type Scraping = 'none' | 'loop' | 'paced';
+    /** Transaction times over 5 s (paced: 10 s, ten fetches of each); with 'paced', only those that overlapped a fetch. */
+    const replies = async (scraping: Scraping): Promise<number[]> => {
       const [conn] = await openConnections(ctx.relayTarget(relay), 1);
       const message = prepareMessage(active[0]!, 'rcpt@example.net', 2 * 1024, 'delay');
       let stop = false;
+      const fetching: Array<[number, number]> = [];
       const scraper = (async () => {
-        while (scraping && !stop) {
+        while (scraping !== 'none' && !stop) {
+          const from = performance.now();
           await fetchText(relay.httpPort, '/metrics');
           await fetchText(relay.httpPort, '/readyz');
           await fetchText(relay.httpPort, '/status.json');
+          fetching.push([from, performance.now()]);
+          if (scraping === 'paced') await sleep(Math.max(0, 1_000 - (performance.now() - from)));
         }
       })();
-      const times: number[] = [];
-      const until = performance.now() + 5_000;
-      while (performance.now() < until) times.push(await conn!.send(message));
+      const times: Array<[number, number]> = [];
+      const until = performance.now() + (scraping === 'paced' ? 10_000 : 5_000);
+      while (performance.now() < until) {
+        const ms = await conn!.send(message);
+        times.push([performance.now() - ms, ms]);
+      }
       stop = true;
       await scraper;
       conn!.close();
-      return times;
+      if (scraping !== 'paced') return times.map(([, ms]) => ms);
+      return times.filter(([at, ms]) => fetching.some(([a, b]) => at < b && at + ms > a)).map(([, ms]) => ms);
     };
-    const quiet = await replies(false);
-    const busy = await replies(true);
+    const quiet = await replies('none');
+    const busy = await replies('loop');
+    const paced = await replies('paced');
     await relay.stop();
     const coldStartRelayMs = Number(relay.logEvents('relay_ready')[0]?.ms ?? Number.NaN);
 
@@ -270,6 +288,9 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleResult> {
       p99ReplyDuringScrapesMs: round(percentile(busy, 99), 1),
       maxReplyQuietMs: round(Math.max(...quiet), 1),
       p99ReplyQuietMs: round(percentile(quiet, 99), 1),
+      maxReplyPacedMs: round(Math.max(...paced), 1),
+      p99ReplyPacedMs: round(percentile(paced, 99), 1),
+      pacedOverlapping: paced.length,
     };
   } finally {
     await ctx.sandbox.call('setTokenLatency', { ms: 0 });
@@ -295,6 +316,12 @@ export function scaleTable(r: ScaleResult): string {
     row('/readyz CPU', '< 5 ms', `${r.readyzCpuMs} ms`, r.readyzCpuMs < 5),
     row('/status.json CPU (first page of 50): fetched in a loop (one second alone)', '< 5 ms', `${r.statusJsonCpuMs} ms (${r.statusJsonAloneCpuMs} ms), ${round(r.statusJsonBytes / 1024, 0)} KB`, Math.max(r.statusJsonCpuMs, r.statusJsonAloneCpuMs) < 5),
     // Judged on the p99s: one outlier (a handshake, a GC) in either stream decides a max.
-    row('SMTP reply during scrapes: max, p99 (without scrapes: max, p99)', '≤ 10 ms added', `${r.maxReplyDuringScrapesMs} ms, ${r.p99ReplyDuringScrapesMs} ms (${r.maxReplyQuietMs} ms, ${r.p99ReplyQuietMs} ms)`, r.p99ReplyDuringScrapesMs - r.p99ReplyQuietMs <= 10),
+    row('SMTP reply during scrapes fetched back to back: max, p99 (without scrapes: max, p99)', '≤ 10 ms added', `${r.maxReplyDuringScrapesMs} ms, ${r.p99ReplyDuringScrapesMs} ms (${r.maxReplyQuietMs} ms, ${r.p99ReplyQuietMs} ms)`, r.p99ReplyDuringScrapesMs - r.p99ReplyQuietMs <= 10),
+    row(
+      'SMTP reply overlapping a scrape, one fetch of each a second: max, p99 (transactions that overlapped one)',
+      '≤ 10 ms added',
+      `${r.maxReplyPacedMs} ms, ${r.p99ReplyPacedMs} ms (${r.pacedOverlapping})`,
+      r.p99ReplyPacedMs - r.p99ReplyQuietMs <= 10,
+    ),
   ].join('\n');
 }
