@@ -16,6 +16,21 @@ const CLIENT = '127.0.0.2';
 type Line = Record<string, unknown>;
 const parsed = (lines: string[]) => lines.map((l) => JSON.parse(l) as Line);
 
+/** A stack of one account whose log this describe block reads; CLIENT is trusted. */
+function loggedStack(logOverrides: { recipients?: 'drop' }) {
+  const log = captureLog('info');
+  let stack: Stack | undefined;
+  beforeAll(async () => {
+    stack = await startStack({
+      logger: log.logger,
+      accounts: [{ email: A, kind: 'google', senders: [A] }],
+      overrides: { inbound: { trusted_networks: [`${CLIENT}/32`] }, log: logOverrides },
+    });
+  });
+  afterAll(() => stack?.stop());
+  return { log, stack: () => stack! };
+}
+
 /** The pipelined group an MTA sends, then the body; every reply in order. */
 async function pipelinedMessage(stack: Stack, tag: string): Promise<number[]> {
   const { client } = await RawSmtp.connect(stack.port, '127.0.0.1', { localAddress: CLIENT });
@@ -37,27 +52,17 @@ async function pipelinedMessage(stack: Stack, tag: string): Promise<number[]> {
 }
 
 describe('transaction and refused lines answer "did it go out"', () => {
-  const log = captureLog('info');
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack({
-      logger: log.logger,
-      accounts: [{ email: A, kind: 'google', senders: [A] }],
-      overrides: { inbound: { trusted_networks: [`${CLIENT}/32`] } },
-    });
-  });
-  afterAll(() => stack.stop());
+  const { log, stack } = loggedStack({});
 
   it('a pipelined group with one refused RCPT: the lines carry exactly their fields', async () => {
-    stack.sandbox.smtp.addFault({ at: 'rcpt', recipient: 'gone@example.net', code: 550, enhanced: '5.1.1', text: 'No such user', times: 1 });
-    expect(await pipelinedMessage(stack, 'grep-me')).toEqual([250, 250, 550, 250, 354, 250, 550]);
+    stack().sandbox.smtp.addFault({ at: 'rcpt', recipient: 'gone@example.net', code: 550, enhanced: '5.1.1', text: 'No such user', times: 1 });
+    expect(await pipelinedMessage(stack(), 'grep-me')).toEqual([250, 250, 550, 250, 354, 250, 550]);
     await until(() => parsed(log.lines).filter((l) => l.event === 'refused').length === 2, 3000, 'the refused lines');
     const lines = parsed(log.lines);
 
     const tx = lines.find((l) => l.event === 'transaction')!;
     expect(Object.keys(tx)).toEqual(['level', 'time', 'service', 'event', 'session', 'client', 'account', 'mail_from', 'rcpts', 'rcpt_count', 'message_id', 'size', 'reply', 'upstream', 'queue_id', 'ms', 'msg']);
-    const delivered = stack.sandbox.messages.at(-1)!;
+    const delivered = stack().sandbox.messages.at(-1)!;
     expect(tx).toMatchObject({
       client: CLIENT,
       account: A,
@@ -92,28 +97,18 @@ describe('transaction and refused lines answer "did it go out"', () => {
     // `grep gone@example.net`: its refusal, and the transaction line with the reply it got.
     expect(log.lines.filter((l) => l.includes('gone@example.net')).map((l) => (JSON.parse(l) as Line).event)).toEqual(['refused', 'transaction']);
     // And the status page's recent refusals show sender and client.
-    const status = (await (await fetch(`http://127.0.0.1:${stack.app.adminPort}/status.json`, { headers: stack.adminAuth() })).json()) as { recent_refusals: Line[] };
+    const status = (await (await fetch(`http://127.0.0.1:${stack().app.adminPort}/status.json`, { headers: stack().adminAuth() })).json()) as { recent_refusals: Line[] };
     expect(status.recent_refusals[0]).toMatchObject({ stage: 'mail', mail_from: 'nobody@unknown.test', client: CLIENT });
     expect(status.recent_refusals[1]).toMatchObject({ stage: 'rcpt', mail_from: A, client: CLIENT });
   });
 });
 
 describe('log.recipients: drop', () => {
-  const log = captureLog('info');
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack({
-      logger: log.logger,
-      accounts: [{ email: A, kind: 'google', senders: [A] }],
-      overrides: { inbound: { trusted_networks: [`${CLIENT}/32`] }, log: { recipients: 'drop' } },
-    });
-  });
-  afterAll(() => stack.stop());
+  const { log, stack } = loggedStack({ recipients: 'drop' });
 
   it('the transaction line keeps each recipient\'s reply, not its address', async () => {
-    stack.sandbox.smtp.addFault({ at: 'rcpt', recipient: 'gone@example.net', code: 550, enhanced: '5.1.1', text: 'No such user', times: 1 });
-    expect(await pipelinedMessage(stack, 'dropped')).toEqual([250, 250, 550, 250, 354, 250, 550]);
+    stack().sandbox.smtp.addFault({ at: 'rcpt', recipient: 'gone@example.net', code: 550, enhanced: '5.1.1', text: 'No such user', times: 1 });
+    expect(await pipelinedMessage(stack(), 'dropped')).toEqual([250, 250, 550, 250, 354, 250, 550]);
     await until(() => log.lines.some((l) => l.includes('"transaction"')), 3000, 'the transaction line');
     const tx = parsed(log.lines).find((l) => l.event === 'transaction')!;
     expect(tx.rcpts).toEqual([{ reply: expect.stringMatching(/^250 /) }, { reply: '550 5.1.1 No such user' }, { reply: expect.stringMatching(/^250 /) }]);
