@@ -2,7 +2,6 @@
 // listener. `serve`, `demo` and the integration tests all run exactly this. The accounts are
 // relay.yaml's and the store's; reload() re-reads both while the relay runs.
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfigOffThread } from './config/load-off-thread.js';
 import { restartNeeded } from './config/reload-diff.js';
@@ -18,6 +17,7 @@ import { Metrics } from './obs/metrics.js';
 import { Refusals } from './obs/refusals.js';
 import { Relay } from './relay/relay.js';
 import { openStore } from './store/open.js';
+import { keyFileOf } from './store/sqlite-store.js';
 import type { Store, StoredAccount } from './store/store.js';
 
 export interface RelayAppOptions {
@@ -212,7 +212,7 @@ function logFiles(logger: Logger, config: Config, env: NodeJS.ProcessEnv): void 
   const sqlite = 'path' in config.store ? config.store.path : null;
   const files = {
     store: sqlite ?? 'Redis (store.url)',
-    key: env.XOAUTH2_RELAY_KEY !== undefined || !sqlite ? 'XOAUTH2_RELAY_KEY' : join(dirname(sqlite), 'relay.key'),
+    key: env.XOAUTH2_RELAY_KEY !== undefined || !sqlite ? 'XOAUTH2_RELAY_KEY' : keyFileOf(sqlite),
     admin_token: !config.http.enabled ? 'none (http.enabled: false)' : config.http.bearer_token ? 'http.bearer_token' : adminTokenPath(config),
   };
   logger.info({ event: 'files', ...files }, `files: store ${files.store}; encryption key ${files.key}; HTTP API credential ${files.admin_token}`);

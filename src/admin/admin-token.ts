@@ -10,16 +10,14 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../config/errors.js';
-import type { Config } from '../config/schema.js';
+import { DEFAULT_STORE_PATH, type Config } from '../config/schema.js';
 import { assertPrivateCredential } from '../store/credential-file.js';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
-/** The default store's folder (schema.ts store.path), relative to the current directory. */
-const DEFAULT_DATA_DIR = 'data';
 
 export function adminTokenPath(config: Pick<Config, 'store' | 'source'>): string {
   if ('path' in config.store) return join(dirname(config.store.path), ADMIN_TOKEN_FILE);
-  return config.source ? join(dirname(config.source), ADMIN_TOKEN_FILE) : resolve(DEFAULT_DATA_DIR, ADMIN_TOKEN_FILE);
+  return config.source ? join(dirname(config.source), ADMIN_TOKEN_FILE) : resolve(dirname(DEFAULT_STORE_PATH), ADMIN_TOKEN_FILE);
 }
 
 /** The token in the file, or null when there is none yet. Throws (with the path) when it cannot be read. */

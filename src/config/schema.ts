@@ -17,6 +17,9 @@ const hostPort = (host: string, portNumber: number, what: string) =>
     port: port.default(portNumber).describe('its port (0: any free port, logged at start-up)'),
   });
 
+/** The embedded store when relay.yaml names none (SPEC's built-in default). */
+export const DEFAULT_STORE_PATH = './data/relay.db';
+
 export const smtpSecurity = z.enum(['starttls', 'tls', 'none']);
 
 const providerSmtp = z.strictObject({
@@ -334,7 +337,7 @@ export const configSchema = z
           ),
         }),
       ])
-      .default({ path: './data/relay.db' }),
+      .default({ path: DEFAULT_STORE_PATH }),
     http: hostPort('127.0.0.1', 9090, 'the HTTP listener (`/healthz`, `/readyz`, `/metrics` and the API: `docs/operations.md`, `docs/security.md`)')
       .extend({
         enabled: z.boolean().default(true).describe('`false`: no HTTP port'),

@@ -11,8 +11,10 @@
 // Bounds: the line not yet ended may not exceed MAX_LINE (checked as each chunk arrives); past
 // HIGH_WATER unhandled bytes (one line plus a pipelined group) the session stops reading its
 // socket (`full`), and the client's own TCP window holds the rest.
+import { MAX_COMMAND_LINE } from '../smtp/limits.js';
+
 /** Longest command line (without CRLF). Long enough for many ESMTP parameters; beyond it the session ends. */
-export const MAX_LINE = 16 * 1024;
+export const MAX_LINE = MAX_COMMAND_LINE;
 /**
  * Unhandled input the session holds before it stops reading: one line and a pipelined group
  * behind it (a MAIL, 100 RCPTs of 300 bytes and DATA fit with room to spare).

@@ -35,6 +35,7 @@ import type { AuthGuard } from './auth-guard.js';
 import { DataPhase, type DataPhaseHost } from './data-phase.js';
 import { HIGH_WATER, LineReader } from './line-reader.js';
 import { AUTH_OK, BYE, ehloReply, FLUSHED, greeting, hello, HELP, OK, SENDER_OK, START_INPUT, TLS_READY } from './replies.js';
+import { MAX_DOMAIN } from '../smtp/limits.js';
 import { MECHANISMS, startSasl, type Step, type Verdict } from './sasl.js';
 import { SessionGuard, type Expiry } from './session-guard.js';
 import { upgradeToTls } from './tls-upgrade.js';
@@ -419,7 +420,7 @@ export class Session {
     if (!name || /\s/.test(name)) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname', 'EHLO without a name');
     // The name is echoed in the reply: past a domain's 255 octets (RFC 5321 §4.5.3.1.2) it is
     // not a name, and echoing kilobytes would make our reply line longer than clients accept.
-    if (name.length > 255) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname (at most 255 characters)', 'EHLO name too long');
+    if (name.length > MAX_DOMAIN) throw refusal('SYNTAX_ARGUMENTS', '5.5.4 Syntax: EHLO hostname (at most 255 characters)', 'EHLO name too long');
     this.resetTx();
     this.helo = name;
     if (!extended) return ehloReply([hello(this.ctx.hostname, name)]);
@@ -431,7 +432,7 @@ export class Session {
     if (caps.smtputf8) lines.push('SMTPUTF8');
     lines.push(`SIZE ${size}`, 'ENHANCEDSTATUSCODES');
     if (this.ctx.tls && !this.secure) lines.push('STARTTLS');
-    lines.push('AUTH PLAIN LOGIN');
+    lines.push(`AUTH ${[...MECHANISMS].join(' ')}`);
     return ehloReply(lines);
   }
 

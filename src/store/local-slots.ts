@@ -3,7 +3,6 @@
 import type { ConnectionSlots } from './store.js';
 
 export class LocalConnectionSlots implements ConnectionSlots {
-  readonly shared = false;
   /** Holder → expiry (epoch ms), by mailbox. */
   private readonly held = new Map<string, Map<string, number>>();
 

@@ -79,15 +79,11 @@ const ACCOUNTS = 'accounts';
 const accountAad = (email: string) => `account:${email}`;
 const normalEmail = (email: string) => email.trim().toLowerCase();
 
-/** host:port of a redis:// URL (the group's name for Sentinel), for log lines: the URL itself may carry a password. */
-export const redisEndpoint = (url: string): string => redisTarget(url).endpoint;
-
 export class RedisStore implements Store, FleetCoordination, AccountStore, ConnectionSlots, AccountChangeFeed {
   readonly fleet: FleetCoordination = this;
   readonly connectionSlots: ConnectionSlots = this;
   readonly accountChanges: AccountChangeFeed = this;
   readonly health = new StoreHealth();
-  readonly shared = true;
   /** Tells this store's messages on the channel from the others' (two may share a process: the CLI's, tests). */
   private readonly instance = randomBytes(6).toString('hex');
   private readonly wantedListeners = new Set<(email: string) => void>();

@@ -15,8 +15,6 @@ export interface RedisTarget {
 
 const SENTINEL_URL = /^(rediss?)\+sentinel:\/\/(?:([^@/]*)@)?([^/]+)\/([^/?#]+)\/?$/;
 
-export const isRedisUrl = (url: string): boolean => /^rediss?:\/\//.test(url) || SENTINEL_URL.test(url);
-
 /** `host:port` of each sentinel (port 26379 when left out). */
 export function parseSentinels(list: string): Array<{ host: string; port: number }> {
   return list.split(',').map((entry) => {

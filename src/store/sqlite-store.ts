@@ -15,6 +15,9 @@ import { WindowCounters, type BucketRow } from './window-counters.js';
 
 const FLUSH_INTERVAL_MS = 1_000;
 
+/** Where the encryption key of the store at `path` lives when XOAUTH2_RELAY_KEY is not set: beside it. */
+export const keyFileOf = (path: string): string => join(dirname(path), 'relay.key');
+
 export class SqliteStore implements Store, AccountStore {
   private readonly db: Database.Database;
   private readonly select: Database.Statement<[string], { blob: Buffer }>;
@@ -74,7 +77,7 @@ export class SqliteStore implements Store, AccountStore {
   static open(path: string, env: NodeJS.ProcessEnv = process.env, opts: { lock?: boolean } = {}): SqliteStore {
     const lock = opts.lock ? lockStore(path) : null;
     try {
-      const keyFile = join(dirname(path), 'relay.key');
+      const keyFile = keyFileOf(path);
       const keyKnown = env.XOAUTH2_RELAY_KEY !== undefined || existsSync(keyFile);
       const sealer = checkKeyFitsStore(path, keyFile, sealedRows(path), keyKnown, () => Sealer.fromEnvOrFile(env, keyFile));
       const store = new SqliteStore(path, sealer);

@@ -93,8 +93,6 @@ export interface FleetCoordination {
  * every call so a changed setting applies at once.
  */
 export interface ConnectionSlots {
-  /** Whether every instance counts here (Redis) or only this process (the embedded store). */
-  readonly shared: boolean;
   /** Takes one slot of `email` for `holder` until now + ttlMs; false when `cap` are held. */
   take(email: string, holder: string, cap: number, ttlMs: number): Promise<boolean>;
   /** Extends the holders' slots; answers those no longer held (expired and taken by others). */

@@ -22,8 +22,6 @@ import { INSTANCE_ID } from '../store/instance.js';
 import { LocalConnectionSlots } from '../store/local-slots.js';
 import type { ConnectionSlots } from '../store/store.js';
 
-/** The longest a closing connection's QUIT is waited for before it is cut and its slot given back. */
-const QUIT_WAIT_MS = 3_000;
 /** How long a slot is held without renewal: the longest an instance that died keeps its slots. */
 export const SLOT_TTL_MS = 20_000;
 /** A pool asked for a slot closes, rather than keeps idle, the connections it finishes with for this long. */
@@ -39,6 +37,7 @@ class NoSlot extends Error {}
 export interface PoolableConnection {
   readonly isUsable: boolean;
   onClose(listener: () => void): void;
+  /** Settles within a bounded time (UpstreamConnection: min(command timeout, 2 s)), never hangs a slot. */
   quit(): Promise<void>;
   destroy(): void;
 }
@@ -639,15 +638,9 @@ export class AccountPool<C extends PoolableConnection> {
     const slot = this.detachSlot(lease);
     try {
       // A connection whose transaction failed midway may still owe replies (or be inside DATA,
-      // where a QUIT would be message text): it is cut, never asked to QUIT. A QUIT is bounded
-      // too: the fuzz run found connections whose QUIT never settled, each keeping its slot
-      // (and so a message path waiting for it) until the slot's TTL.
-      if (graceful && lease.conn.isUsable) {
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_WAIT_MS)));
-        await Promise.race([lease.conn.quit().catch(() => undefined), late]);
-        clearTimeout(timer);
-      }
+      // where a QUIT would be message text): it is cut, never asked to QUIT. The QUIT bounds
+      // itself (PoolableConnection.quit), so the slot comes back in bounded time.
+      if (graceful && lease.conn.isUsable) await lease.conn.quit().catch(() => undefined);
     } finally {
       lease.conn.destroy();
       this.giveSlot(slot);

@@ -109,7 +109,6 @@ describe('ApiPermits: max_connections of an API account for the fleet', () => {
 
   it('the store cannot answer: messages still go, under this instance\'s own cap', async () => {
     const failing: ConnectionSlots = {
-      shared: true,
       take: () => Promise.reject(new Error('store unreachable')),
       renew: () => Promise.reject(new Error('store unreachable')),
       give: () => Promise.reject(new Error('store unreachable')),

@@ -464,7 +464,6 @@ describe('AccountPool: max_connections shared by several instances (connection s
     const counted = new LocalConnectionSlots();
     const make = (): AccountPool<FakeConn> => {
       const slots: ConnectionSlots = {
-        shared: true,
         take: (email, holder, c, ttl) => counted.take(email, holder, c, ttl),
         renew: (email, holders, c, ttl) => counted.renew(email, holders, c, ttl),
         give: (email, holder) => counted.give(email, holder),
